@@ -44,7 +44,8 @@ var (
 )
 
 // AuthError is a wrong PIN or PUK: the card rejected it and has Retries tries left.
-// It never carries the PIN itself. Retries == 0 means the reference is now blocked;
+// It never carries the PIN itself. Retries is -1 when the tries left are unknown
+// (a PKCS#11 module only reports low/final-try/locked flags). Retries == 0 means the reference is now blocked;
 // in that case errors.Is(err, ErrPINBlocked) (or ErrPUKBlocked for a PUK) is true too.
 type AuthError struct {
 	Retries int
@@ -55,6 +56,9 @@ func (e *AuthError) Error() string {
 	what := "PIN"
 	if e.PUK {
 		what = "PUK"
+	}
+	if e.Retries < 0 { // the card (or PKCS#11 module) does not say
+		return "wrong " + what
 	}
 	if e.Retries == 1 {
 		return fmt.Sprintf("wrong %s, 1 try left", what)
