@@ -28,7 +28,7 @@ func TestMonitorE2EReaders(t *testing.T) {
 	insert(t, p, 1, testCard{atr: atr}, vcard.Options{})
 
 	w := startWatcher(t)
-	got := w.expect(t, 2*time.Second, want{pcsc.ReaderAdded, reader0}, want{pcsc.ReaderAdded, reader1}, want{pcsc.CardInserted, reader1})
+	got := w.expect(t, eventWait, want{pcsc.ReaderAdded, reader0}, want{pcsc.ReaderAdded, reader1}, want{pcsc.CardInserted, reader1})
 	if !bytes.Equal(got[2].ATR, atr) {
 		t.Errorf("CardInserted ATR % X, want % X", got[2].ATR, atr)
 	}
@@ -107,7 +107,7 @@ func startBareWatcher(t *testing.T, reader string) *bareWatcher {
 	t.Cleanup(func() { close(b.stop); <-b.done })
 	select {
 	case <-ready:
-	case <-time.After(2 * time.Second):
+	case <-time.After(eventWait):
 		t.Fatal("bare watcher did not start")
 	}
 	return b
@@ -127,7 +127,7 @@ func (b *bareWatcher) seen(ts *[]time.Time, t0 time.Time) (time.Time, bool) {
 
 func (b *bareWatcher) wait(t *testing.T, ts *[]time.Time, t0 time.Time) time.Time {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(eventWait)
 	for {
 		if x, ok := b.seen(ts, t0); ok {
 			return x
@@ -148,7 +148,7 @@ func TestMonitorE2EInsertRemove(t *testing.T) {
 	waitPresent(t, reader0, false)
 	waitPresent(t, reader1, false)
 	w := startWatcher(t)
-	w.expect(t, 2*time.Second, want{pcsc.ReaderAdded, reader0}, want{pcsc.ReaderAdded, reader1})
+	w.expect(t, eventWait, want{pcsc.ReaderAdded, reader0}, want{pcsc.ReaderAdded, reader1})
 	bare := startBareWatcher(t, reader0)
 
 	const cycles = 10
@@ -156,7 +156,7 @@ func TestMonitorE2EInsertRemove(t *testing.T) {
 	for i := 0; i < cycles; i++ {
 		t0 := time.Now()
 		slot := p.Insert(t, 0, testCard{}, vcard.Options{})
-		e := w.expect(t, 2*time.Second, want{pcsc.CardInserted, reader0})[0]
+		e := w.expect(t, eventWait, want{pcsc.CardInserted, reader0})[0]
 		if !bytes.Equal(e.ATR, echoATR) {
 			t.Fatalf("CardInserted ATR % X, want % X", e.ATR, echoATR)
 		}
@@ -167,7 +167,7 @@ func TestMonitorE2EInsertRemove(t *testing.T) {
 		if err := slot.Remove(); err != nil {
 			t.Fatal(err)
 		}
-		e = w.expect(t, 2*time.Second, want{pcsc.CardRemoved, reader0})[0]
+		e = w.expect(t, eventWait, want{pcsc.CardRemoved, reader0})[0]
 		remMon = append(remMon, e.Time.Sub(t1))
 		remBare = append(remBare, bare.wait(t, &bare.removals, t1).Sub(t1))
 	}
@@ -197,7 +197,7 @@ func TestMonitorE2EServiceRestart(t *testing.T) {
 	p := pcsctest.Require(t)
 	slot := insert(t, p, 0, testCard{}, vcard.Options{})
 	w := startWatcher(t)
-	w.expect(t, 2*time.Second, want{pcsc.ReaderAdded, reader0}, want{pcsc.ReaderAdded, reader1}, want{pcsc.CardInserted, reader0})
+	w.expect(t, eventWait, want{pcsc.ReaderAdded, reader0}, want{pcsc.ReaderAdded, reader1}, want{pcsc.CardInserted, reader0})
 
 	start := time.Now()
 	if err := p.Restart(); err != nil {
@@ -216,7 +216,7 @@ func TestMonitorE2EServiceRestart(t *testing.T) {
 	// vpcd dropped the card with the old pcscd: insert it again.
 	<-slot.Done()
 	p.Insert(t, 0, testCard{}, vcard.Options{})
-	w.expect(t, 2*time.Second, want{pcsc.CardInserted, reader0})
+	w.expect(t, eventWait, want{pcsc.CardInserted, reader0})
 	if snap := w.mon.Snapshot(); len(snap) != 2 || !snap[0].Present {
 		t.Errorf("Snapshot after restart = %+v", snap)
 	}

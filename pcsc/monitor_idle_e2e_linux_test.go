@@ -17,7 +17,7 @@ func TestMonitorE2EIdleCPU(t *testing.T) {
 	p := pcsctest.Require(t)
 	insert(t, p, 0, testCard{}, vcard.Options{})
 	w := startWatcher(t)
-	w.expect(t, 2*time.Second, want{pcsc.ReaderAdded, reader0}, want{pcsc.ReaderAdded, reader1}, want{pcsc.CardInserted, reader0})
+	w.expect(t, eventWait, want{pcsc.ReaderAdded, reader0}, want{pcsc.ReaderAdded, reader1}, want{pcsc.CardInserted, reader0})
 	time.Sleep(200 * time.Millisecond) // let start-up work settle
 
 	const idle = 3 * time.Second
