@@ -140,13 +140,15 @@ func (s *Scanner) scanCard(ctx context.Context, r pcsc.ReaderStatus) *CardReport
 		rep.Error = err.Error()
 		return rep
 	}
+	plain := sess
 	if s.Trace != nil {
 		fmt.Fprintf(s.Trace, "# reader %s, ATR %s\n", r.Name, pcsc.HexString(r.ATR))
 		sess = tracedSession{Session: sess, w: s.Trace}
 	}
 	card, id, err := drivers.Open(ctx, s.Log, sess, s.Drivers)
 	if s.Trace != nil && id.Kind != pcsc.KindPIV {
-		if perr := series8.Probe(ctx, sess, s.Trace); perr != nil {
+		// Probe traces by itself: give it the untraced session.
+		if perr := series8.Probe(ctx, plain, s.Trace); perr != nil {
 			fmt.Fprintf(s.Trace, "# probe ended: %v\n", perr)
 		}
 	}

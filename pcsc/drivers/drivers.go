@@ -53,15 +53,15 @@ func Open(ctx context.Context, log *zap.Logger, s pcsc.Session, opts Options) (p
 	switch {
 	case opts.usePKCS11(id.Kind):
 		info := pcsc.CardInfo{Kind: id.Kind, Reader: s.Reader(), ATR: s.ATR(), Applet: id.Applet}
-		card, err = p11.Open(ctx, opts.PKCS11, info, log.Named("pkcs11"))
+		card, err = p11.Open(ctx, opts.PKCS11, info, log)
 		if err == nil {
 			// The module talks to the card itself; our connection was only for identification.
 			s.Close()
 		}
 	case id.Kind == pcsc.KindPIV:
-		card, err = piv.Open(ctx, s, log.Named("piv"))
+		card, err = piv.Open(ctx, s, log)
 	case id.Kind == pcsc.KindSeries8:
-		card, err = series8.Open(ctx, s, log.Named("series8"))
+		card, err = series8.Open(ctx, s, log)
 	default:
 		return nil, id, fmt.Errorf("%s: %w", id.Name, pcsc.ErrUnsupportedCard)
 	}

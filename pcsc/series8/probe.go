@@ -15,7 +15,8 @@ import (
 // --trace-apdu). It sends exactly:
 //
 //  1. SELECT the card manager (00 A4 04 0C A0000000030000) and GET DATA CPLC (80 CA 9F 7F 2D);
-//  2. SELECT each applet of Applets (00 A4 04 0C AID);
+//  2. SELECT each applet of Applets (00 A4 04 0C AID; once more with P2=00
+//     if the card answers 6A86, as the driver does);
 //  3. for each applet that answered: SELECT it again, then SELECT 3F00 and
 //     5011 (00 A4 00 00 02 FID 00) and the PIN status VERIFY with no data
 //     (00 20 00 81); when none answered, the same under the card's default
@@ -48,11 +49,11 @@ func Probe(ctx context.Context, s pcsc.Session, w io.Writer) error {
 		var answered []Applet
 		for _, app := range Applets {
 			tr.Note("applet %s", app)
-			resp, err := pcsc.Exchange(tr, pcsc.Command{INS: insSelect, P1: 0x04, P2: 0x0C, Data: app.AID, Le: -1})
-			if err != nil {
+			err := selectAID(tr, app.AID)
+			if isTransport(err) {
 				return err
 			}
-			if resp.OK() {
+			if err == nil {
 				answered = append(answered, app)
 			}
 		}
@@ -76,11 +77,11 @@ func Probe(ctx context.Context, s pcsc.Session, w io.Writer) error {
 		for _, app := range answered {
 			// Select it again: a later SELECT that failed may have left another application selected.
 			tr.Note("AWP layout and PIN status under %s", app.Name)
-			resp, err := pcsc.Exchange(tr, pcsc.Command{INS: insSelect, P1: 0x04, P2: 0x0C, Data: app.AID, Le: -1})
-			if err != nil {
+			err := selectAID(tr, app.AID)
+			if isTransport(err) {
 				return err
 			}
-			if resp.OK() {
+			if err == nil {
 				if err := layout(); err != nil {
 					return err
 				}

@@ -283,11 +283,17 @@ func findApplet(t pcsc.Transmitter) (Applet, error) {
 	return Applet{}, fmt.Errorf("%w: no Oberthur applet answered (%v)", pcsc.ErrUnsupportedCard, sws)
 }
 
-// selectAID selects an application by name without asking for its FCI (P2=0C).
+// selectAID selects an application by name without asking for its FCI
+// (P2=0C); a card that rejects that P2 (6A86) is asked once more with P2=00.
 func selectAID(t pcsc.Transmitter, aid []byte) error {
 	resp, err := pcsc.Exchange(t, pcsc.Command{INS: insSelect, P1: 0x04, P2: 0x0C, Data: aid, Le: -1})
 	if err != nil {
 		return err
+	}
+	if resp.SW == 0x6A86 {
+		if resp, err = pcsc.Exchange(t, pcsc.Command{INS: insSelect, P1: 0x04, P2: 0x00, Data: aid, Le: 0}); err != nil {
+			return err
+		}
 	}
 	return resp.Err()
 }

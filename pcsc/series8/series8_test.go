@@ -242,6 +242,17 @@ func TestIdentity(t *testing.T) {
 	})
 }
 
+// countingSession counts transactions.
+type countingSession struct {
+	pcsc.Session
+	n int
+}
+
+func (s *countingSession) Transact(ctx context.Context, fn func(t pcsc.Transmitter) error) error {
+	s.n++
+	return s.Session.Transact(ctx, fn)
+}
+
 // appletOnly answers SELECT by name and nothing else (6A82).
 type appletOnly struct{}
 
@@ -317,15 +328,24 @@ func TestCertificateReads(t *testing.T) {
 // its public key is read from the card (80 B4).
 func TestKeyWithoutCertificate(t *testing.T) {
 	card, creds := newVCard(t, testpki.RSA2048, func(c *vseries8.Config) { c.Sign.Cert = nil })
-	s, _ := localSession(card)
+	ls, _ := localSession(card)
+	s := &countingSession{Session: ls}
 	c := open(t, s)
+	// Key map and public key in one transaction.
+	s.n = 0
+	key, err := c.PrivateKey(pcsc.KeySignature, pinFunc(vseries8.DefaultPIN))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.n != 1 {
+		t.Errorf("PrivateKey used %d transactions, want 1", s.n)
+	}
 	certs, err := c.Certificates(context.Background())
 	if err != nil || len(certs) != 1 || certs[0].Key != pcsc.KeyAuthentication {
 		t.Fatalf("Certificates: %v, %v", certs, err)
 	}
-	key, err := c.PrivateKey(pcsc.KeySignature, pinFunc(vseries8.DefaultPIN))
-	if err != nil {
-		t.Fatal(err)
+	if s.n != 1 {
+		t.Errorf("Certificates after PrivateKey read the card again")
 	}
 	if !key.Public().(*rsa.PublicKey).Equal(creds.SignKey.Public()) {
 		t.Fatal("public key read from the card is not the signing key")

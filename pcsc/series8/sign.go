@@ -23,39 +23,53 @@ var digestInfoPrefix = map[crypto.Hash][]byte{
 const maxDigestInfo = 96
 
 // PrivateKey returns the key for ref ("9a" authentication, "9c" signature,
-// or a private key file such as "3003") as a crypto.Signer. It reads the
-// key map (cached) and, for a key without a certificate, the public key
-// file, each in a transaction of its own. Each Sign call asks pin for the
-// PIN once, then in one transaction selects the applet, verifies the PIN,
-// selects the key file, sets the security environment, signs, and logs out.
+// or a private key file such as "3003") as a crypto.Signer. When the key map
+// is not cached yet, or the key has no certificate and its public key must be
+// read from its file (80 B4), that happens in one transaction; otherwise no
+// APDU is sent. Each Sign call asks pin for the PIN once, then in one
+// transaction selects the applet, verifies the PIN, selects the key file,
+// sets the security environment, signs, and logs out.
 func (c *Card) PrivateKey(ref pcsc.KeyRef, pin pcsc.PINFunc) (crypto.Signer, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	ctx := context.Background()
-	if err := c.loadInventory(ctx); err != nil {
-		return nil, fmt.Errorf("reading key map: %w", err)
-	}
-	k := c.inv.key(ref)
-	if k == nil {
-		return nil, fmt.Errorf("%w: no key %s on the card", pcsc.ErrNotFound, ref)
-	}
-	if k.pub == nil {
-		if k.files.Pub == 0 {
-			return nil, fmt.Errorf("%w: key %s has neither certificate nor public key file", pcsc.ErrNotFound, ref)
+	var k *keyObj
+	find := func() error {
+		if k = c.inv.key(ref); k == nil {
+			return fmt.Errorf("%w: no key %s on the card", pcsc.ErrNotFound, ref)
 		}
-		var pub *rsa.PublicKey
-		err := c.transact(ctx, func(t pcsc.Transmitter) error {
+		if k.pub == nil && k.files.Pub == 0 {
+			return fmt.Errorf("%w: key %s has neither certificate nor public key file", pcsc.ErrNotFound, ref)
+		}
+		return nil
+	}
+	if c.inv == nil || c.inv.key(ref) != nil && c.inv.key(ref).pub == nil {
+		err := c.transact(context.Background(), func(t pcsc.Transmitter) error {
 			if err := c.begin(t); err != nil {
 				return err
 			}
-			var err error
-			pub, err = readPublicKey(t, k.files.Pub)
-			return err
+			if c.inv == nil {
+				inv, err := c.readInventory(t)
+				if err != nil {
+					return fmt.Errorf("reading key map: %w", err)
+				}
+				c.inv = inv
+			}
+			if err := find(); err != nil || k.pub != nil {
+				return err
+			}
+			pub, err := readPublicKey(t, k.files.Pub)
+			if err != nil {
+				return fmt.Errorf("reading public key %s: %w", ref, err)
+			}
+			k.pub = pub
+			return nil
 		})
 		if err != nil {
-			return nil, fmt.Errorf("reading public key %s: %w", ref, err)
+			return nil, err
 		}
-		k.pub = pub
+	}
+	if err := find(); err != nil {
+		return nil, err
 	}
 	pub, ok := k.pub.(*rsa.PublicKey)
 	if !ok {
