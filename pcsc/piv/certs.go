@@ -63,6 +63,8 @@ func (c *Card) readCertificates(t pcsc.Transmitter) ([]pcsc.Certificate, error) 
 			slots = append(slots, retiredSlot(n))
 		}
 	case errors.Is(err, pcsc.ErrNotFound):
+	case !isTransport(err):
+		c.log.Warn("skipping retired key slots: key history refused", zap.Error(err))
 	default:
 		return nil, fmt.Errorf("reading key history: %w", err)
 	}
@@ -74,10 +76,14 @@ func (c *Card) readCertificates(t pcsc.Transmitter) ([]pcsc.Certificate, error) 
 			raw = c.auth // read at Open for the identity
 		} else {
 			b, err := readObject(t, s.object)
-			if errors.Is(err, pcsc.ErrNotFound) {
+			switch {
+			case errors.Is(err, pcsc.ErrNotFound):
 				continue
-			}
-			if err != nil {
+			case err != nil && !isTransport(err):
+				// A status the card should not give for a certificate: skip that slot only.
+				c.log.Warn("skipping certificate the card refused", zap.String("slot", string(s.ref)), zap.Error(err))
+				continue
+			case err != nil:
 				return nil, fmt.Errorf("slot %s: %w", s.ref, err)
 			}
 			raw = b

@@ -64,17 +64,10 @@ func insertE2E(tb testing.TB, card vcard.Card, opts vcard.Options, log *zap.Logg
 	p := pcsctest.Require(tb)
 	slot := int(e2eSlot.Add(1) % 2)
 	reader := pcsctest.ReaderNames[slot]
-	t0 := time.Now()
 	waitReader(tb, reader, false)
-	t1 := time.Now()
-	sl := p.Insert(tb, slot, card, opts)
-	tb.Cleanup(func() { t0 := time.Now(); sl.Remove(); tb.Logf("TIMING remove %v", time.Since(t0)) })
-	t2 := time.Now()
+	p.Insert(tb, slot, card, opts)
 	waitReader(tb, reader, true)
-	t3 := time.Now()
-	c := openConn(tb, reader, log)
-	tb.Logf("TIMING empty %v insert %v present %v open %v", t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), time.Since(t3))
-	return c, reader
+	return openConn(tb, reader, log), reader
 }
 
 func openConn(tb testing.TB, reader string, log *zap.Logger) pcsc.Session {
@@ -83,7 +76,7 @@ func openConn(tb testing.TB, reader string, log *zap.Logger) pcsc.Session {
 	if err != nil {
 		tb.Fatalf("pcsc.Open(%q): %v", reader, err)
 	}
-	tb.Cleanup(func() { t0 := time.Now(); conn.Close(); tb.Logf("TIMING conn close %v", time.Since(t0)) })
+	tb.Cleanup(func() { conn.Close() })
 	return conn
 }
 
@@ -104,13 +97,10 @@ func e2eFixture(name string, kt testpki.KeyType, algs []cardtest.Alg) cardtest.F
 				return vcard.Pass
 			}}
 			s, reader := insertE2E(t, card, opts, log)
-			t0 := time.Now()
 			c, err := piv.Open(context.Background(), s, log)
 			if err != nil {
 				t.Fatalf("piv.Open: %v", err)
 			}
-			t.Logf("TIMING piv.Open %v", time.Since(t0))
-			t.Cleanup(func() { t0 := time.Now(); c.Close(); t.Logf("TIMING card close %v", time.Since(t0)) })
 			return &cardtest.Env{
 				Card:       c,
 				PIN:        []byte(vpiv.DefaultPIN),
@@ -121,8 +111,6 @@ func e2eFixture(name string, kt testpki.KeyType, algs []cardtest.Alg) cardtest.F
 				Writes:     card.WriteCount,
 				APDUs:      card.APDUCount,
 				Reopen: func(t *testing.T) pcsc.Card {
-					t0 := time.Now()
-					defer func() { t.Logf("TIMING reopen %v", time.Since(t0)) }()
 					c2, err := piv.Open(context.Background(), openConn(t, reader, log), log)
 					if err != nil {
 						t.Fatalf("second piv.Open: %v", err)
@@ -275,4 +263,3 @@ func BenchmarkVerifySign(b *testing.B) {
 		b.Fatalf("card state after the benchmark: %d tries, %d signatures", card.PINTries(), card.Signatures())
 	}
 }
-

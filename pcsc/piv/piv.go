@@ -139,7 +139,7 @@ func Open(ctx context.Context, s pcsc.Session, log *zap.Logger) (*Card, error) {
 		case err == nil && id.FASCN != nil:
 			c.info.ID, c.info.IDSource = hex.EncodeToString(id.FASCN), IDSourceFASCN
 			return nil
-		case err != nil && !errors.Is(err, pcsc.ErrNotFound) && !errors.Is(err, errMalformed) && !errors.Is(err, pcsc.ErrMalformedTLV):
+		case err != nil && isTransport(err):
 			return fmt.Errorf("reading CHUID: %w", err)
 		case err != nil:
 			c.log.Warn("CHUID unusable, identifying the card by its authentication certificate", zap.Error(err))
@@ -213,8 +213,8 @@ func appletName(app appInfo) string {
 	aid := app.AID
 	if len(aid) == 0 {
 		aid = AID
-	} else if len(aid) < 5 {
-		// Cards usually answer with the PIX only; show the full AID.
+	} else if !bytes.HasPrefix(aid, AID[:5]) {
+		// The template usually holds the PIX only (00 00 10 00 01 00); show the full AID.
 		aid = append(bytes.Clone(AID[:5]), aid...)
 	}
 	name := "PIV " + hex.EncodeToString(aid)

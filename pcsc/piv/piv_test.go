@@ -212,7 +212,7 @@ var (
 	p256Algs = append([]cardtest.Alg{cardtest.ECDSASHA256, cardtest.ECDSASHA384, cardtest.ECDSASHA512},
 		cardtest.OnKey(pcsc.KeySignature, cardtest.ECDSASHA256)...)
 	mixedAlgs = append(append(slices.Clone(rsa2048Algs), cardtest.OnKey("9d", cardtest.ECDSASHA256, cardtest.ECDSASHA384)...),
-			cardtest.OnKey("9e", cardtest.ECDSASHA384, cardtest.ECDSASHA256)...)
+		cardtest.OnKey("9e", cardtest.ECDSASHA384, cardtest.ECDSASHA256)...)
 	p384Algs = append([]cardtest.Alg{cardtest.ECDSASHA384, cardtest.ECDSASHA256, cardtest.ECDSASHA512},
 		cardtest.OnKey(pcsc.KeySignature, cardtest.ECDSASHA384)...)
 )
@@ -618,5 +618,57 @@ func TestPublicKeyFromCertificate(t *testing.T) {
 			t.Errorf("%s: public key differs from the 9C certificate's", kt)
 		}
 		var _ *x509.Certificate = card.Certificate(0x9C)
+	}
+}
+
+// refuse answers GET DATA for the listed objects with a status word instead of the card's answer.
+type refuse struct {
+	t  pcsc.Transmitter
+	sw map[uint32]uint16
+}
+
+func (r refuse) Transmit(cmd []byte) ([]byte, error) {
+	if len(cmd) >= 10 && cmd[1] == 0xCB && cmd[5] == 0x5C && cmd[6] == 0x03 {
+		tag := uint32(cmd[7])<<16 | uint32(cmd[8])<<8 | uint32(cmd[9])
+		if sw, ok := r.sw[tag]; ok {
+			return []byte{byte(sw >> 8), byte(sw)}, nil
+		}
+	}
+	return r.t.Transmit(cmd)
+}
+
+// TestCardRefusals: an unexpected status for the CHUID, the key history or one
+// certificate degrades (identity from the certificate, slot skipped) instead of failing.
+func TestCardRefusals(t *testing.T) {
+	creds := cardCreds(t, testpki.RSA2048)
+	card := newVCard(t, testpki.RSA2048, func(c *vpiv.Config) {
+		c.Slots[0x82] = vpiv.Slot{Cert: creds.SignCert}
+	})
+	s := &pcsc.LocalSession{T: refuse{t: card, sw: map[uint32]uint16{
+		vpiv.TagCHUID: 0x6982, vpiv.TagKeyHistory: 0x6A80, vpiv.TagCert9C: 0x6982,
+	}}}
+	core, logs := observer.New(zapcore.WarnLevel)
+	c, err := piv.Open(context.Background(), s, zap.New(core))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Info().IDSource != piv.IDSourceCertificate {
+		t.Errorf("identity from %s, want the certificate", c.Info().IDSource)
+	}
+	certs, err := c.Certificates(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(certs) != 1 || certs[0].Key != pcsc.KeyAuthentication {
+		t.Errorf("certificates %v, want 9A only (9C refused, retired slots unknown)", certs)
+	}
+	if logs.Len() != 3 {
+		t.Errorf("%d warnings, want 3 (CHUID, key history, 9C): %v", logs.Len(), logs.All())
+	}
+	// A transport error is not degraded: the read fails and is not cached.
+	tr := &tracer{t: card, failINS: 0xCB}
+	c2, err := piv.Open(context.Background(), &pcsc.LocalSession{T: tr}, zap.NewNop())
+	if !errors.Is(err, pcsc.ErrCardUnresponsive) || c2 != nil {
+		t.Fatalf("Open with a failing transport: %v", err)
 	}
 }
