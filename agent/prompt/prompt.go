@@ -1,0 +1,52 @@
+// Package prompt is the seam between the agent and whatever asks the user
+// for a PIN: an OS dialog (the tray process), or a pinentry program speaking
+// the Assuan protocol (GnuPG's convention). The web page never sees the PIN.
+package prompt
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrCancelled is returned when the user cancels the prompt, or it is closed
+// because the request went away (browser disconnected, card removed).
+var ErrCancelled = errors.New("PIN entry cancelled")
+
+// ErrTimeout is returned when the user did not answer in time.
+var ErrTimeout = errors.New("PIN entry timed out")
+
+// ErrUnavailable is returned when no prompt can be shown (no display, the
+// pinentry program is missing or crashed).
+var ErrUnavailable = errors.New("no PIN prompt available")
+
+// Request is what a prompt shows. Every field is safe to display; none is secret.
+type Request struct {
+	// Origin is the web origin that asked (from the validated handshake), e.g. "https://signin.example.nhs.uk".
+	Origin string
+	// Holder is the certificate holder's name; CardType says which card ("NHS series 9/10 (PIV)").
+	Holder   string
+	CardType string
+	// TriesLeft is the number of PIN tries left, or -1 when unknown.
+	TriesLeft int
+	// Purpose is what the PIN is for, in words: "sign in", "change PIN", ...
+	Purpose string
+	// Retry is the error message to show after a wrong PIN or a format error ("" for none).
+	Retry string
+	// Timeout closes the prompt with ErrTimeout; zero means the prompter's default.
+	Timeout time.Duration
+}
+
+// Prompter asks the user for a PIN. It returns the PIN as a fresh []byte that
+// the caller zeroes after use. Cancelling ctx closes the prompt and returns
+// ErrCancelled. Implementations must never log the PIN.
+type Prompter interface {
+	PIN(ctx context.Context, req Request) ([]byte, error)
+}
+
+// Zero overwrites b with zeroes; call it on every PIN buffer after use.
+func Zero(b []byte) {
+	for i := range b {
+		b[i] = 0
+	}
+}
