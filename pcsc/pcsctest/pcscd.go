@@ -278,3 +278,41 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// WaitCard waits until pcscd reports a card in slot's reader (present) or an
+// empty reader (!present), failing the test after 10 s. vpcd polls card
+// presence every 400 ms, so pcscd notices an insertion or removal late.
+func (p *PCSCD) WaitCard(tb testing.TB, slot int, present bool) {
+	tb.Helper()
+	if err := p.waitCard(slot, present, 10*time.Second); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func (p *PCSCD) waitCard(slot int, present bool, timeout time.Duration) error {
+	reader := ReaderNames[slot]
+	deadline := time.Now().Add(timeout)
+	for {
+		got, err := cardPresent(reader)
+		if err == nil && got == present {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("reader %q: card present = %v after %v, want %v (last error: %v)", reader, got, timeout, present, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func cardPresent(reader string) (bool, error) {
+	ctx, err := scard.EstablishContext()
+	if err != nil {
+		return false, err
+	}
+	defer ctx.Release()
+	st := []scard.ReaderState{{Reader: reader, CurrentState: scard.StateUnaware}}
+	if err := ctx.GetStatusChange(st, 0); err != nil {
+		return false, err
+	}
+	return st[0].EventState&scard.StatePresent != 0, nil
+}
