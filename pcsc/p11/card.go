@@ -113,7 +113,7 @@ func (c *Card) selectToken(ctx context.Context, cfg Config) error {
 			continue
 		}
 		infos[s] = ti
-		tokens = append(tokens, token{Slot: s, Description: si.SlotDescription, Label: ti.Label, Serial: ti.SerialNumber})
+		tokens = append(tokens, token{Slot: s, Description: si.SlotDescription, Label: ti.Label})
 	}
 	t, err := chooseToken(tokens, cfg, c.info.Reader)
 	if err != nil {
@@ -122,7 +122,7 @@ func (c *Card) selectToken(ctx context.Context, cfg Config) error {
 	ti := infos[t.Slot]
 	c.slot = t.Slot
 	c.minPIN, c.maxPIN = saneLen(ti.MinPinLen), saneLen(ti.MaxPinLen)
-	if ms, err := l.GetMechanismList(t.Slot); err == nil {
+	if ms, err := l.GetMechanismList(t.Slot); err == nil && len(ms) > 0 { // else unknown: try and let the module say
 		c.mechs = map[uint]bool{}
 		for _, m := range ms {
 			c.mechs[m.Mechanism] = true
@@ -523,10 +523,12 @@ func (c *Card) pinErr(err error, puk bool) error {
 	return mapErr(err)
 }
 
-// ChangePIN changes the user PIN with C_SetPIN in a read/write session. The
-// session is not logged in first (C_SetPIN then checks the old PIN itself,
-// once); only a module that answers CKR_USER_NOT_LOGGED_IN gets a C_Login
-// with the old PIN and a second C_SetPIN. The caller owns and zeroes the PINs.
+// ChangePIN changes the user PIN: C_Login with the old PIN (sent once; a
+// wrong one is *pcsc.AuthError and nothing else happens), then C_SetPIN in
+// that logged-in read/write session. C_SetPIN in a session that is not
+// logged in is avoided on purpose: some modules read it as an unblock with
+// the "old PIN" taken for the PUK (OpenSC's user_pin_unblock_style =
+// set_pin_in_unlogged_session). The caller owns and zeroes the PINs.
 func (c *Card) ChangePIN(ctx context.Context, oldPIN, newPIN []byte) error {
 	if err := checkPINFormat(oldPIN, c.minPIN, c.maxPIN); err != nil {
 		return fmt.Errorf("checking old PIN: %w", err)
@@ -536,16 +538,11 @@ func (c *Card) ChangePIN(ctx context.Context, oldPIN, newPIN []byte) error {
 	}
 	return c.op(ctx, true, func(sh pkcs11.SessionHandle) error {
 		c.ensureLoggedOut(sh)
-		l := c.mod.lib
-		err := l.SetPIN(sh, alias(oldPIN), alias(newPIN))
-		if code(err) == ckrUserNotLoggedIn {
-			if err := c.login(sh, pkcs11.CKU_USER, oldPIN); err != nil {
-				return fmt.Errorf("logging in: %w", err)
-			}
-			defer c.logout(sh)
-			err = l.SetPIN(sh, alias(oldPIN), alias(newPIN))
+		if err := c.login(sh, pkcs11.CKU_USER, oldPIN); err != nil {
+			return fmt.Errorf("logging in: %w", err)
 		}
-		if err := c.pinErr(err, false); err != nil {
+		defer c.logout(sh)
+		if err := c.pinErr(c.mod.lib.SetPIN(sh, alias(oldPIN), alias(newPIN)), false); err != nil {
 			return fmt.Errorf("changing PIN: %w", err)
 		}
 		return nil
@@ -553,11 +550,13 @@ func (c *Card) ChangePIN(ctx context.Context, oldPIN, newPIN []byte) error {
 }
 
 // UnblockPIN logs in as the security officer with puk and sets newPIN with
-// C_InitPIN, which resets the user PIN's retry counter. Modules that map the
-// PUK to the SO login (OpenSC for PIV cards; SoftHSM's SO PIN) allow it; when
-// the module refuses the SO login or C_InitPIN as unsupported, the error
-// matches ErrUnblockNotSupported. A wrong PUK is *pcsc.AuthError{PUK: true}.
-// The caller owns and zeroes the secrets.
+// C_InitPIN, which resets the user PIN's retry counter. Modules whose SO PIN
+// is the PUK allow it (SoftHSM's SO PIN stands in for it in the tests); when
+// the module refuses the SO login (for any reason other than a wrong,
+// blocked or malformed PUK, or the card leaving) or C_InitPIN as unsupported,
+// the error matches ErrUnblockNotSupported. A wrong PUK is
+// *pcsc.AuthError{PUK: true}. OpenSC cannot unblock a PIV card this way: its
+// SO login VERIFYs the PUK, which PIV forbids. The caller owns and zeroes the secrets.
 func (c *Card) UnblockPIN(ctx context.Context, puk, newPIN []byte) error {
 	if err := checkPINFormat(puk, 0, 0); err != nil {
 		return fmt.Errorf("checking PUK: %w", err)
@@ -568,7 +567,12 @@ func (c *Card) UnblockPIN(ctx context.Context, puk, newPIN []byte) error {
 	return c.op(ctx, true, func(sh pkcs11.SessionHandle) error {
 		c.ensureLoggedOut(sh)
 		if err := c.login(sh, pkcs11.CKU_SO, puk); err != nil {
-			return fmt.Errorf("logging in with the PUK: %w", err)
+			if aboutPUK(err) {
+				return fmt.Errorf("logging in with the PUK: %w", err)
+			}
+			// The SO login failed for a reason other than the PUK itself
+			// (OpenSC on a PIV card VERIFYs key 81, which PIV forbids).
+			return fmt.Errorf("logging in with the PUK: %w (%w)", ErrUnblockNotSupported, err)
 		}
 		defer c.logout(sh)
 		err := c.mod.lib.InitPIN(sh, alias(newPIN))
@@ -580,6 +584,17 @@ func (c *Card) UnblockPIN(ctx context.Context, puk, newPIN []byte) error {
 		}
 		return fmt.Errorf("setting the new PIN: %w", mapErr(err))
 	})
+}
+
+// aboutPUK reports whether a failed SO login says something about the PUK
+// or the card (wrong, blocked, badly formatted, card gone, cancelled) rather
+// than about the module's support for unblocking.
+func aboutPUK(err error) bool {
+	var ae *pcsc.AuthError
+	return errors.As(err, &ae) || errors.Is(err, ErrUnblockNotSupported) ||
+		errors.Is(err, pcsc.ErrPUKBlocked) || errors.Is(err, pcsc.ErrPINFormat) ||
+		errors.Is(err, pcsc.ErrCardRemoved) || errors.Is(err, pcsc.ErrNoReader) ||
+		errors.Is(err, pcsc.ErrCancelled)
 }
 
 // alias passes a secret to miekg/pkcs11 as a string sharing its bytes, so no

@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -259,42 +258,21 @@ func TestSoftHSMChangePIN(t *testing.T) {
 	if !errors.As(err, &ae) || ae.PUK {
 		t.Fatalf("ChangePIN with a wrong old PIN: %v, want *AuthError", err)
 	}
-	if calls := s.Calls(); count(calls, "SetPIN") != 1 || count(calls, "Login") != 0 {
-		t.Errorf("calls %v: want one SetPIN and no Login", calls)
+	if calls := s.Calls(); count(calls, "Login") != 1 || count(calls, "SetPIN") != 0 {
+		t.Errorf("calls %v: want one Login and no SetPIN", calls)
 	}
 	if err := c.ChangePIN(t.Context(), []byte(hsmPIN), []byte("24681357")); err != nil {
 		t.Fatalf("ChangePIN: %v", err)
+	}
+	if calls := s.Calls(); count(calls, "Login(1)") != 1 || count(calls, "SetPIN") != 1 || count(calls, "Logout") != 1 ||
+		slices.Index(calls, "Login(1)") > slices.Index(calls, "SetPIN") {
+		t.Errorf("calls %v: want Login, SetPIN, Logout", calls)
 	}
 	sig, digest := signDigest(t, mustSigner(t, c, pcsc.KeyAuthentication, staticPIN("24681357")), crypto.SHA256)
 	verifySig(t, c, pcsc.KeyAuthentication, crypto.SHA256, digest, sig)
 	if _, err := mustSigner(t, c, pcsc.KeyAuthentication, staticPIN(hsmPIN)).Sign(rand.Reader, digest, crypto.SHA256); !errors.As(err, &ae) {
 		t.Errorf("the old PIN: %v, want *AuthError", err)
 	}
-}
-
-// TestSoftHSMChangePINNeedsLogin: a module that wants a logged-in session for
-// C_SetPIN gets one login with the old PIN, then the change.
-func TestSoftHSMChangePINNeedsLogin(t *testing.T) {
-	tok := newSoftHSM(t)
-	s := spyOn(t, tok.Module)
-	c := openHSM(t, tok, Config{})
-	var setPINs atomic.Int32
-	s.setFail(func(call string) error {
-		if call == "SetPIN" && setPINs.Add(1) == 1 {
-			return pkcs11.Error(pkcs11.CKR_USER_NOT_LOGGED_IN)
-		}
-		return nil
-	})
-	s.Calls()
-	if err := c.ChangePIN(t.Context(), []byte(hsmPIN), []byte("24681357")); err != nil {
-		t.Fatalf("ChangePIN: %v", err)
-	}
-	if calls := s.Calls(); count(calls, "SetPIN") != 2 || count(calls, "Login(1)") != 1 || count(calls, "Logout") != 1 {
-		t.Errorf("calls %v: want SetPIN, Login, SetPIN, Logout", calls)
-	}
-	s.setFail(nil)
-	sig, digest := signDigest(t, mustSigner(t, c, pcsc.KeyAuthentication, staticPIN("24681357")), crypto.SHA256)
-	verifySig(t, c, pcsc.KeyAuthentication, crypto.SHA256, digest, sig)
 }
 
 // TestSoftHSMUnblockPIN: SoftHSM's SO PIN stands in for the PUK.
@@ -328,6 +306,8 @@ func TestUnblockNotSupported(t *testing.T) {
 		{"Login(0)", pkcs11.CKR_FUNCTION_NOT_SUPPORTED, ErrUnblockNotSupported},
 		{"InitPIN", pkcs11.CKR_FUNCTION_NOT_SUPPORTED, ErrUnblockNotSupported},
 		{"Login(0)", pkcs11.CKR_PIN_LOCKED, pcsc.ErrPUKBlocked},
+		{"Login(0)", pkcs11.CKR_GENERAL_ERROR, ErrUnblockNotSupported},
+		{"Login(0)", pkcs11.CKR_DEVICE_REMOVED, pcsc.ErrCardRemoved},
 	} {
 		t.Run(tc.call+"-"+ckrNames[tc.ckr], func(t *testing.T) {
 			s.setFail(func(call string) error {

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ebfe/scard"
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/pcsc"
@@ -165,7 +164,9 @@ func TestOpenSCPIV(t *testing.T) {
 				for _, o := range opts {
 					t.Run(fmt.Sprintf("%s-%v-%T", ref, o.HashFunc(), o), func(t *testing.T) {
 						tries := vc.PINTries()
+						vc.ClearLog()
 						sig, digest := signDigest(t, mustSigner(t, c, ref, staticPIN(vpiv.DefaultPIN)), o)
+						t.Logf("one signature: INS % X", vc.INSLog())
 						verifySig(t, c, ref, o, digest, sig)
 						if vc.Verified() {
 							t.Error("the card's PIN is still verified after Sign: OpenSC's C_Logout did not reset it")
@@ -271,40 +272,59 @@ func TestOpenSCCardPulled(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
-	// Reinsert the same card once pcscd has seen it leave (as the agent's
-	// monitor would): a new Open works (the module was finalised and initialised again).
-	waitEmpty(t, pcsctest.ReaderNames[0])
+	// Reinsert the card: a new Open works (the module was finalised and is
+	// initialised again). Debian's vpcd wedges slot 0 when a card that vanished
+	// mid-APDU is reset (OpenSC's transaction_end_action = reset does that):
+	// pcscd never sees a card there again, so restart the private pcscd first,
+	// which also leaves a working harness for later tests.
 	o.pull.Store(false)
 	p := pcsctest.Require(t)
+	if err := p.Restart(); err != nil {
+		t.Fatalf("restarting pcscd: %v", err)
+	}
 	p.Insert(t, 0, vc, vcard.Options{})
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("pcscd: %s", p.Log())
-		}
-	})
 	c2 := openOpenSC(t, o.info, testLogger(t))
 	sig, digest := signDigest(t, mustSigner(t, c2, pcsc.KeyAuthentication, staticPIN(vpiv.DefaultPIN)), crypto.SHA256)
 	verifySig(t, c2, pcsc.KeyAuthentication, crypto.SHA256, digest, sig)
 }
 
-// waitEmpty waits until pcscd reports no card in reader.
-func waitEmpty(t testing.TB, reader string) {
-	t.Helper()
-	ctx, err := scard.EstablishContext()
-	if err != nil {
-		t.Fatal(err)
+// TestOpenSCChangeAndUnblock: ChangePIN (C_Login, then C_SetPIN: VERIFY and
+// CHANGE REFERENCE DATA) works through OpenSC and a wrong old PIN costs
+// exactly one try; UnblockPIN is refused as unsupported without spending a
+// PUK try.
+func TestOpenSCChangeAndUnblock(t *testing.T) {
+	o := newOpenSCCard(t, testpki.P256, testLogger(t))
+	c, vc := o.card, o.vcard
+	ctx := t.Context()
+	var ae *pcsc.AuthError
+	vc.ClearLog()
+	if err := c.ChangePIN(ctx, []byte("654321"), []byte("24681357")); !errors.As(err, &ae) || vc.PINTries() != 2 {
+		t.Fatalf("ChangePIN with a wrong old PIN: %v; card tries %d, want *AuthError and 2", err, vc.PINTries())
 	}
-	defer ctx.Release()
-	rs := []scard.ReaderState{{Reader: reader, CurrentState: scard.StateUnaware}}
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if err := ctx.GetStatusChange(rs, 500*time.Millisecond); err != nil && err != scard.ErrTimeout {
-			t.Fatalf("GetStatusChange: %v", err)
-		}
-		if rs[0].EventState&scard.StateEmpty != 0 {
-			return
-		}
-		rs[0].CurrentState = rs[0].EventState &^ scard.StateChanged
+	if err := c.ChangePIN(ctx, []byte(vpiv.DefaultPIN), []byte("24681357")); err != nil {
+		t.Fatalf("ChangePIN: %v", err)
 	}
-	t.Fatalf("pcscd still sees a card in %s", reader)
+	t.Logf("ChangePIN x2: INS % X", vc.INSLog())
+	if vc.PIN() != "24681357" || vc.PINTries() != 3 {
+		t.Errorf("card PIN %q, tries %d after ChangePIN", vc.PIN(), vc.PINTries())
+	}
+	for range 3 {
+		mustSigner(t, c, pcsc.KeyAuthentication, staticPIN("111111")).Sign(rand.Reader, make([]byte, 32), crypto.SHA256)
+	}
+	if vc.PINTries() != 0 {
+		t.Fatalf("card tries %d, want blocked", vc.PINTries())
+	}
+	// OpenSC turns the SO login into VERIFY of key 81 (the PUK), which PIV
+	// does not allow (SP 800-73-4: the PUK only serves RESET RETRY COUNTER):
+	// the card answers 6A88, no PUK try is spent, and the agent is told the
+	// module cannot unblock.
+	vc.ClearLog()
+	err := c.UnblockPIN(ctx, []byte(vpiv.DefaultPUK), []byte("13572468"))
+	t.Logf("UnblockPIN: %v; INS % X", err, vc.INSLog())
+	if !errors.Is(err, ErrUnblockNotSupported) {
+		t.Errorf("UnblockPIN through OpenSC: %v, want ErrUnblockNotSupported", err)
+	}
+	if vc.PUKTries() != vpiv.DefaultRetries || vc.PINTries() != 0 {
+		t.Errorf("card PUK tries %d, PIN tries %d after UnblockPIN: want %d and still blocked", vc.PUKTries(), vc.PINTries(), vpiv.DefaultRetries)
+	}
 }

@@ -1,7 +1,10 @@
 // Package p11 is cardagent's PKCS#11 card driver: when IT configures a vendor
 // PKCS#11 module (NHS series 8 cards ship with the Oberthur AWP module,
-// libOcsCryptoki), the agent reads certificates and signs through that module,
-// while PC/SC is still used to monitor readers and identify the card.
+// libOcsCryptoki; see KnownModules), the agent reads certificates and signs
+// through that module, while PC/SC is still used to monitor readers and
+// identify the card. Open picks the token (configured slot, else configured
+// label, else the token in the PC/SC reader, else the only token) and returns
+// a *Card, which implements pcsc.Card with Driver "pkcs11".
 //
 // The driver uses github.com/miekg/pkcs11, which needs cgo. A build without
 // cgo (CGO_ENABLED=0, the default when cross-compiling for Windows) still
@@ -14,17 +17,40 @@
 // sign, log out, close session) holds the lock throughout, because PKCS#11
 // login state is shared by all sessions of a process.
 //
-// Key references: the certificate whose key is the authentication key maps to
-// pcsc.KeyAuthentication ("9a"), the non-repudiation one to pcsc.KeySignature
-// ("9c"); see classify for the rules. Other certificates get "id:<hex CKA_ID>".
+// Key references: a certificate gets, by the first rule that applies (each
+// reference goes to one certificate): OpenSC's PIV labels ("Certificate for
+// PIV Authentication" 9a, "Digital Signature" 9c, "Key Management" 9d, "Card
+// Authentication" 9e); KeyUsage contentCommitment (non-repudiation) 9c; a
+// private key visible before login with CKA_DECRYPT true 9a (the NHSbuntu
+// identity agent's choice); a label with "auth" 9a, "sign" or "repudiation"
+// 9c; the only remaining digitalSignature certificate 9a. Others get
+// "id:<hex CKA_ID>". CA certificates on the token are not listed. The private
+// key is found after login by CKA_ID (or, for RSA, by modulus).
 //
 // PIN handling: every Sign asks the PINFunc once, checks the PIN's format
-// locally, logs in once (C_Login is never retried), signs, logs out and zeroes
-// the PIN. A key with CKA_ALWAYS_AUTHENTICATE (OpenSC marks the PIV 9C key so)
-// also gets the context-specific login the standard requires, with the same
-// PIN and only after the user login succeeded. PKCS#11 reports PIN tries only
-// as token flags, so *pcsc.AuthError.Retries and PINStatus.Retries are 0 when
-// the PIN is locked, 1 on the final try, and -1 (unknown) otherwise.
+// locally (pcsc.ErrPINFormat, no module call), logs in once (C_Login is never
+// retried), signs, logs out and zeroes the PIN. A key with
+// CKA_ALWAYS_AUTHENTICATE (OpenSC marks the PIV 9C key so) also gets the
+// context-specific login the standard requires, with the same PIN and only
+// after the user login succeeded. PKCS#11 reports PIN tries only as token
+// flags, so *pcsc.AuthError.Retries and PINStatus.Retries are 0 when the PIN
+// is locked, 1 on the final try, and -1 (unknown) otherwise. ChangePIN logs in
+// with the old PIN, then calls C_SetPIN. UnblockPIN logs in as SO with the
+// PUK and calls C_InitPIN; a module that cannot do that gives
+// ErrUnblockNotSupported.
+//
+// Module return values become pcsc's typed errors through *Error
+// (CKR_DEVICE_REMOVED is pcsc.ErrCardRemoved, and so on). When an operation
+// fails with a value that says nothing (CKR_GENERAL_ERROR, as OpenSC reports a
+// card pulled mid-APDU), the driver asks once whether the token is still in
+// its slot and reports pcsc.ErrCardRemoved if not.
+//
+// C_Logout only resets the card's own PIN-verified state if the module does
+// so. OpenSC's PIV driver does not (its card logout is unsupported); with
+// OpenSC, configure "lock_login = true" (pkcs11 block) and
+// "transaction_end_action = reset" (reader_driver pcsc block), which make one
+// PC/SC transaction span C_Login..C_Logout and reset the card at its end, and
+// "use_pin_caching = false". The tests show that configuration.
 //
 // The PIN reaches miekg/pkcs11 as a string that aliases the PIN bytes (no Go
 // copy); miekg copies it into C memory for the call and frees that copy
@@ -286,7 +312,6 @@ type token struct {
 	Slot        uint
 	Description string // slot description (usually the reader name)
 	Label       string
-	Serial      string
 }
 
 // chooseToken picks the token to use: the configured slot; else the token
