@@ -1,0 +1,133 @@
+// Command cardagent-package builds cardagent's packages: a deb and an rpm
+// (nfpm), a Windows MSI (wixl), and the macOS package tree (pkgbuild on a
+// Mac finishes it). scripts/package runs it; see docs/deployment.md.
+//
+//	cardagent-package [flags] deb|rpm|msi|macos... | all
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/installer/packaging"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := run(ctx, os.Args[1:])
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cardagent-package:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("cardagent-package", flag.ContinueOnError)
+	version := fs.String("version", agent.Version, "package version")
+	arch := fs.String("arch", runtime.GOARCH, "architecture (deb and rpm: the build machine's unless a cross C compiler is set up; msi: amd64)")
+	out := fs.String("out", "dist", "output directory")
+	cfg := fs.String("config", "", "configuration file to ship as the default configuration; its allowed origins go into the browser policies")
+	binary := fs.String("binary", "", "prebuilt program to package instead of building it (deb, rpm: Linux; msi: cardagent.exe; macos: a macOS build)")
+	binaryW := fs.String("binaryw", "", "msi: prebuilt cardagentw.exe (built with -ldflags -H=windowsgui)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: cardagent-package [flags] deb|rpm|msi|macos... | all")
+		fs.PrintDefaults()
+	}
+	// Formats and flags in any order: "deb --version 1.2.3" or "--version 1.2.3 deb".
+	var formats []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		formats = append(formats, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(formats) == 0 {
+		fs.Usage()
+		return errors.New("name a format")
+	}
+	if len(formats) == 1 && formats[0] == "all" {
+		formats = []string{"deb", "rpm", "msi", "macos"}
+	}
+	o := packaging.Options{Version: *version, Arch: *arch, Config: *cfg, OutDir: *out}
+	build := filepath.Join(*out, "build")
+	for _, f := range formats {
+		start := time.Now()
+		o.Binary, o.BinaryW = *binary, *binaryW
+		var path string
+		var err error
+		switch f {
+		case "deb", "rpm":
+			if o.Binary == "" {
+				if o.Binary, err = goBuild(ctx, "linux", *arch, *version, filepath.Join(build, "linux-"+*arch, "cardagent"), false); err != nil {
+					return err
+				}
+			}
+			if f == "deb" {
+				path, err = packaging.Deb(ctx, o)
+			} else {
+				path, err = packaging.RPM(ctx, o)
+			}
+		case "msi":
+			o.Arch = "amd64"
+			if o.Binary == "" {
+				if o.Binary, err = goBuild(ctx, "windows", "amd64", *version, filepath.Join(build, "windows-amd64", "cardagent.exe"), false); err != nil {
+					return err
+				}
+			}
+			if o.BinaryW == "" {
+				if o.BinaryW, err = goBuild(ctx, "windows", "amd64", *version, filepath.Join(build, "windows-amd64", "cardagentw.exe"), true); err != nil {
+					return err
+				}
+			}
+			path, err = packaging.MSI(ctx, o)
+		case "macos":
+			// A macOS binary needs cgo and the macOS SDK: only a prebuilt one is used.
+			path, err = packaging.MacOSTree(o)
+		default:
+			return fmt.Errorf("unknown format %q: want deb, rpm, msi, macos or all", f)
+		}
+		if err != nil {
+			return err
+		}
+		size := ""
+		if fi, err := os.Stat(path); err == nil && !fi.IsDir() {
+			size = fmt.Sprintf(", %.1f MB", float64(fi.Size())/1e6)
+		}
+		fmt.Printf("%s: %s (%.1f s%s)\n", f, path, time.Since(start).Seconds(), size)
+	}
+	return nil
+}
+
+// goBuild builds ./cmd/cardagent for goos/arch into out.
+func goBuild(ctx context.Context, goos, arch, version, out string, windowsGUI bool) (string, error) {
+	ldflags := "-s -w -X github.com/cardagent/cardagent/agent.Version=" + version
+	if windowsGUI {
+		ldflags += " -H=windowsgui"
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", out, "./cmd/cardagent")
+	cmd.Env = append(os.Environ(), "GOOS="+goos, "GOARCH="+arch)
+	if goos == "linux" {
+		cmd.Env = append(cmd.Env, "CGO_ENABLED=1") // PC/SC through libpcsclite
+	} else {
+		cmd.Env = append(cmd.Env, "CGO_ENABLED=0")
+	}
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("building %s/%s: %w", goos, arch, err)
+	}
+	return out, nil
+}
