@@ -41,6 +41,13 @@ func commands() []command {
 		{"run", "run the agent (reader and card monitor; the sign-in API comes with it)", runCmd},
 		{"cards", "list readers, cards, certificates and PIN tries left", cardsCmd},
 		{"readers", "list reader names, one per line", readersCmd},
+		{"verify", "check a sign-in token as a relying party would", verifyCmd},
+		{"tray", "the notification-area icon (started by `run` in a desktop session)", trayCmd},
+		{"doctor", "check everything sign-in needs on this computer and say what to fix", doctorCmd},
+		{"config", "show the effective configuration and where each value came from (config show)", configCmd},
+		{"policy", "generate browser policies for the allowed origins (policy generate)", policyCmd},
+		{"service", "the autostart in every user's session (service install|uninstall|start|stop|status)", serviceCmd},
+		{"supervise", "run the agent and restart it whenever it dies (the Windows autostart)", superviseCmd},
 		{"version", "print the version", versionCmd},
 	}
 }

@@ -2,32 +2,151 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"sync"
 
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/api"
+	"github.com/cardagent/cardagent/agent/config"
+	"github.com/cardagent/cardagent/agent/logfile"
+	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/pcsc/p11"
 )
 
+// runCmd is `cardagent run`: the card service and the loopback API, until
+// the context ends (SIGINT/SIGTERM in cmd/cardagent).
 func runCmd(ctx context.Context, env *Env, args []string) error {
 	fs := newFlags("run", env)
-	format := fs.String("log-format", "console", "log format: console or json")
-	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	module := fs.String("pkcs11-module", "", "path of a vendor PKCS#11 module to serve series 8 cards through")
+	cfgPath := fs.String("config", "", "configuration file (default "+config.DefaultPath()+")")
+	format := fs.String("log-format", "console", "log format: console or json (overrides the configuration)")
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error (overrides the configuration)")
+	module := fs.String("pkcs11-module", "", "path of a vendor PKCS#11 module to serve series 8 cards through (overrides the configuration)")
+	pinentry := fs.String("pinentry", "", "path of a pinentry program for the PIN prompt (overrides the configuration; for development and tests)")
+	logDir := fs.String("log-dir", "", `directory of the rotated JSON log file (default: the per-OS log directory; "none": no log file)`)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	log, err := agent.NewLogger(env.Stderr, *format, *level)
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+
+	cfg, err := config.LoadEffective(*cfgPath) // defaults < file < IT policy
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	if !set["log-format"] && cfg.Log.Format != "" {
+		*format = cfg.Log.Format
+	}
+	if !set["log-level"] && cfg.Log.Level != "" {
+		*level = cfg.Log.Level
+	}
+	var (
+		log      *zap.Logger
+		closeLog = func() error { return nil }
+	)
+	if *logDir == "none" {
+		log, err = agent.NewLogger(env.Stderr, *format, *level)
+	} else {
+		// The file always gets JSON at the configured level; the console keeps *format.
+		log, closeLog, err = logfile.OpenLogger(logfile.Options{Dir: *logDir}, env.Stderr, *format, *level)
+	}
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	defer log.Sync()
-	d := &agent.Daemon{Log: log}
-	if *module != "" {
-		d.Drivers.PKCS11 = p11.Config{Module: *module}
+	defer closeLog()
+	for _, w := range cfg.Warnings() {
+		log.Warn("configuration: " + w)
 	}
-	log.Info("cardagent starting", zap.String("version", agent.Version))
-	err = d.Serve(ctx)
+
+	svc := &agent.CardService{
+		Log:           log,
+		PINPolicy:     cfg.PIN,
+		PINCache:      cfg.PIN.CacheWindow(),
+		PromptTimeout: cfg.Prompt.Timeout(),
+	}
+	svc.Drivers.PKCS11 = p11.Config{Module: cfg.PKCS11.Module}
+	svc.Drivers.PKCS11Kinds = cfg.PKCS11.CardKinds()
+	if *module != "" {
+		svc.Drivers.PKCS11 = p11.Config{Module: *module}
+	}
+
+	prompter, why := buildPrompter(cfg, *pinentry, log)
+	if prompter == nil {
+		log.Warn("no PIN prompt available: sign-in requests will fail with prompt_unavailable; status and events still work", zap.String("reason", why))
+	} else if pe, ok := prompter.(*prompt.Pinentry); ok {
+		log.Info("PIN prompt: pinentry", zap.String("path", pe.Path))
+	}
+
+	srv, err := api.New(log.Named("api"), svc, prompter, api.Options{
+		Ports:            cfg.Listen.Ports(),
+		AllowedOrigins:   cfg.AllowedOrigins(),
+		MaxConnections:   cfg.Limits.MaxConnections,
+		MaxMessageBytes:  int64(cfg.Limits.MaxMessageBytes),
+		PromptsPerMinute: cfg.Limits.PromptsPerMinutePerOrigin,
+		HandshakeTimeout: cfg.Limits.HandshakeTimeout(),
+		RequestTimeout:   cfg.Limits.RequestTimeout(),
+		Version:          agent.Version,
+	})
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	port, err := srv.Listen()
+	if err != nil {
+		return err
+	}
+	origins := cfg.AllowedOrigins()
+	log.Info("cardagent starting", zap.String("version", agent.Version), zap.Int("port", port),
+		zap.String("environment", cfg.Environment), zap.Strings("allowed_origins", origins))
+	if len(origins) == 0 {
+		log.Warn("NO ALLOWED ORIGINS: every sign-in page will be refused. Set environments.<name>.origins or allowed_origins in " + config.DefaultPath())
+	}
+
+	err = serveAll(ctx, svc.Serve, srv.Serve)
 	log.Info("cardagent stopped")
 	return err
+}
+
+// buildPrompter picks the PIN prompt: the --pinentry flag, else the
+// configured backend. It returns nil and the reason when none can be built.
+func buildPrompter(cfg config.Config, pinentryFlag string, log *zap.Logger) (prompt.Prompter, string) {
+	path := cfg.Prompt.Pinentry
+	if pinentryFlag != "" {
+		path = pinentryFlag
+	}
+	if cfg.Prompt.Backend == config.BackendDialog && pinentryFlag == "" {
+		return nil, "the desktop dialog backend is not available in this build"
+	}
+	return newPinentry(path, log)
+}
+
+// serveAll runs every fn until ctx ends or one of them fails; then it
+// cancels the others and waits for them.
+func serveAll(ctx context.Context, fns ...func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	for _, fn := range fns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := fn(ctx)
+			if err != nil && !errors.Is(err, context.Canceled) {
+				mu.Lock()
+				if first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+			cancel()
+		}()
+	}
+	wg.Wait()
+	return first
 }

@@ -181,7 +181,7 @@ func dialog(w io.WriteCloser, r io.Reader, req Request, timeout time.Duration) (
 	}{
 		{"SETTITLE", "cardagent: smartcard PIN", false},
 		{"SETDESC", Description(req), false},
-		{"SETPROMPT", "PIN:", false},
+		{"SETPROMPT", req.Secret.Label(), false},
 		{"SETERROR", clean(req.Retry, 300), false},
 		{"SETTIMEOUT", strconv.Itoa(int(math.Ceil(timeout.Seconds()))), true},
 	}
@@ -298,9 +298,16 @@ func Description(req Request) string {
 		purpose = "sign in"
 	}
 	var lines []string
-	if origin := clean(req.Origin, 300); origin != "" {
+	switch origin := clean(req.Origin, 300); {
+	case req.Secret == SecretPUK:
+		lines = append(lines, "Enter your card's PUK (unblocking code) to "+purpose+".")
+	case req.Secret == SecretNewPIN:
+		lines = append(lines, "Choose a new PIN for your smartcard.")
+	case req.Secret == SecretNewPINAgain:
+		lines = append(lines, "Enter the new PIN again to confirm it.")
+	case origin != "":
 		lines = append(lines, origin+" asks for your smartcard PIN to "+purpose+".")
-	} else {
+	default:
 		lines = append(lines, "Enter your smartcard PIN to "+purpose+".")
 	}
 	if h := clean(req.Holder, 200); h != "" {
@@ -309,7 +316,11 @@ func Description(req Request) string {
 	if c := clean(req.CardType, 120); c != "" {
 		lines = append(lines, "Card: "+c)
 	}
-	if t := TriesLeft(req.TriesLeft); t != "" {
+	if req.Secret == SecretPUK {
+		if t := PUKTriesLeft(req.TriesLeft); t != "" {
+			lines = append(lines, t)
+		}
+	} else if t := TriesLeft(req.TriesLeft); t != "" {
 		lines = append(lines, t)
 	}
 	return strings.Join(lines, "\n")
@@ -326,6 +337,19 @@ func TriesLeft(n int) string {
 		return "Last try before the card is blocked."
 	}
 	return strconv.Itoa(n) + " tries left before the card is blocked."
+}
+
+// PUKTriesLeft says in words how many PUK tries are left ("" when unknown).
+func PUKTriesLeft(n int) string {
+	switch {
+	case n < 0:
+		return ""
+	case n == 0:
+		return "The PUK is blocked: only your Registration Authority can unblock the card."
+	case n == 1:
+		return "Last PUK try: after one more wrong PUK only your Registration Authority can unblock the card."
+	}
+	return strconv.Itoa(n) + " PUK tries left."
 }
 
 // clean makes text from a certificate or a caller safe to show on one line:

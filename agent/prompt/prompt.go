@@ -35,6 +35,34 @@ type Request struct {
 	Retry string
 	// Timeout closes the prompt with ErrTimeout; zero means the prompter's default.
 	Timeout time.Duration
+	// Secret is what is asked: the card's PIN (the zero value), the PUK, or
+	// a new PIN (changing or unblocking the PIN). It sets the field's label
+	// and the first line of Description.
+	Secret Secret
+}
+
+// Secret names what a prompt asks for.
+type Secret string
+
+// Secrets a prompt can ask for.
+const (
+	SecretPIN         Secret = ""              // the card's current PIN
+	SecretPUK         Secret = "puk"           // the PUK (unblocking code)
+	SecretNewPIN      Secret = "new_pin"       // a new PIN
+	SecretNewPINAgain Secret = "new_pin_again" // the new PIN once more, to confirm it
+)
+
+// Label is the entry field's label: "PIN:", "PUK:", "New PIN:", "New PIN again:".
+func (s Secret) Label() string {
+	switch s {
+	case SecretPUK:
+		return "PUK:"
+	case SecretNewPIN:
+		return "New PIN:"
+	case SecretNewPINAgain:
+		return "New PIN again:"
+	}
+	return "PIN:"
 }
 
 // Prompter asks the user for a PIN. It returns the PIN as a fresh []byte that

@@ -69,16 +69,21 @@ function subscribe(client) {
     if (agent === client) agent = null;
     showAgent("missing", "The connection to cardagent was lost.");
   };
+  // web/cardagent-client reconnects by itself after "disconnected" and says
+  // "connected" when it is back; "close" is final.
+  const onLost = () => showAgent("missing", "The connection to cardagent was lost; reconnecting\u2026");
   // Protocol event names (docs/protocol.md), and generic ones a client may use.
   const changes = ["card_inserted", "card_removed", "reader_added", "reader_removed", "service_down", "service_up",
-    "event", "change", "status"];
-  const closes = ["close", "disconnect", "disconnected"];
+    "event", "change", "status", "connected"];
+  const closes = ["close", "disconnect"];
   if (typeof client.on === "function") {
     for (const n of changes) client.on(n, onChange);
     for (const n of closes) client.on(n, onClose);
+    client.on("disconnected", onLost);
   } else if (typeof client.addEventListener === "function") {
     for (const n of changes) client.addEventListener(n, onChange);
     for (const n of closes) client.addEventListener(n, onClose);
+    client.addEventListener("disconnected", onLost);
   }
 }
 
@@ -190,7 +195,10 @@ async function signIn() {
     setState("signed-in");
   } catch (e) {
     const d = describeError(e);
-    if (d.code === "disconnected" || d.code === "agent_not_found" || d.code === "not_found") agent = null;
+    if (d.code === "disconnected" || d.code === "agent_not_found" || d.code === "not_found") {
+      agent?.close?.(); // a client that reconnects by itself must not outlive the page's reference
+      agent = null;
+    }
     say(d.text, "error", d.code);
     setState("error");
   }

@@ -1,0 +1,554 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/token"
+	"github.com/cardagent/cardagent/pcsc/pcsctest"
+	"github.com/cardagent/cardagent/pcsc/vcard"
+	"github.com/cardagent/cardagent/pcsc/vcard/testpki"
+	"github.com/cardagent/cardagent/pcsc/vcard/vpiv"
+)
+
+// markerPIN is the card's PIN in the end-to-end tests: it must appear in no
+// log line and no message the agent sends.
+const markerPIN = "804417"
+
+var e2ePKI = sync.OnceValues(testpki.New)
+
+func e2eCard(t testing.TB) (*vpiv.Card, *testpki.PKI) {
+	t.Helper()
+	pki, err := e2ePKI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := pki.IssueCard(testpki.CardSpec{UUID: "555253521108", Surname: "RANDOM", Forename: "USERQ", DaysLeft: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := vpiv.NHSConfig(creds)
+	cfg.PIN = markerPIN
+	card, err := vpiv.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return card, pki
+}
+
+// agentUnderTest is the card service (real PC/SC through the private pcscd)
+// behind the API server (real peer check).
+type agentUnderTest struct {
+	svc  *agent.CardService
+	ts   *testServer
+	logs *observer.ObservedLogs
+
+	mu      sync.Mutex
+	replies []string // every message any test client received
+}
+
+// switchPrompter forwards to the prompter a subtest sets.
+type switchPrompter struct {
+	mu sync.Mutex
+	p  prompt.Prompter
+	n  int
+}
+
+func (s *switchPrompter) set(p prompt.Prompter) {
+	s.mu.Lock()
+	s.p, s.n = p, 0
+	s.mu.Unlock()
+}
+
+func (s *switchPrompter) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n
+}
+
+func (s *switchPrompter) PIN(ctx context.Context, req prompt.Request) ([]byte, error) {
+	s.mu.Lock()
+	p := s.p
+	s.n++
+	s.mu.Unlock()
+	return p.PIN(ctx, req)
+}
+
+func startAgent(t testing.TB, p prompt.Prompter, opts Options) *agentUnderTest {
+	t.Helper()
+	core, logs := observer.New(zap.DebugLevel)
+	a := startAgentLog(t, p, opts, zap.New(core))
+	a.logs = logs
+	return a
+}
+
+func startAgentLog(t testing.TB, p prompt.Prompter, opts Options, log *zap.Logger) *agentUnderTest {
+	t.Helper()
+	a := &agentUnderTest{svc: &agent.CardService{Log: log.Named("agent")}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.svc.Serve(ctx) }()
+	if opts.Ports == nil {
+		opts.Ports = []int{0}
+	}
+	if opts.AllowedOrigins == nil {
+		opts.AllowedOrigins = []string{goodOrigin}
+	}
+	if opts.PromptsPerMinute == 0 {
+		opts.PromptsPerMinute = 1000 // the rate limit has its own test
+	}
+	s, err := New(log.Named("api"), a.svc, p, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := s.Listen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdone := make(chan error, 1)
+	go func() { sdone <- s.Serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-sdone; err != nil {
+			t.Errorf("api Serve: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("card service Serve: %v", err)
+		}
+	})
+	a.ts = &testServer{Server: s, port: port}
+	return a
+}
+
+// waitCard waits until the service reports want ("ready", or "" for no card) in the first reader.
+func (a *agentUnderTest) waitCard(t testing.TB, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st := a.svc.Status()
+		got := ""
+		for _, r := range st.Readers {
+			if r.Name == pcsctest.ReaderNames[0] && r.Card != nil {
+				got = r.Card.State
+			}
+		}
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("card state %q, want %q: %+v", got, want, st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// client is a WebSocket client that records every message it receives.
+type client struct {
+	a *agentUnderTest
+	c *websocket.Conn
+}
+
+func (a *agentUnderTest) client(t testing.TB, origin string) *client {
+	t.Helper()
+	h := http.Header{"Origin": {origin}}
+	c, resp, err := (&websocket.Dialer{HandshakeTimeout: 5 * time.Second}).Dial("ws://"+a.ts.host()+PathWS, h)
+	if err != nil {
+		code := 0
+		if resp != nil {
+			code = resp.StatusCode
+		}
+		t.Fatalf("dial: %v (HTTP %d)", err, code)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &client{a: a, c: c}
+}
+
+func (c *client) read(t testing.TB) msg {
+	t.Helper()
+	c.c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	_, data, err := c.c.ReadMessage()
+	if err != nil {
+		t.Fatalf("reading: %v", err)
+	}
+	c.a.mu.Lock()
+	c.a.replies = append(c.a.replies, string(data))
+	c.a.mu.Unlock()
+	var m msg
+	if err := json.Unmarshal(data, &m); err != nil {
+		t.Fatalf("not JSON: %s", data)
+	}
+	return m
+}
+
+// reply reads until the reply to id (events are skipped).
+func (c *client) reply(t testing.TB, id any) msg {
+	t.Helper()
+	for {
+		m := c.read(t)
+		if m["type"] != "event" && fmt.Sprint(m["id"]) == fmt.Sprint(id) {
+			return m
+		}
+	}
+}
+
+// event reads until an event of kind arrives.
+func (c *client) event(t testing.TB, kind string) msg {
+	t.Helper()
+	for {
+		m := c.read(t)
+		if m["type"] == "event" && m["event"] == kind {
+			return m
+		}
+	}
+}
+
+func (c *client) send(t testing.TB, v any) {
+	t.Helper()
+	if err := c.c.WriteJSON(v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c *client) authenticate(t testing.TB, id any, challenge string) msg {
+	t.Helper()
+	c.send(t, map[string]any{"id": id, "type": "authenticate", "challenge": challenge})
+	return c.reply(t, id)
+}
+
+func newVerifier(t testing.TB, pki *testpki.PKI) *token.Verifier {
+	return &token.Verifier{Roots: pki.Roots(), Intermediates: pki.Intermediates(), Challenges: token.NewMemoryStore()}
+}
+
+func tokenOf(t testing.TB, m msg) *token.Token {
+	t.Helper()
+	raw, err := json.Marshal(m["token"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := token.ParseToken(raw)
+	if err != nil {
+		t.Fatalf("token %s: %v", raw, err)
+	}
+	return tok
+}
+
+// TestEndToEnd drives sign-in over a real WebSocket through the real card
+// service, pcscd, vpcd and the virtual PIV card.
+func TestEndToEnd(t *testing.T) {
+	p := pcsctest.Require(t)
+	card, pki := e2eCard(t)
+	sw := &switchPrompter{p: promptFunc(func(context.Context, prompt.Request) ([]byte, error) { return []byte(markerPIN), nil })}
+	a := startAgent(t, sw, Options{})
+	slot := p.Insert(t, 0, card, vcard.Options{})
+	a.waitCard(t, agent.CardReady)
+	v := newVerifier(t, pki)
+	c := a.client(t, goodOrigin)
+
+	t.Run("status", func(t *testing.T) {
+		c.send(t, map[string]any{"id": "st", "type": "status"})
+		m := c.reply(t, "st")
+		readers, _ := m["readers"].([]any)
+		if len(readers) != 2 {
+			t.Fatalf("status %v", m)
+		}
+		cd, _ := readers[0].(map[string]any)["card"].(map[string]any)
+		if cd["state"] != "ready" || cd["kind"] != "piv" || cd["holder"].(map[string]any)["name"] != "Userq RANDOM" || cd["pin"].(map[string]any)["tries_left"] != 3.0 {
+			t.Errorf("card %v", cd)
+		}
+	})
+
+	t.Run("authenticate", func(t *testing.T) {
+		var got prompt.Request
+		sw.set(promptFunc(func(_ context.Context, req prompt.Request) ([]byte, error) {
+			got = req
+			return []byte(markerPIN), nil
+		}))
+		ch, err := v.NewChallenge()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := c.authenticate(t, 1, ch)
+		tok := tokenOf(t, m)
+		res, err := v.Verify(tok, goodOrigin, ch)
+		if err != nil {
+			t.Fatalf("token does not verify: %v (%v)", err, m)
+		}
+		if res.Holder.UUID != "555253521108" || tok.Algorithm != token.RS256 || tok.Origin != goodOrigin {
+			t.Errorf("result %+v token %+v", res.Holder, tok)
+		}
+		if got.Origin != goodOrigin || got.Holder != "Userq RANDOM" || got.TriesLeft != 3 || got.Purpose != "sign in" {
+			t.Errorf("prompt %+v", got)
+		}
+		// Replayed, or presented to another origin: the verifier refuses.
+		if _, err := v.Verify(tok, goodOrigin, ch); token.ReasonOf(err) == "" {
+			t.Errorf("replayed token: %v", err)
+		}
+		ch2, _ := v.NewChallenge()
+		tok2 := tokenOf(t, c.authenticate(t, 2, ch2))
+		if _, err := v.Verify(tok2, "https://evil.example", ch2); err == nil {
+			t.Error("token accepted for another origin")
+		}
+	})
+
+	t.Run("wrong PIN", func(t *testing.T) {
+		sw.set(promptFunc(func(context.Context, prompt.Request) ([]byte, error) { return []byte("000000"), nil }))
+		before := card.PINTries()
+		m := c.authenticate(t, 3, testChallenge)
+		e, _ := m["error"].(map[string]any)
+		if e["code"] != "wrong_pin" || e["tries_left"] != float64(before-1) || card.PINTries() != before-1 {
+			t.Fatalf("reply %v, card tries %d (before %d)", m, card.PINTries(), before)
+		}
+		// The next prompt shows the tries left; the right PIN resets them.
+		var got prompt.Request
+		sw.set(promptFunc(func(_ context.Context, req prompt.Request) ([]byte, error) {
+			got = req
+			return []byte(markerPIN), nil
+		}))
+		if m := c.authenticate(t, 4, testChallenge); m["token"] == nil {
+			t.Fatalf("reply %v", m)
+		}
+		if got.TriesLeft != before-1 || card.PINTries() != before {
+			t.Errorf("prompt showed %d tries, card has %d", got.TriesLeft, card.PINTries())
+		}
+	})
+
+	t.Run("cancel", func(t *testing.T) {
+		sw.set(promptFunc(func(context.Context, prompt.Request) ([]byte, error) { return nil, prompt.ErrCancelled }))
+		before := card.Signatures()
+		if m := c.authenticate(t, 5, testChallenge); errCode(m) != "user_cancelled" {
+			t.Fatalf("reply %v", m)
+		}
+		if card.Signatures() != before || card.PINTries() != 3 {
+			t.Errorf("signatures %d (before %d), tries %d", card.Signatures(), before, card.PINTries())
+		}
+	})
+
+	t.Run("busy: 20 concurrent sign-ins", func(t *testing.T) {
+		release := make(chan struct{})
+		shown := make(chan struct{}, 20)
+		sw.set(promptFunc(func(ctx context.Context, _ prompt.Request) ([]byte, error) {
+			shown <- struct{}{}
+			select {
+			case <-release:
+				return []byte(markerPIN), nil
+			case <-ctx.Done():
+				return nil, prompt.ErrCancelled
+			}
+		}))
+		const n = 20
+		clients := make([]*client, n)
+		for i := range clients {
+			clients[i] = a.client(t, goodOrigin)
+		}
+		for i, cl := range clients {
+			cl.send(t, map[string]any{"id": i, "type": "authenticate", "challenge": testChallenge})
+		}
+		select {
+		case <-shown:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no prompt")
+		}
+		var (
+			mu     sync.Mutex
+			codes  = map[string]int{}
+			tokens int
+			wg     sync.WaitGroup
+		)
+		for i, cl := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m := cl.reply(t, i)
+				mu.Lock()
+				if m["token"] != nil {
+					tokens++
+				} else {
+					codes[errCode(m)]++
+				}
+				mu.Unlock()
+			}()
+		}
+		// Wait for the 19 busy answers while the prompt is still open.
+		deadline := time.After(10 * time.Second)
+		for {
+			mu.Lock()
+			nb := codes["busy"]
+			mu.Unlock()
+			if nb == n-1 {
+				break
+			}
+			select {
+			case <-deadline:
+				t.Fatalf("busy answers %v while the prompt is open, want %d", codes, n-1)
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		close(release)
+		wg.Wait()
+		if tokens != 1 || codes["busy"] != n-1 || sw.count() != 1 {
+			t.Errorf("%d tokens, codes %v, %d prompts; want 1 token, %d busy, 1 prompt", tokens, codes, sw.count(), n-1)
+		}
+	})
+
+	t.Run("disallowed origin refused before any prompt", func(t *testing.T) {
+		sw.set(promptFunc(func(context.Context, prompt.Request) ([]byte, error) { return []byte(markerPIN), nil }))
+		for _, o := range []string{"https://good.example.evil", "http://good.example", "null", ""} {
+			h := http.Header{}
+			if o != "" {
+				h.Set("Origin", o)
+			}
+			_, resp, err := (&websocket.Dialer{}).Dial("ws://"+a.ts.host()+PathWS, h)
+			if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+				t.Errorf("origin %q: %v (%v)", o, err, resp)
+			}
+		}
+		if sw.count() != 0 {
+			t.Errorf("%d prompts for refused origins", sw.count())
+		}
+	})
+
+	t.Run("card removed during the prompt", func(t *testing.T) {
+		shown := make(chan struct{}, 1)
+		closed := make(chan error, 1)
+		sw.set(promptFunc(func(ctx context.Context, _ prompt.Request) ([]byte, error) {
+			shown <- struct{}{}
+			<-ctx.Done()
+			closed <- context.Cause(ctx)
+			return nil, prompt.ErrCancelled
+		}))
+		c.send(t, map[string]any{"id": 6, "type": "authenticate", "challenge": testChallenge})
+		select {
+		case <-shown:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no prompt")
+		}
+		card.ClearLog()
+		start := time.Now()
+		if err := slot.Remove(); err != nil {
+			t.Fatal(err)
+		}
+		m := c.reply(t, 6)
+		if errCode(m) != "card_removed" {
+			t.Fatalf("reply %v", m)
+		}
+		t.Logf("card_removed %v after the removal", time.Since(start).Round(time.Millisecond))
+		select {
+		case <-closed:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the prompt was not closed")
+		}
+		if n := card.APDUCount(); n != 0 || card.PINTries() != 3 {
+			t.Errorf("%d APDUs after the prompt opened (INS % X), tries %d", n, card.INSLog(), card.PINTries())
+		}
+		c.event(t, "card_removed")
+	})
+
+	t.Run("no card", func(t *testing.T) {
+		a.waitCard(t, "")
+		sw.set(promptFunc(func(context.Context, prompt.Request) ([]byte, error) { return []byte(markerPIN), nil }))
+		if m := c.authenticate(t, 7, testChallenge); errCode(m) != "no_card" {
+			t.Fatalf("reply %v", m)
+		}
+		if sw.count() != 0 {
+			t.Error("prompted without a card")
+		}
+	})
+
+	t.Run("card inserted again", func(t *testing.T) {
+		p.Insert(t, 0, card, vcard.Options{})
+		ev := c.event(t, "card_inserted")
+		if cd, _ := ev["card"].(map[string]any); cd["state"] != "ready" {
+			t.Errorf("event %v", ev)
+		}
+		if m := c.authenticate(t, 8, testChallenge); m["token"] == nil {
+			t.Fatalf("reply %v", m)
+		}
+	})
+
+	t.Run("marker PIN in no log line and no reply", func(t *testing.T) {
+		for _, e := range a.logs.All() {
+			if line := e.Message + fmt.Sprint(e.ContextMap()); strings.Contains(line, markerPIN) {
+				t.Errorf("log line with the PIN: %s", line)
+			}
+		}
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if len(a.replies) < 10 {
+			t.Fatalf("only %d replies captured", len(a.replies))
+		}
+		for _, r := range a.replies {
+			if strings.Contains(r, markerPIN) {
+				t.Errorf("reply with the PIN: %s", r)
+			}
+		}
+	})
+}
+
+// TestEndToEndPinentry: the same flow with prompt.Pinentry running the
+// scripted pinentry program (right PIN, wrong PIN, cancel).
+func TestEndToEndPinentry(t *testing.T) {
+	p := pcsctest.Require(t)
+	if testing.Short() {
+		t.Skip("builds the scripted pinentry")
+	}
+	bin := filepath.Join(t.TempDir(), "scripted")
+	root := filepath.Join("..", "..")
+	build := exec.Command("go", "build", "-o", bin, "./testdata/pinentry/scripted")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building the scripted pinentry: %v\n%s", err, out)
+	}
+	card, pki := e2eCard(t)
+	sw := &switchPrompter{}
+	a := startAgent(t, sw, Options{})
+	p.Insert(t, 0, card, vcard.Options{})
+	a.waitCard(t, agent.CardReady)
+	v := newVerifier(t, pki)
+	c := a.client(t, goodOrigin)
+	tests := []struct {
+		name  string
+		args  []string
+		code  string
+		tries int
+	}{
+		{"right PIN", []string{"-pin", markerPIN}, "", 3},
+		{"wrong PIN", []string{"-pin", "111111"}, "wrong_pin", 2},
+		{"cancel", []string{"-action", "cancel"}, "user_cancelled", 2},
+		{"right PIN again", []string{"-pin", markerPIN}, "", 3},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sw.set(&prompt.Pinentry{Path: bin, Args: tt.args})
+			ch, err := v.NewChallenge()
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := c.authenticate(t, i, ch)
+			if errCode(m) != tt.code {
+				t.Fatalf("reply %v, want %q", m, tt.code)
+			}
+			if tt.code == "" {
+				if _, err := v.Verify(tokenOf(t, m), goodOrigin, ch); err != nil {
+					t.Fatalf("token does not verify: %v", err)
+				}
+			}
+			if card.PINTries() != tt.tries {
+				t.Errorf("card tries %d, want %d", card.PINTries(), tt.tries)
+			}
+		})
+	}
+}

@@ -1,0 +1,206 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/token"
+)
+
+// Protocol is the version of the WebSocket protocol (docs/protocol.md).
+const Protocol = 1
+
+// Request types.
+const (
+	reqHello        = "hello"
+	reqStatus       = "status"
+	reqCertificates = "certificates"
+	reqAuthenticate = "authenticate"
+)
+
+// Features lists what this agent offers, for `hello`.
+var Features = []string{"status", "certificates", "authenticate", "events"}
+
+// allowedFields are the fields each request type may carry; any other is refused.
+var allowedFields = map[string]map[string]bool{
+	reqHello:        {"id": true, "type": true, "protocol": true},
+	reqStatus:       {"id": true, "type": true},
+	reqCertificates: {"id": true, "type": true},
+	reqAuthenticate: {"id": true, "type": true, "challenge": true},
+}
+
+// refusedFields are refused with a reason of their own: the PIN never travels
+// over the socket, there is no raw-signing API, and the origin comes only
+// from the validated handshake.
+var refusedFields = map[string]string{
+	"pin":    "the PIN is never sent over the socket: the agent asks for it itself",
+	"data":   "the agent signs only its own origin-bound digest: there is no raw-signing API",
+	"hash":   "the agent signs only its own origin-bound digest: there is no raw-signing API",
+	"digest": "the agent signs only its own origin-bound digest: there is no raw-signing API",
+	"origin": "the origin is taken from the connection, never from a message",
+}
+
+const maxIDLen = 64
+
+// request is one decoded request.
+type request struct {
+	ID        json.RawMessage
+	Type      string
+	Challenge string
+	Protocol  int
+}
+
+// errMalformed marks a message that cannot be answered (not JSON, not an
+// object, no usable id): it closes the connection.
+var errMalformed = errors.New("malformed message")
+
+// errNotJSON is an errMalformed for bytes that are not UTF-8 JSON (close code 1007).
+var errNotJSON = fmt.Errorf("%w: not JSON", errMalformed)
+
+// parseRequest decodes a request strictly: one JSON object, every key once,
+// an id that is a string or a number, a known type, and only that type's
+// fields. It returns errMalformed (wrapped) for a message that cannot be
+// answered, or the request with an *agent.Error (bad_request) for one that
+// can be answered with an error.
+func parseRequest(data []byte) (request, error) {
+	var req request
+	if !utf8.Valid(data) || !json.Valid(data) {
+		return req, errNotJSON
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return req, fmt.Errorf("%w: not a JSON object", errMalformed)
+	}
+	fields := map[string]json.RawMessage{}
+	var order []string
+	dup := ""
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return req, fmt.Errorf("%w: %v", errMalformed, err)
+		}
+		k, _ := t.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return req, fmt.Errorf("%w: %v", errMalformed, err)
+		}
+		if _, ok := fields[k]; ok && dup == "" {
+			dup = k
+		}
+		fields[k] = v
+		order = append(order, k)
+	}
+	id, ok := fields["id"]
+	if !ok || len(id) > maxIDLen || !(id[0] == '"' || id[0] == '-' || (id[0] >= '0' && id[0] <= '9')) {
+		return req, fmt.Errorf("%w: no id (a string or a number of at most %d characters)", errMalformed, maxIDLen)
+	}
+	req.ID = id
+	bad := func(format string, a ...any) (request, error) {
+		return req, &agent.Error{Code: agent.CodeBadRequest, Message: fmt.Sprintf(format, a...), TriesLeft: -1}
+	}
+	if dup != "" {
+		return bad("field %q given twice", dup)
+	}
+	for _, k := range order {
+		if why, ok := refusedFields[k]; ok {
+			return bad("field %q refused: %s", k, why)
+		}
+	}
+	if err := json.Unmarshal(fields["type"], &req.Type); err != nil || req.Type == "" {
+		return bad("field \"type\" must be a string")
+	}
+	allowed, ok := allowedFields[req.Type]
+	if !ok {
+		req.Type = ""
+		return bad("unknown request type")
+	}
+	for _, k := range order {
+		if !allowed[k] {
+			return bad("unknown field %q for %q", k, req.Type)
+		}
+	}
+	if v, ok := fields["challenge"]; ok {
+		if err := json.Unmarshal(v, &req.Challenge); err != nil {
+			return bad("field \"challenge\" must be a string")
+		}
+	}
+	if req.Type == reqAuthenticate && req.Challenge == "" {
+		return bad("authenticate needs a challenge")
+	}
+	if v, ok := fields["protocol"]; ok {
+		if err := json.Unmarshal(v, &req.Protocol); err != nil {
+			return bad("field \"protocol\" must be an integer")
+		}
+	}
+	return req, nil
+}
+
+// Replies. Every reply carries the request's id and type.
+type header struct {
+	ID   json.RawMessage `json:"id"`
+	Type string          `json:"type"`
+}
+
+type helloReply struct {
+	header
+	Name     string   `json:"name"`
+	Version  string   `json:"version"`
+	Protocol int      `json:"protocol"`
+	Features []string `json:"features"`
+	Origin   string   `json:"origin"`
+}
+
+type statusReply struct {
+	header
+	agent.Status
+}
+
+type certificatesReply struct {
+	header
+	*agent.CardCertificates
+}
+
+type authenticateReply struct {
+	header
+	Token *token.Token `json:"token"`
+}
+
+type wireError struct {
+	Code      agent.Code `json:"code"`
+	Message   string     `json:"message"`
+	TriesLeft *int       `json:"tries_left,omitempty"`
+}
+
+type errorReply struct {
+	header
+	Error wireError `json:"error"`
+}
+
+// eventMessage is a pushed event: {"type":"event","event":"card_inserted",...}.
+type eventMessage struct {
+	Type string `json:"type"`
+	agent.Event
+}
+
+// errorFor turns any error into its wire form (code and safe message only).
+func errorFor(err error) wireError {
+	e := agent.Classify(err)
+	w := wireError{Code: e.Code, Message: e.Message}
+	if e.Code == agent.CodeWrongPIN && e.TriesLeft >= 0 {
+		n := e.TriesLeft
+		w.TriesLeft = &n
+	}
+	return w
+}
+
+// Info is what GET /cardagent/v1/info returns.
+type Info struct {
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	Protocol int    `json:"protocol"`
+}

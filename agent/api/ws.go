@@ -1,0 +1,277 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+
+	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/prompt"
+)
+
+const (
+	outQueue     = 64 // replies and events waiting to be written, per connection
+	maxInFlight  = 4  // concurrent certificates/authenticate requests per connection
+	writeWait    = 10 * time.Second
+	pingInterval = 30 * time.Second
+	pongWait     = 75 * time.Second
+	noClose      = -1 // close without sending a close frame (one was sent or received already)
+)
+
+type websocketUpgrader = *websocket.Upgrader
+
+func newUpgrader(opts Options) *websocket.Upgrader {
+	return &websocket.Upgrader{
+		HandshakeTimeout: opts.HandshakeTimeout,
+		ReadBufferSize:   4096,
+		WriteBufferSize:  4096,
+		// CheckOrigin returns true only because ServeHTTP has already compared
+		// the Origin header exactly with the allowed origins (and checked Host
+		// and the peer's user) before this handler could run. gorilla's own
+		// default check (Origin host == Host) would refuse every sign-in page.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+}
+
+// wsConn is one WebSocket client.
+type wsConn struct {
+	s      *Server
+	ws     *websocket.Conn
+	origin string
+	log    *zap.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	out    chan []byte
+	slots  chan struct{}
+	reqs   sync.WaitGroup
+	closed chan struct{} // closed once the socket is closed
+
+	mu         sync.Mutex
+	code       int
+	reason     string
+	codeWasSet bool
+}
+
+// handleWS upgrades to a WebSocket once the connection cap allows it.
+func (s *Server) handleWS(w http.ResponseWriter, r *http.Request, origin string) {
+	s.mu.Lock()
+	if s.closing || s.ctx == nil {
+		s.mu.Unlock()
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{"code": string(agent.CodeBusy)}})
+		return
+	}
+	if len(s.conns) >= s.opts.MaxConnections {
+		s.mu.Unlock()
+		s.log.Warn("connection refused: too many connections", zap.Int("max", s.opts.MaxConnections), zap.String("origin", origin))
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{"code": string(agent.CodeBusy)}})
+		return
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	c := &wsConn{
+		s: s, origin: origin, log: s.log.With(zap.String("origin", origin), zap.String("remote", r.RemoteAddr)),
+		ctx: ctx, cancel: cancel,
+		out: make(chan []byte, outQueue), slots: make(chan struct{}, maxInFlight), closed: make(chan struct{}),
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		cancel()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered the client
+	}
+	// Clear the deadlines the HTTP server set for the handshake.
+	_ = ws.NetConn().SetDeadline(time.Time{})
+	c.ws = ws
+	c.run()
+}
+
+// goingAway closes the connection because the agent is stopping.
+func (c *wsConn) goingAway() { c.fail(websocket.CloseGoingAway, "agent stopping") }
+
+// fail ends the connection with a close code (noClose: send none).
+func (c *wsConn) fail(code int, reason string) {
+	c.mu.Lock()
+	if !c.codeWasSet {
+		c.code, c.reason, c.codeWasSet = code, reason, true
+	}
+	c.mu.Unlock()
+	c.cancel()
+}
+
+func (c *wsConn) closeNow() {
+	defer close(c.closed)
+	c.mu.Lock()
+	code, reason, set := c.code, c.reason, c.codeWasSet
+	c.mu.Unlock()
+	if !set {
+		code, reason = websocket.CloseGoingAway, "agent stopping"
+	}
+	if code != noClose {
+		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+	}
+	_ = c.ws.Close()
+}
+
+func (c *wsConn) run() {
+	c.log.Debug("client connected")
+	context.AfterFunc(c.ctx, c.closeNow)
+	unsubscribe := c.s.backend.Subscribe(func(ev agent.Event) {
+		c.send(eventMessage{Type: "event", Event: ev})
+	})
+	wdone := make(chan struct{})
+	go func() {
+		defer close(wdone)
+		c.writer()
+	}()
+	c.reader()
+	c.fail(noClose, "")
+	unsubscribe()
+	c.reqs.Wait()
+	<-wdone
+	<-c.closed
+	c.log.Debug("client disconnected")
+}
+
+// send queues a message; a client that does not read its messages is
+// disconnected rather than allowed to hold memory.
+func (c *wsConn) send(v any) {
+	if c.ctx.Err() != nil {
+		return
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		c.log.Error("encoding message", zap.Error(err))
+		return
+	}
+	select {
+	case c.out <- b:
+	default:
+		c.log.Warn("client does not read its messages; disconnecting")
+		c.fail(websocket.ClosePolicyViolation, "too slow")
+	}
+}
+
+func (c *wsConn) writer() {
+	ping := time.NewTicker(pingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case b := <-c.out:
+			_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+			if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+				c.fail(noClose, "")
+				return
+			}
+		case <-ping.C:
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+				c.fail(noClose, "")
+				return
+			}
+		}
+	}
+}
+
+func (c *wsConn) reader() {
+	c.ws.SetReadLimit(c.s.opts.MaxMessageBytes)
+	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+	c.ws.SetPongHandler(func(string) error {
+		return c.ws.SetReadDeadline(time.Now().Add(pongWait))
+	})
+	for {
+		mt, data, err := c.ws.ReadMessage()
+		if err != nil {
+			if errors.Is(err, websocket.ErrReadLimit) {
+				// gorilla has sent 1009 (message too big).
+				c.log.Warn("message too big; connection closed", zap.Int64("limit", c.s.opts.MaxMessageBytes))
+			}
+			c.fail(noClose, "")
+			return
+		}
+		_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+		if mt != websocket.TextMessage {
+			c.log.Info("binary message; connection closed")
+			c.fail(websocket.CloseUnsupportedData, "text messages only")
+			return
+		}
+		req, err := parseRequest(data)
+		if errors.Is(err, errMalformed) {
+			c.log.Info("malformed message; connection closed", zap.Error(err))
+			code := websocket.ClosePolicyViolation
+			if errors.Is(err, errNotJSON) {
+				code = websocket.CloseInvalidFramePayloadData
+			}
+			c.fail(code, "malformed message")
+			return
+		}
+		if err != nil {
+			c.log.Info("request refused", zap.String("type", req.Type), zap.Error(err))
+			c.send(errorReply{header{req.ID, req.Type}, errorFor(err)})
+			continue
+		}
+		c.handle(req)
+	}
+}
+
+func (c *wsConn) handle(req request) {
+	h := header{req.ID, req.Type}
+	switch req.Type {
+	case reqHello:
+		c.send(helloReply{header: h, Name: "cardagent", Version: c.s.opts.Version, Protocol: Protocol, Features: Features, Origin: c.origin})
+	case reqStatus:
+		c.send(statusReply{header: h, Status: c.s.backend.Status()})
+	case reqCertificates, reqAuthenticate:
+		select {
+		case c.slots <- struct{}{}:
+		default:
+			c.send(errorReply{h, errorFor(&agent.Error{Code: agent.CodeBusy, Message: "too many requests in progress on this connection", TriesLeft: -1})})
+			return
+		}
+		c.reqs.Add(1)
+		go func() {
+			defer c.reqs.Done()
+			defer func() { <-c.slots }()
+			ctx, cancel := context.WithTimeout(c.ctx, c.s.opts.RequestTimeout)
+			defer cancel()
+			if req.Type == reqCertificates {
+				res, err := c.s.backend.Certificates(ctx)
+				if err != nil {
+					c.send(errorReply{h, errorFor(err)})
+					return
+				}
+				c.send(certificatesReply{header: h, CardCertificates: res})
+				return
+			}
+			tok, err := c.s.backend.Authenticate(ctx, c.origin, req.Challenge, c.prompter())
+			if err != nil {
+				c.send(errorReply{h, errorFor(err)})
+				return
+			}
+			c.send(authenticateReply{header: h, Token: tok})
+		}()
+	}
+}
+
+// prompter is the server's prompter behind this origin's prompt rate limit.
+func (c *wsConn) prompter() prompt.Prompter {
+	if c.s.prompter == nil {
+		return nil
+	}
+	return limitedPrompter{p: c.s.prompter, l: c.s.limiter, origin: c.origin}
+}

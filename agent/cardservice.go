@@ -1,0 +1,666 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cardagent/cardagent/agent/certinfo"
+	"github.com/cardagent/cardagent/pcsc"
+	"github.com/cardagent/cardagent/pcsc/drivers"
+)
+
+// DefaultExpiryWarningDays is the certificate expiry warning window: NHS
+// self-renewal opens 90 days before expiry.
+const DefaultExpiryWarningDays = 90
+
+// CardService is the agent's long-running core. It watches readers and cards
+// (pcsc.Monitor), keeps one opened driver (pcsc.Card) per inserted card, and
+// offers what the loopback API and the tray need: Status, Subscribe,
+// Certificates and Authenticate.
+//
+// Card I/O never runs on the monitor's goroutine: an inserted card is opened
+// on a goroutine of its own, and a removal only cancels and closes. Set the
+// exported fields before Serve; they are not changed afterwards.
+type CardService struct {
+	Log     *zap.Logger
+	Drivers drivers.Options
+	Now     func() time.Time
+	// Open connects to the card in a reader; pcsc.Open by default.
+	Open func(ctx context.Context, reader string) (pcsc.Session, error)
+	// Watch reports reader and card events to handler until ctx is done;
+	// by default a pcsc.Monitor. handler must be called from one goroutine.
+	Watch func(ctx context.Context, handler func(pcsc.Event)) error
+
+	// PINPolicy checks the PIN's format before anything goes to the card;
+	// nil leaves it to the driver's own check (which spends no try either).
+	PINPolicy PINPolicy
+	// PINCache, when positive, keeps a card's PIN in memory for that long
+	// after a successful authentication so the next ones need no prompt. The
+	// cache ends when the card is removed. Zero (the default) asks for the PIN
+	// for every authentication.
+	PINCache time.Duration
+	// ExpiryWarningDays is the window in which a certificate is "expiring"
+	// (DefaultExpiryWarningDays when zero).
+	ExpiryWarningDays int
+	// PromptTimeout is passed to the prompter (prompt.Request.Timeout); zero
+	// leaves the prompter's default.
+	PromptTimeout time.Duration
+
+	initOnce sync.Once
+
+	mu      sync.Mutex
+	serving bool
+	ctx     context.Context // Serve's context, the parent of every card's
+	service ServiceState
+	readers []*readerEntry
+	subs    map[uint64]func(Event)
+	nextSub uint64
+	events  *queue[Event]
+	wg      sync.WaitGroup // card openers and closers
+
+	dispatchMu sync.Mutex // held while one event is delivered
+}
+
+// PINPolicy checks a PIN's format locally. Its error is shown to the user in
+// the prompt ("Retry"), so it must not contain the PIN.
+type PINPolicy interface {
+	Check(pin []byte) error
+}
+
+// ServiceState is the PC/SC service's state as the service last saw it.
+type ServiceState string
+
+const (
+	ServiceUp      ServiceState = "up"
+	ServiceDown    ServiceState = "down"
+	ServiceStopped ServiceState = "stopped" // the card service itself is not serving
+)
+
+// EventKind names an event, as the protocol does.
+type EventKind string
+
+const (
+	// EventCardInserted is sent once the agent has read the card (type,
+	// holder, certificates, PIN state) or found it unusable; Event.Card holds
+	// its state. A card pulled before it was read sends neither this event
+	// nor EventCardRemoved.
+	EventCardInserted  EventKind = "card_inserted"
+	EventCardRemoved   EventKind = "card_removed"
+	EventReaderAdded   EventKind = "reader_added"
+	EventReaderRemoved EventKind = "reader_removed"
+	EventServiceDown   EventKind = "service_down"
+	EventServiceUp     EventKind = "service_up"
+)
+
+// Event is a change pushed to subscribers.
+type Event struct {
+	Kind   EventKind  `json:"event"`
+	Reader string     `json:"reader,omitempty"`
+	Card   *CardState `json:"card,omitempty"`
+	Time   time.Time  `json:"time"`
+}
+
+// Status is the state of readers and cards, from the service's cache (no card I/O).
+type Status struct {
+	Service           ServiceState   `json:"service"`
+	ExpiryWarningDays int            `json:"expiry_warning_days"`
+	Readers           []ReaderStatus `json:"readers"`
+}
+
+// ReaderStatus is one reader and its card (nil when empty).
+type ReaderStatus struct {
+	Name string     `json:"name"`
+	Card *CardState `json:"card"`
+}
+
+// Card states.
+const (
+	CardReading     = "reading"     // inserted, being read
+	CardReady       = "ready"       // read; usable for sign-in
+	CardMute        = "mute"        // does not answer
+	CardUnsupported = "unsupported" // not a card cardagent serves
+	CardFailed      = "error"       // could not be read
+)
+
+// CardState describes an inserted card.
+type CardState struct {
+	State string `json:"state"`
+	ATR   string `json:"atr"`
+	// Kind is "piv", "series8", "retired" or "unknown"; Type says it in words.
+	Kind         string              `json:"kind"`
+	Type         string              `json:"type"`
+	Holder       *certinfo.Holder    `json:"holder,omitempty"`
+	PIN          *PINReport          `json:"pin,omitempty"`
+	Certificates []CertificateStatus `json:"certificates"`
+	// Hint says what to do about an unusable card.
+	Hint string `json:"hint,omitempty"`
+}
+
+// Certificate expiry states.
+const (
+	ExpiryOK       = "ok"
+	ExpiryExpiring = "expiring" // within the warning window
+	ExpiryExpired  = "expired"
+)
+
+// CertificateStatus is a certificate summary with its expiry state.
+type CertificateStatus struct {
+	certinfo.Summary
+	Expiry string `json:"expiry"`
+}
+
+// CardCertificates is what the `certificates` request returns: the
+// certificates of the card Authenticate would use.
+type CardCertificates struct {
+	Reader       string              `json:"reader"`
+	CardType     string              `json:"card_type"`
+	Holder       *certinfo.Holder    `json:"holder,omitempty"`
+	Certificates []CertificateStatus `json:"certificates"`
+	// Authentication is the DER of the authentication certificate.
+	Authentication []byte `json:"authentication_certificate"`
+}
+
+type readerEntry struct {
+	name string
+	card *cardSlot // nil when empty
+}
+
+// cardSlot is one insertion of a card. Fields below mu-guarded are written
+// under CardService.mu.
+type cardSlot struct {
+	reader string
+	atr    []byte
+	// ctx is cancelled (cause pcsc.ErrCardRemoved) when the card leaves the
+	// reader or the service stops: it cancels prompts and card operations.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	opened chan struct{} // closed when reading the card finished
+	busy   atomic.Bool   // one card operation in flight
+
+	// Guarded by CardService.mu.
+	state     string
+	openDone  bool
+	detached  bool
+	announced bool
+	sess      pcsc.Session
+	card      pcsc.Card
+	kind      pcsc.Kind
+	typeName  string
+	hint      string
+	certs     []pcsc.Certificate
+	pin       *PINReport
+	maxTries  int
+	cache     pinCache
+}
+
+func (s *CardService) init() {
+	s.initOnce.Do(func() {
+		if s.Log == nil {
+			s.Log = zap.NewNop()
+		}
+		if s.Now == nil {
+			s.Now = time.Now
+		}
+		if s.Open == nil {
+			log := s.Log.Named("pcsc")
+			s.Open = func(ctx context.Context, reader string) (pcsc.Session, error) {
+				return pcsc.Open(ctx, log, reader)
+			}
+		}
+		if s.Watch == nil {
+			log := s.Log.Named("monitor")
+			s.Watch = func(ctx context.Context, h func(pcsc.Event)) error {
+				return pcsc.NewMonitor(log, h).Serve(ctx)
+			}
+		}
+		if s.ExpiryWarningDays <= 0 {
+			s.ExpiryWarningDays = DefaultExpiryWarningDays
+		}
+		s.events = newQueue[Event]()
+		s.subs = map[uint64]func(Event){}
+		s.service = ServiceStopped
+	})
+}
+
+// Serve watches readers and cards until ctx is cancelled. Every goroutine it
+// started has ended, and every card is closed, when it returns.
+func (s *CardService) Serve(ctx context.Context) error {
+	s.init()
+	s.mu.Lock()
+	if s.serving {
+		s.mu.Unlock()
+		return errors.New("card service is already serving")
+	}
+	s.serving, s.ctx, s.service = true, ctx, ServiceUp
+	s.mu.Unlock()
+
+	dctx, dcancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.dispatch(dctx)
+	}()
+
+	err := s.Watch(ctx, s.onEvent)
+
+	s.mu.Lock()
+	for _, r := range s.readers {
+		if r.card != nil {
+			s.detachLocked(r.card)
+		}
+	}
+	s.readers, s.serving, s.service = nil, false, ServiceStopped
+	s.mu.Unlock()
+	s.wg.Wait()
+	dcancel()
+	<-done
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// dispatch delivers events to subscribers, in order, on its own goroutine.
+func (s *CardService) dispatch(ctx context.Context) {
+	for {
+		ev, ok := s.events.pop(ctx)
+		if !ok {
+			return
+		}
+		s.dispatchMu.Lock()
+		s.mu.Lock()
+		fns := make([]func(Event), 0, len(s.subs))
+		for _, fn := range s.subs {
+			fns = append(fns, fn)
+		}
+		s.mu.Unlock()
+		for _, fn := range fns {
+			fn(ev)
+		}
+		s.dispatchMu.Unlock()
+	}
+}
+
+// Subscribe calls fn for every event from now on, in order, from one
+// goroutine. fn must not block; it may call Status. The returned function
+// unsubscribes: once it returns, fn is not called again (do not call it
+// from inside fn).
+func (s *CardService) Subscribe(fn func(Event)) (unsubscribe func()) {
+	s.init()
+	s.mu.Lock()
+	id := s.nextSub
+	s.nextSub++
+	s.subs[id] = fn
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.subs, id)
+		s.mu.Unlock()
+		s.dispatchMu.Lock() // wait for a delivery in progress
+		s.dispatchMu.Unlock()
+	}
+}
+
+func (s *CardService) emitLocked(ev Event) {
+	if ev.Time.IsZero() {
+		ev.Time = s.Now()
+	}
+	s.events.push(ev)
+}
+
+// onEvent runs on the monitor's goroutine: state changes only, no card I/O.
+func (s *CardService) onEvent(ev pcsc.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch ev.Kind {
+	case pcsc.ReaderAdded:
+		s.service = ServiceUp
+		if s.reader(ev.Reader) == nil {
+			s.readers = append(s.readers, &readerEntry{name: ev.Reader})
+			s.emitLocked(Event{Kind: EventReaderAdded, Reader: ev.Reader, Time: ev.Time})
+		}
+	case pcsc.ReaderRemoved:
+		for i, r := range s.readers {
+			if r.name == ev.Reader {
+				if r.card != nil {
+					s.detachLocked(r.card)
+				}
+				s.readers = append(s.readers[:i], s.readers[i+1:]...)
+				s.emitLocked(Event{Kind: EventReaderRemoved, Reader: ev.Reader, Time: ev.Time})
+				break
+			}
+		}
+	case pcsc.CardInserted, pcsc.CardMute:
+		s.service = ServiceUp
+		r := s.reader(ev.Reader)
+		if r == nil {
+			r = &readerEntry{name: ev.Reader}
+			s.readers = append(s.readers, r)
+		}
+		if r.card != nil {
+			s.detachLocked(r.card)
+		}
+		cs := s.newSlot(ev.Reader, ev.ATR)
+		r.card = cs
+		if ev.Kind == pcsc.CardMute {
+			cs.state, cs.openDone, cs.announced = CardMute, true, true
+			cs.kind, cs.typeName, cs.hint = pcsc.KindUnknown, "card does not respond", hintMute
+			close(cs.opened)
+			s.emitLocked(Event{Kind: EventCardInserted, Reader: ev.Reader, Card: s.cardStateLocked(cs, s.Now()), Time: ev.Time})
+			return
+		}
+		s.wg.Add(1)
+		go s.openCard(cs)
+	case pcsc.CardRemoved:
+		if r := s.reader(ev.Reader); r != nil && r.card != nil {
+			s.detachLocked(r.card)
+			r.card = nil
+		}
+	case pcsc.ServiceDown:
+		for _, r := range s.readers {
+			if r.card != nil {
+				s.detachLocked(r.card)
+			}
+		}
+		s.readers = nil
+		s.service = ServiceDown
+		s.emitLocked(Event{Kind: EventServiceDown, Time: ev.Time})
+	case pcsc.ServiceUp:
+		s.service = ServiceUp
+		s.emitLocked(Event{Kind: EventServiceUp, Time: ev.Time})
+	}
+}
+
+func (s *CardService) reader(name string) *readerEntry {
+	for _, r := range s.readers {
+		if r.name == name {
+			return r
+		}
+	}
+	return nil
+}
+
+func (s *CardService) newSlot(reader string, atr []byte) *cardSlot {
+	ctx, cancel := context.WithCancelCause(s.ctx)
+	return &cardSlot{reader: reader, atr: atr, ctx: ctx, cancel: cancel, opened: make(chan struct{}), state: CardReading, kind: pcsc.KindUnknown, maxTries: -1}
+}
+
+// detachLocked ends a card's insertion: its context is cancelled (closing a
+// PIN prompt), its PIN cache zeroed, and its connection closed off the
+// caller's goroutine (by the opener when it is still reading the card).
+func (s *CardService) detachLocked(cs *cardSlot) {
+	if cs.detached {
+		return
+	}
+	cs.detached = true
+	cs.cancel(pcsc.ErrCardRemoved)
+	cs.cache.clear()
+	if cs.announced {
+		s.emitLocked(Event{Kind: EventCardRemoved, Reader: cs.reader})
+	}
+	if cs.openDone {
+		s.closeLater(cs.card, cs.sess)
+		cs.card, cs.sess = nil, nil
+	}
+}
+
+// closeLater closes a card (which closes its session) or a bare session on
+// a goroutine: Close waits for a transaction in progress.
+func (s *CardService) closeLater(card pcsc.Card, sess pcsc.Session) {
+	if card == nil && sess == nil {
+		return
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if card != nil {
+			_ = card.Close()
+			return
+		}
+		_ = sess.Close()
+	}()
+}
+
+// openCard reads a newly inserted card: identification, driver, certificates
+// and PIN status. It runs on its own goroutine.
+func (s *CardService) openCard(cs *cardSlot) {
+	defer s.wg.Done()
+	defer close(cs.opened)
+	log := s.Log.With(zap.String("reader", cs.reader))
+	ctx := cs.ctx
+
+	var (
+		card   pcsc.Card
+		id     pcsc.IdentifyResult
+		certs  []pcsc.Certificate
+		pinSt  *PINReport
+		state  = CardReady
+		hint   string
+		fields []zap.Field
+	)
+	sess, err := s.Open(ctx, cs.reader)
+	if err == nil {
+		card, id, err = drivers.Open(ctx, s.Log, sess, s.Drivers)
+		if err != nil {
+			_ = sess.Close()
+			sess = nil
+		}
+	}
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		// Removed while being read: nothing to report.
+	case id.Kind == pcsc.KindRetired:
+		state, hint = CardUnsupported, hintRetired
+	case errors.Is(err, pcsc.ErrUnsupportedCard):
+		state, hint = CardUnsupported, hintUnsupported
+	case errors.Is(err, pcsc.ErrCardUnresponsive):
+		state, hint = CardMute, hintMute
+	default:
+		state, hint = CardFailed, "The card could not be read: take it out and insert it again."
+	}
+	if err != nil && ctx.Err() == nil {
+		log.Warn("card not usable", zap.String("type", id.Name), zap.Error(err))
+	}
+	if card != nil {
+		info := card.Info()
+		fields = append(fields, zap.String("type", id.Name), zap.String("driver", info.Driver), zap.String("card_id", info.ID))
+		if certs, err = card.Certificates(ctx); err != nil {
+			log.Warn("reading certificates", zap.Error(err))
+			hint = "The card's certificates could not be read: take it out and insert it again."
+		}
+		st, err := card.PINStatus(ctx)
+		switch {
+		case err == nil:
+			pinSt = &PINReport{TriesLeft: st.Retries, Blocked: st.Blocked}
+		case errors.Is(err, pcsc.ErrPINBlocked):
+			pinSt = &PINReport{TriesLeft: 0, Blocked: true}
+		default:
+			log.Warn("reading PIN status", zap.Error(err))
+		}
+		if pinSt != nil {
+			fields = append(fields, zap.Int("pin_tries_left", pinSt.TriesLeft), zap.Bool("pin_blocked", pinSt.Blocked))
+		}
+	}
+
+	s.mu.Lock()
+	cs.openDone = true
+	if cs.detached {
+		s.mu.Unlock()
+		s.closeLater(card, sess)
+		return
+	}
+	cs.card, cs.sess, cs.state, cs.hint, cs.certs, cs.pin = card, sess, state, hint, certs, pinSt
+	if id.Kind != "" {
+		cs.kind, cs.typeName = id.Kind, id.Name
+	}
+	if cs.typeName == "" {
+		cs.typeName = "unknown card"
+	}
+	if pinSt != nil {
+		cs.maxTries = pinSt.TriesLeft
+	}
+	cs.announced = true
+	st := s.cardStateLocked(cs, s.Now())
+	s.emitLocked(Event{Kind: EventCardInserted, Reader: cs.reader, Card: st})
+	s.mu.Unlock()
+	if card != nil {
+		if st.Holder != nil {
+			fields = append(fields, zap.String("holder", st.Holder.Name))
+		}
+		log.Info("card ready", fields...)
+	}
+}
+
+// Status returns readers and cards as last read (no card I/O).
+func (s *CardService) Status() Status {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.Now()
+	st := Status{Service: s.service, ExpiryWarningDays: s.ExpiryWarningDays, Readers: make([]ReaderStatus, 0, len(s.readers))}
+	for _, r := range s.readers {
+		rs := ReaderStatus{Name: r.name}
+		if r.card != nil {
+			rs.Card = s.cardStateLocked(r.card, now)
+		}
+		st.Readers = append(st.Readers, rs)
+	}
+	return st
+}
+
+func (s *CardService) cardStateLocked(cs *cardSlot, now time.Time) *CardState {
+	st := &CardState{
+		State:        cs.state,
+		ATR:          pcsc.HexString(cs.atr),
+		Kind:         string(cs.kind),
+		Type:         cs.typeName,
+		Hint:         cs.hint,
+		Certificates: s.summaries(cs.certs, now),
+	}
+	if cs.pin != nil {
+		p := *cs.pin
+		st.PIN = &p
+	}
+	st.Holder = holderOf(cs.certs)
+	return st
+}
+
+func (s *CardService) summaries(certs []pcsc.Certificate, now time.Time) []CertificateStatus {
+	out := make([]CertificateStatus, 0, len(certs))
+	for _, c := range certs {
+		sum := certinfo.Summarise(string(c.Key), c.Cert, now)
+		out = append(out, CertificateStatus{Summary: sum, Expiry: ExpiryState(sum, s.ExpiryWarningDays)})
+	}
+	return out
+}
+
+// ExpiryState says whether a certificate is ok, expiring (fewer than
+// warnDays days left) or expired.
+func ExpiryState(sum certinfo.Summary, warnDays int) string {
+	switch {
+	case sum.Expired || sum.DaysLeft < 0:
+		return ExpiryExpired
+	case sum.DaysLeft < warnDays:
+		return ExpiryExpiring
+	}
+	return ExpiryOK
+}
+
+// holderOf names the holder from the authentication certificate (else the signature one).
+func holderOf(certs []pcsc.Certificate) *certinfo.Holder {
+	var h *certinfo.Holder
+	for _, c := range certs {
+		if c.Key == pcsc.KeyAuthentication || (h == nil && c.Key == pcsc.KeySignature) {
+			x := certinfo.HolderOf(c.Cert)
+			h = &x
+		}
+	}
+	return h
+}
+
+// Certificates returns the certificates of the card Authenticate would use.
+func (s *CardService) Certificates(ctx context.Context) (*CardCertificates, error) {
+	cs, err := s.pick(ctx)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := cs.card.Certificates(ctx) // cached by the driver
+	if err != nil {
+		return nil, Classify(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := &CardCertificates{Reader: cs.reader, CardType: cs.typeName, Holder: holderOf(certs), Certificates: s.summaries(certs, s.Now())}
+	for _, c := range certs {
+		if c.Key == pcsc.KeyAuthentication {
+			out.Authentication = c.Cert.Raw
+		}
+	}
+	return out, nil
+}
+
+// pick returns the card to use: the first reader's (in PC/SC order) ready,
+// supported card. A card still being read is waited for (bounded by ctx), so
+// a sign-in right after insertion works.
+func (s *CardService) pick(ctx context.Context) (*cardSlot, error) {
+	s.init()
+	for {
+		s.mu.Lock()
+		var (
+			wait              *cardSlot
+			unsupported, mute bool
+			failed            bool
+		)
+		for _, r := range s.readers {
+			cs := r.card
+			if cs == nil {
+				continue
+			}
+			switch cs.state {
+			case CardReady:
+				s.mu.Unlock()
+				return cs, nil
+			case CardReading:
+				if wait == nil {
+					wait = cs
+				}
+			case CardUnsupported:
+				unsupported = true
+			case CardMute:
+				mute = true
+			default:
+				failed = true
+			}
+			if wait != nil {
+				break
+			}
+		}
+		service := s.service
+		s.mu.Unlock()
+		if wait == nil {
+			switch {
+			case unsupported:
+				return nil, Classify(pcsc.ErrUnsupportedCard)
+			case mute:
+				return nil, Classify(pcsc.ErrCardUnresponsive)
+			case failed:
+				return nil, &Error{Code: CodeCardError, Message: "the card could not be read; take it out and insert it again", TriesLeft: -1}
+			case service == ServiceDown:
+				return nil, Classify(pcsc.ErrServiceUnavailable)
+			}
+			return nil, Classify(pcsc.ErrNoCard)
+		}
+		select {
+		case <-wait.opened:
+		case <-wait.ctx.Done():
+		case <-ctx.Done():
+			return nil, Classify(context.Cause(ctx))
+		}
+	}
+}

@@ -1,0 +1,355 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
+	"errors"
+	"io"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/token"
+	"github.com/cardagent/cardagent/pcsc"
+)
+
+// Challenge limits: base64url without padding of at least 32 random bytes
+// (43 characters), and no longer than 256 characters.
+const (
+	MinChallengeBytes = 32
+	MaxChallengeChars = 256
+)
+
+// CheckChallenge checks a challenge's format (ErrBadChallenge).
+func CheckChallenge(c string) error {
+	if len(c) > MaxChallengeChars {
+		return ErrBadChallenge
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(c)
+	if err != nil || len(b) < MinChallengeBytes {
+		return ErrBadChallenge
+	}
+	return nil
+}
+
+// SignatureAlgorithm is the token algorithm and signer options for a card
+// key: RSA signs RS256 (PKCS#1 v1.5, SHA-256: every NHS card, series 8
+// included), ECDSA P-256 ES256 and P-384 ES384.
+func SignatureAlgorithm(pub crypto.PublicKey) (string, crypto.SignerOpts, error) {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		return token.RS256, crypto.SHA256, nil
+	case *ecdsa.PublicKey:
+		switch k.Curve {
+		case elliptic.P256():
+			return token.ES256, crypto.SHA256, nil
+		case elliptic.P384():
+			return token.ES384, crypto.SHA384, nil
+		}
+	}
+	return "", nil, pcsc.ErrUnsupportedAlgorithm
+}
+
+// contextSigner is a card key that takes a context for its transaction (the PIV driver's).
+type contextSigner interface {
+	SignContext(ctx context.Context, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error)
+}
+
+// Authenticate has the card sign an origin-bound challenge for a sign-in page.
+//
+// origin comes from the validated WebSocket handshake, never from a message.
+// The card used is the first reader's ready, supported card (see pick). One
+// card operation is in flight per card: a second call while one is running
+// gets ErrBusy at once, never queued behind a PIN prompt. The order is:
+// challenge format, card, authentication certificate, PIN status (tries left;
+// blocked ends here), the prompt p (closed when the card is removed or ctx
+// ends), the local PIN format check (a format error re-prompts once: nothing
+// was sent to the card), then one signature over token.Digest with the
+// authentication key. Nothing sent to the card is ever retried. The PIN is
+// zeroed after use. Errors are *Error values with stable codes (Classify).
+func (s *CardService) Authenticate(ctx context.Context, origin, challenge string, p prompt.Prompter) (tok *token.Token, err error) {
+	s.init()
+	start := time.Now()
+	log := s.Log.With(zap.String("origin", origin))
+	reader := ""
+	defer func() {
+		if err != nil {
+			e := Classify(err)
+			err = e
+			log.Info("authentication failed", zap.String("reader", reader), zap.String("code", string(e.Code)),
+				zap.Int("tries_left", e.TriesLeft), zap.NamedError("cause", e.Err), zap.Duration("took", time.Since(start)))
+			return
+		}
+		log.Info("authenticated", zap.String("reader", reader), zap.String("algorithm", tok.Algorithm), zap.Duration("took", time.Since(start)))
+	}()
+	if err := CheckChallenge(challenge); err != nil {
+		return nil, err
+	}
+	if origin == "" {
+		return nil, &Error{Code: CodeBadRequest, Message: "no origin", TriesLeft: -1}
+	}
+	cs, err := s.pick(ctx)
+	if err != nil {
+		return nil, err
+	}
+	reader = cs.reader
+	if !cs.busy.CompareAndSwap(false, true) {
+		return nil, ErrBusy
+	}
+	defer cs.busy.Store(false)
+
+	tok, err = s.authenticate(ctx, cs, origin, challenge, p)
+	if err != nil && cs.ctx.Err() != nil {
+		// Whatever failed, the card left during the operation.
+		return nil, Classify(context.Cause(cs.ctx))
+	}
+	return tok, err
+}
+
+func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin, challenge string, p prompt.Prompter) (*token.Token, error) {
+	card := s.cardOf(cs)
+	if card == nil {
+		return nil, Classify(pcsc.ErrCardRemoved)
+	}
+	certs, err := card.Certificates(ctx) // cached by the driver: no APDU
+	if err != nil {
+		return nil, err
+	}
+	var authCert *pcsc.Certificate
+	for i := range certs {
+		if certs[i].Key == pcsc.KeyAuthentication {
+			authCert = &certs[i]
+		}
+	}
+	if authCert == nil {
+		return nil, ErrNoCertificate
+	}
+	alg, opts, err := SignatureAlgorithm(authCert.Cert.PublicKey)
+	if err != nil {
+		return nil, err
+	}
+	digest, err := token.Digest(alg, origin, challenge)
+	if err != nil {
+		return nil, err
+	}
+
+	// Tries left, for the prompt; a blocked PIN ends here without a prompt.
+	st, err := card.PINStatus(ctx)
+	if err != nil {
+		if errors.Is(err, pcsc.ErrPINBlocked) {
+			s.setPIN(cs, 0, false)
+		}
+		return nil, err
+	}
+	s.setPIN(cs, st.Retries, false)
+	if st.Blocked {
+		return nil, Classify(pcsc.ErrPINBlocked)
+	}
+
+	pin := s.cachedPIN(cs)
+	fromCache := pin != nil
+	if !fromCache {
+		if p == nil {
+			return nil, ErrPromptUnavailable
+		}
+		req := prompt.Request{
+			Origin:    origin,
+			CardType:  s.typeOf(cs),
+			TriesLeft: st.Retries,
+			Purpose:   "sign in",
+			Timeout:   s.PromptTimeout,
+		}
+		if h := holderOf(certs); h != nil {
+			req.Holder = h.Name
+		}
+		if pin, err = s.askPIN(ctx, cs, p, req); err != nil {
+			return nil, err
+		}
+	}
+	defer prompt.Zero(pin)
+
+	// The card may have left, or the page gone away, while the prompt was
+	// open: then nothing is sent to the card.
+	if cs.ctx.Err() != nil {
+		return nil, context.Cause(cs.ctx)
+	}
+	if ctx.Err() != nil {
+		return nil, context.Cause(ctx)
+	}
+	called := false
+	key, err := card.PrivateKey(pcsc.KeyAuthentication, func() ([]byte, error) {
+		if called { // drivers ask once per Sign; never hand the PIN out twice
+			return nil, errors.New("PIN asked for twice")
+		}
+		called = true
+		return bytes.Clone(pin), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var sig []byte
+	if ks, ok := key.(contextSigner); ok {
+		sig, err = ks.SignContext(ctx, rand.Reader, digest, opts)
+	} else {
+		sig, err = key.Sign(rand.Reader, digest, opts)
+	}
+	if err != nil {
+		var auth *pcsc.AuthError
+		if errors.As(err, &auth) && !auth.PUK {
+			s.setPIN(cs, auth.Retries, false)
+			s.dropCachedPIN(cs)
+		}
+		return nil, err
+	}
+	s.setPIN(cs, -1, true)
+	if !fromCache {
+		s.storePIN(cs, pin)
+	}
+	return &token.Token{
+		Format:      token.Format,
+		Algorithm:   alg,
+		Certificate: base64.StdEncoding.EncodeToString(authCert.Cert.Raw),
+		Origin:      origin,
+		Signature:   base64.RawURLEncoding.EncodeToString(sig),
+	}, nil
+}
+
+// askPIN shows the prompt; the prompt is closed when the card leaves or ctx
+// ends. A PIN failing the local format check is refused before anything is
+// sent to the card, and the prompt is shown once more with the reason.
+func (s *CardService) askPIN(ctx context.Context, cs *cardSlot, p prompt.Prompter, req prompt.Request) ([]byte, error) {
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(cs.ctx, func() { cancel(pcsc.ErrCardRemoved) })
+	defer stop()
+	for attempt := 0; ; attempt++ {
+		pin, err := p.PIN(pctx, req)
+		if cs.ctx.Err() != nil {
+			prompt.Zero(pin)
+			return nil, context.Cause(cs.ctx)
+		}
+		if err != nil {
+			prompt.Zero(pin)
+			if ctx.Err() != nil {
+				return nil, context.Cause(ctx)
+			}
+			return nil, err
+		}
+		ferr := s.checkPIN(pin)
+		if ferr == nil {
+			return pin, nil
+		}
+		prompt.Zero(pin)
+		if attempt > 0 {
+			return nil, &Error{Code: CodePINFormat, Message: Message(CodePINFormat), TriesLeft: -1, Err: ferr}
+		}
+		why := ferr.Error()
+		if um, ok := ferr.(interface{ UserMessage() string }); ok {
+			why = um.UserMessage()
+		}
+		if !strings.HasSuffix(why, ".") {
+			why += "."
+		}
+		req.Retry = "That PIN cannot be right: " + why + " Nothing was sent to the card; please enter it again."
+	}
+}
+
+func (s *CardService) checkPIN(pin []byte) error {
+	if len(pin) == 0 {
+		return errors.New("no PIN entered")
+	}
+	if s.PINPolicy != nil {
+		return s.PINPolicy.Check(pin)
+	}
+	return nil
+}
+
+func (s *CardService) cardOf(cs *cardSlot) pcsc.Card {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return cs.card
+}
+
+func (s *CardService) typeOf(cs *cardSlot) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return cs.typeName
+}
+
+// setPIN records the PIN state after an operation: tries left (or, after a
+// success, the highest count seen on this card: a correct PIN resets the
+// counter, and reading it back would cost a card round trip).
+func (s *CardService) setPIN(cs *cardSlot, tries int, success bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if success {
+		tries = cs.maxTries
+	}
+	if tries > cs.maxTries {
+		cs.maxTries = tries
+	}
+	cs.pin = &PINReport{TriesLeft: tries, Blocked: tries == 0}
+}
+
+// pinCache holds a card's PIN for the configured window. Guarded by CardService.mu.
+type pinCache struct {
+	pin   []byte
+	timer *time.Timer
+}
+
+func (c *pinCache) clear() {
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+	prompt.Zero(c.pin)
+	c.pin = nil
+}
+
+func (s *CardService) cachedPIN(cs *cardSlot) []byte {
+	if s.PINCache <= 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cs.cache.pin == nil {
+		return nil
+	}
+	return bytes.Clone(cs.cache.pin)
+}
+
+func (s *CardService) storePIN(cs *cardSlot, pin []byte) {
+	if s.PINCache <= 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cs.detached {
+		return
+	}
+	cs.cache.clear()
+	cs.cache.pin = bytes.Clone(pin)
+	c := &cs.cache
+	stored := c.pin
+	c.timer = time.AfterFunc(s.PINCache, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if len(c.pin) > 0 && len(stored) > 0 && &c.pin[0] == &stored[0] {
+			c.clear()
+		}
+	})
+}
+
+func (s *CardService) dropCachedPIN(cs *cardSlot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cs.cache.clear()
+}

@@ -1,0 +1,93 @@
+package cli
+
+import (
+	"context"
+	"os"
+	"strconv"
+
+	"go.uber.org/zap"
+
+	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/config"
+	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/tray"
+)
+
+// EnvHideQuit hides the tray's Quit item when "1" or "true" (IT policy,
+// until the configuration has a key for it).
+const EnvHideQuit = "CARDAGENT_TRAY_HIDE_QUIT"
+
+// trayCmd is `cardagent tray`: the notification-area icon. `cardagent run`
+// starts it (and restarts it) in a desktop session, with a private channel;
+// it is not meant to be started by hand.
+func trayCmd(ctx context.Context, env *Env, args []string) error {
+	fs := newFlags("tray", env)
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	log, err := agent.NewLogger(env.Stderr, "console", *level)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	defer log.Sync()
+	return tray.RunProcess(ctx, tray.ProcessOptions{
+		Log:        log,
+		DebugState: os.Getenv(tray.EnvDebugState),
+	})
+}
+
+// choosePrompter picks the PIN prompt for `cardagent run`: the --pinentry
+// flag forces pinentry; otherwise the configured backend, where "auto" is
+// the desktop dialog when a display and zenity are there, else pinentry
+// (decided at each prompt). It returns nil and the reason when none can be
+// built, else the prompter and a sentence for the log.
+func choosePrompter(cfg config.Config, pinentryFlag string, log *zap.Logger) (prompt.Prompter, string) {
+	path := cfg.Prompt.Pinentry
+	if pinentryFlag != "" {
+		path = pinentryFlag
+	}
+	var pe prompt.Prompter
+	if p, _ := newPinentry(path, log); p != nil {
+		pe = p
+	}
+	if pinentryFlag != "" {
+		if pe == nil {
+			return nil, "pinentry program " + pinentryFlag + " not found"
+		}
+		return pe, "PIN prompts: pinentry (--pinentry)"
+	}
+	dialog := &prompt.Dialog{
+		Log:     log.Named("dialog"),
+		Timeout: cfg.Prompt.Timeout(),
+		Policy:  cfg.PIN,
+	}
+	return prompt.Choose(cfg.Prompt.Backend, dialog, pe)
+}
+
+// traySupervisor builds the tray supervisor for `cardagent run`: svc is
+// the card service, p the agent's prompter (the tray's Change PIN and
+// Unblock ask through it, in the agent), port the API's port, promptWhy
+// the sentence choosePrompter returned, quit what the tray's Quit does.
+func traySupervisor(log *zap.Logger, cfg config.Config, svc *agent.CardService, p prompt.Prompter, port int, promptWhy string, quit func()) *tray.Supervisor {
+	hideQuit, _ := strconv.ParseBool(os.Getenv(EnvHideQuit))
+	info := tray.AgentInfo{
+		Version:       agent.Version,
+		APIPort:       port,
+		Environment:   cfg.Environment,
+		RenewalURL:    cfg.RenewalURL(),
+		PromptBackend: promptWhy,
+		HideQuit:      hideQuit,
+		WarnDays:      svc.ExpiryWarningDays,
+	}
+	return &tray.Supervisor{
+		Log: log.Named("tray"),
+		Host: &tray.Host{
+			Log:      log.Named("tray"),
+			Backend:  svc,
+			Prompter: p,
+			Info:     func() tray.AgentInfo { return info },
+		},
+		OnQuit: quit,
+	}
+}

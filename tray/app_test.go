@@ -1,0 +1,438 @@
+package tray
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/expiry"
+	"github.com/cardagent/cardagent/agent/prompt"
+)
+
+// fakeUI records what the app shows.
+type fakeUI struct {
+	mu       sync.Mutex
+	views    []View
+	notes    []string
+	messages []string
+	opened   []string
+	openErr  error
+}
+
+func (u *fakeUI) Apply(v View) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.views = append(u.views, v)
+}
+
+func (u *fakeUI) Notify(title, text string) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.notes = append(u.notes, title+": "+text)
+	return nil
+}
+
+func (u *fakeUI) Message(kind MessageKind, title, text string) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.messages = append(u.messages, title+": "+text)
+	return nil
+}
+
+func (u *fakeUI) Open(target string) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.opened = append(u.opened, target)
+	return u.openErr
+}
+
+func (u *fakeUI) last() View {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.views) == 0 {
+		return View{}
+	}
+	return u.views[len(u.views)-1]
+}
+
+func (u *fakeUI) counts() (views, notes, messages int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.views), len(u.notes), len(u.messages)
+}
+
+func (u *fakeUI) lastMessage() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.messages) == 0 {
+		return ""
+	}
+	return u.messages[len(u.messages)-1]
+}
+
+// linked runs a Host and an App connected by in-memory pipes.
+type linked struct {
+	ui     *fakeUI
+	clicks chan Click
+	stop   func()
+	appErr chan error
+	quit   chan bool
+}
+
+func link(t *testing.T, h *Host, a *App) *linked {
+	t.Helper()
+	ar, aw := io.Pipe() // agent -> tray
+	tr, tw := io.Pipe() // tray -> agent
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &linked{ui: &fakeUI{}, clicks: make(chan Click, 4), appErr: make(chan error, 1), quit: make(chan bool, 1)}
+	if a.UI == nil {
+		a.UI = l.ui
+	} else {
+		l.ui = a.UI.(*fakeUI)
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		q, err := h.Serve(ctx, tr, aw)
+		if err != nil {
+			t.Errorf("Host.Serve: %v", err)
+		}
+		l.quit <- q
+	}()
+	go func() {
+		defer wg.Done()
+		l.appErr <- a.Run(ctx, ar, tw, l.clicks)
+	}()
+	l.stop = func() {
+		cancel()
+		wg.Wait()
+	}
+	t.Cleanup(l.stop)
+	return l
+}
+
+func (l *linked) waitState(t *testing.T, want State) View {
+	t.Helper()
+	var v View
+	waitFor(t, "tray state "+string(want), 10*time.Second, func() bool {
+		v = l.ui.last()
+		return v.State == want
+	})
+	return v
+}
+
+func TestAppFollowsStatusAndNotifiesOncePerDay(t *testing.T) {
+	b := newFakeBackend()
+	b.set(withReaders(nil), "")
+	day := time.Date(2025, 11, 21, 9, 0, 0, 0, time.Local)
+	var clockMu sync.Mutex
+	now := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return day }
+	store := filepath.Join(t.TempDir(), "notified.json")
+	debug := filepath.Join(t.TempDir(), "state.json")
+	h := &Host{Backend: b, Info: func() AgentInfo { return AgentInfo{RenewalURL: "https://renew.example.nhs.uk"} }}
+	a := &App{Tracker: &expiry.Tracker{Store: expiry.FileStore{Path: store}, Now: now}, DebugState: debug}
+	l := link(t, h, a)
+
+	l.waitState(t, StateNoCard)
+	expiring := readyCard(t, 60)
+	b.set(withReaders(expiring), agent.EventCardInserted)
+	v := l.waitState(t, StateAttention)
+	if !strings.Contains(v.Tooltip, "expires in 60 days") {
+		t.Errorf("tooltip %q", v.Tooltip)
+	}
+	waitFor(t, "the notification", 5*time.Second, func() bool { _, n, _ := l.ui.counts(); return n == 1 })
+	if !strings.Contains(l.ui.notes[0], "expires in 60 days") || !strings.Contains(l.ui.notes[0], "https://renew.example.nhs.uk") {
+		t.Errorf("notification %q", l.ui.notes[0])
+	}
+	// Removed and inserted again the same day: no second notification.
+	b.set(withReaders(nil), agent.EventCardRemoved)
+	l.waitState(t, StateNoCard)
+	b.set(withReaders(expiring), agent.EventCardInserted)
+	l.waitState(t, StateAttention)
+	// The next day it may notify again.
+	b.set(withReaders(nil), agent.EventCardRemoved)
+	l.waitState(t, StateNoCard)
+	if _, n, _ := l.ui.counts(); n != 1 {
+		t.Fatalf("%d notifications on one day, want 1", n)
+	}
+	clockMu.Lock()
+	day = day.Add(24 * time.Hour)
+	clockMu.Unlock()
+	b.set(withReaders(expiring), agent.EventCardInserted)
+	waitFor(t, "the next day's notification", 5*time.Second, func() bool { _, n, _ := l.ui.counts(); return n == 2 })
+
+	// The debug state file follows the view.
+	raw, err := os.ReadFile(debug)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dv View
+	if err := json.Unmarshal(raw, &dv); err != nil || dv.State != StateAttention {
+		t.Errorf("debug state %s (%v)", raw, err)
+	}
+}
+
+func TestAppChangePINResultInWords(t *testing.T) {
+	b := newFakeBackend()
+	b.set(withReaders(readyCard(t, 400)), "")
+	calls := make(chan prompt.Prompter, 2)
+	b.change = func(ctx context.Context, p prompt.Prompter) error {
+		calls <- p
+		return &agent.Error{Code: agent.CodeWrongPIN, TriesLeft: 2, Message: "The current PIN was wrong. Your PIN has not been changed. 2 tries left before the card is blocked."}
+	}
+	marker := &recordingPrompter{}
+	h := &Host{Backend: b, Prompter: marker}
+	l := link(t, h, &App{})
+	l.waitState(t, StateReady)
+	l.clicks <- ClickChangePIN
+	select {
+	case p := <-calls:
+		if p != marker {
+			t.Error("the change used another prompter than the agent's")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("change PIN request did not reach the backend")
+	}
+	waitFor(t, "the result message", 5*time.Second, func() bool { return l.ui.lastMessage() != "" })
+	if m := l.ui.lastMessage(); !strings.Contains(m, "2 tries left before the card is blocked") || !strings.HasPrefix(m, "Change PIN: ") {
+		t.Errorf("message %q", m)
+	}
+}
+
+type recordingPrompter struct{}
+
+func (*recordingPrompter) PIN(context.Context, prompt.Request) ([]byte, error) {
+	return nil, prompt.ErrCancelled
+}
+
+func TestAppMenuActions(t *testing.T) {
+	b := newFakeBackend()
+	b.set(withReaders(readyCard(t, 400)), "")
+	h := &Host{Backend: b, Info: func() AgentInfo {
+		return AgentInfo{Version: "9.9", APIPort: 43801, RenewalURL: "https://renew.example.nhs.uk", Environment: "live"}
+	}}
+	dir := t.TempDir()
+	a := &App{ReportDir: dir, Diagnostics: func(context.Context) ([]byte, error) { return nil, errors.New("no doctor") }}
+	l := link(t, h, a)
+	l.waitState(t, StateReady)
+
+	l.clicks <- ClickRenew
+	waitFor(t, "the renewal page", 5*time.Second, func() bool { l.ui.mu.Lock(); defer l.ui.mu.Unlock(); return len(l.ui.opened) == 1 })
+	if l.ui.opened[0] != "https://renew.example.nhs.uk" {
+		t.Errorf("opened %q", l.ui.opened[0])
+	}
+
+	l.clicks <- ClickAbout
+	waitFor(t, "About", 5*time.Second, func() bool { return strings.Contains(l.ui.lastMessage(), "cardagent 9.9") })
+	if m := l.ui.lastMessage(); !strings.Contains(m, "port 43801") || !strings.Contains(m, "Smartcard ready") {
+		t.Errorf("About says %q", m)
+	}
+
+	l.clicks <- ClickDiagnostics
+	report := filepath.Join(dir, "cardagent-diagnostics.txt")
+	waitFor(t, "the diagnostics report", 5*time.Second, func() bool { l.ui.mu.Lock(); defer l.ui.mu.Unlock(); return len(l.ui.opened) == 2 })
+	if l.ui.opened[1] != report {
+		t.Errorf("opened %q, want %q", l.ui.opened[1], report)
+	}
+	raw, err := os.ReadFile(report)
+	if err != nil || !strings.Contains(string(raw), `"state": "ready"`) || !strings.Contains(string(raw), "Virtual PCD 00 00") {
+		t.Errorf("fallback report (status JSON): %s %v", raw, err)
+	}
+}
+
+func TestAppQuit(t *testing.T) {
+	b := newFakeBackend()
+	h := &Host{Backend: b}
+	l := link(t, h, &App{})
+	l.waitState(t, StateNoReader)
+	l.clicks <- ClickQuit
+	select {
+	case err := <-l.appErr:
+		if err != nil {
+			t.Fatalf("app: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the app did not end on Quit")
+	}
+	select {
+	case q := <-l.quit:
+		if !q {
+			t.Error("the host did not report the quit request")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the host did not end after the tray quit")
+	}
+}
+
+func TestAppQuitHiddenByPolicyIsIgnored(t *testing.T) {
+	b := newFakeBackend()
+	h := &Host{Backend: b, Info: func() AgentInfo { return AgentInfo{HideQuit: true} }}
+	l := link(t, h, &App{})
+	v := l.waitState(t, StateNoReader)
+	if v.Menu.Quit.Visible {
+		t.Fatal("Quit visible")
+	}
+	l.clicks <- ClickQuit
+	select {
+	case <-l.appErr:
+		t.Fatal("the app ended on a hidden Quit")
+	case <-time.After(300 * time.Millisecond):
+	}
+}
+
+func TestAppEndsWhenTheAgentGoes(t *testing.T) {
+	ar, aw := io.Pipe()
+	tr, tw := io.Pipe()
+	defer tr.Close()
+	go func() { _, _ = io.Copy(io.Discard, tr) }()
+	done := make(chan error, 1)
+	a := &App{UI: &fakeUI{}, Log: zap.NewNop()}
+	go func() { done <- a.Run(context.Background(), ar, tw, nil) }()
+	aw.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("err %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the tray kept running without its agent")
+	}
+}
+
+func TestHostRefreshSendsOnlyChanges(t *testing.T) {
+	b := newFakeBackend()
+	h := &Host{Backend: b, Refresh: 20 * time.Millisecond}
+	ar, aw := io.Pipe()
+	tr, tw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = h.Serve(ctx, tr, aw)
+	}()
+	c := newConn(ar, tw)
+	read := func() Message {
+		t.Helper()
+		ch := make(chan Message, 1)
+		go func() {
+			m, err := c.read()
+			if err == nil {
+				ch <- m
+			}
+		}()
+		select {
+		case m := <-ch:
+			return m
+		case <-time.After(5 * time.Second):
+			t.Fatal("no message")
+		}
+		return Message{}
+	}
+	if m := read(); m.Type != TypeStatus || len(m.Status.Readers) != 0 {
+		t.Fatalf("first message %+v", m)
+	}
+	// A change without an event (as after a failed sign-in) is sent by the refresh.
+	b.mu.Lock()
+	b.status.Readers = []agent.ReaderStatus{{Name: "R0"}}
+	b.mu.Unlock()
+	if m := read(); len(m.Status.Readers) != 1 || m.Event != "" {
+		t.Fatalf("refresh message %+v", m)
+	}
+	// Nothing changes: nothing is sent for several periods.
+	got := make(chan Message, 1)
+	go func() {
+		m, err := c.read()
+		if err == nil {
+			got <- m
+		}
+	}()
+	select {
+	case m := <-got:
+		t.Fatalf("unchanged status sent again: %+v", m)
+	case <-time.After(200 * time.Millisecond):
+	}
+	// An unknown request gets an error result; PINs have no field to travel in.
+	if err := c.write(Message{Type: TypeRequest, ID: 7, Action: "read_pin"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-got:
+		if m.Type != TypeResult || m.ID != 7 || m.Error == nil || m.Error.Code != agent.CodeBadRequest {
+			t.Errorf("result %+v", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no result for an unknown request")
+	}
+	cancel()
+	<-done
+}
+
+func TestHostOneOperationAtATime(t *testing.T) {
+	b := newFakeBackend()
+	release := make(chan struct{})
+	b.change = func(ctx context.Context, _ prompt.Prompter) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return prompt.ErrCancelled
+		}
+	}
+	ar, aw := io.Pipe()
+	tr, tw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = h(b).Serve(ctx, tr, aw)
+	}()
+	c := newConn(ar, tw)
+	msgs := make(chan Message, 8)
+	go func() {
+		for {
+			m, err := c.read()
+			if err != nil {
+				return
+			}
+			msgs <- m
+		}
+	}()
+	_ = c.write(Message{Type: TypeRequest, ID: 1, Action: ActionChangePIN})
+	time.Sleep(50 * time.Millisecond)
+	_ = c.write(Message{Type: TypeRequest, ID: 2, Action: ActionUnblockPIN})
+	results := map[int64]Message{}
+	deadline := time.After(5 * time.Second)
+	for len(results) < 1 {
+		select {
+		case m := <-msgs:
+			if m.Type == TypeResult {
+				results[m.ID] = m
+			}
+		case <-deadline:
+			t.Fatal("no busy result")
+		}
+	}
+	if r, ok := results[2]; !ok || r.Error == nil || r.Error.Code != agent.CodeBusy {
+		t.Errorf("second operation: %+v", results)
+	}
+	// Closing the tray cancels the operation in progress (its prompt closes).
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the host did not end")
+	}
+}
+
+func h(b Backend) *Host { return &Host{Backend: b} }

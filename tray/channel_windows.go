@@ -1,0 +1,33 @@
+//go:build windows
+
+package tray
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"syscall"
+)
+
+// attachChannel makes childR and childW inheritable by cmd alone (Go lists
+// them in the child's PROC_THREAD_ATTRIBUTE_HANDLE_LIST) and names them in
+// its environment.
+func attachChannel(cmd *exec.Cmd, childR, childW *os.File) error {
+	hs := []syscall.Handle{syscall.Handle(childR.Fd()), syscall.Handle(childW.Fd())}
+	for _, h := range hs {
+		if err := syscall.SetHandleInformation(h, syscall.HANDLE_FLAG_INHERIT, syscall.HANDLE_FLAG_INHERIT); err != nil {
+			return fmt.Errorf("making the tray channel inheritable: %w", err)
+		}
+	}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.AdditionalInheritedHandles = append(cmd.SysProcAttr.AdditionalInheritedHandles, hs...)
+	cmd.Env = append(cmd.Env, EnvChannel+"="+strconv.FormatUint(uint64(hs[0]), 10)+","+strconv.FormatUint(uint64(hs[1]), 10))
+	return nil
+}
+
+func noInherit(f *os.File) {
+	_ = syscall.SetHandleInformation(syscall.Handle(f.Fd()), syscall.HANDLE_FLAG_INHERIT, 0)
+}

@@ -1,0 +1,246 @@
+package tray
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/prompt"
+)
+
+// Backend is what the tray needs from the agent's card service
+// (agent.CardService implements it).
+type Backend interface {
+	Status() agent.Status
+	Subscribe(fn func(agent.Event)) (unsubscribe func())
+	ChangePIN(ctx context.Context, p prompt.Prompter) error
+	UnblockPIN(ctx context.Context, p prompt.Prompter) error
+}
+
+// DefaultRefresh is how often the host compares the status with the one it
+// last sent, and sends it when it changed without an event (the PIN tries
+// left after a failed sign-in, "expires in N days" after midnight).
+// Status() is a copy from the card service's cache: no card I/O.
+const DefaultRefresh = 5 * time.Second
+
+// Host is the agent's end of one tray channel.
+type Host struct {
+	Log     *zap.Logger
+	Backend Backend
+	// Prompter asks for PINs for the tray's requests (the agent's own
+	// prompter: the PINs never go to the tray process).
+	Prompter prompt.Prompter
+	// Info returns the agent's facts for the tray; nil sends none.
+	Info func() AgentInfo
+	// Refresh is the status comparison interval; zero means DefaultRefresh.
+	Refresh time.Duration
+}
+
+// Serve speaks the channel (reading r, writing w) until ctx ends or the
+// tray closes its end, and closes r and w. It reports whether the tray
+// asked to quit. Every goroutine it starts has ended when it returns; a PIN
+// operation in progress is cancelled (its prompt closed) first.
+func (h *Host) Serve(ctx context.Context, r io.ReadCloser, w io.WriteCloser) (quit bool, err error) {
+	log := h.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	refresh := h.Refresh
+	if refresh <= 0 {
+		refresh = DefaultRefresh
+	}
+	c := newConn(r, w)
+	ctx, cancel := context.WithCancel(ctx)
+	// Closing the pipes is what ends a blocked read or write.
+	context.AfterFunc(ctx, func() {
+		_ = r.Close()
+		_ = w.Close()
+	})
+
+	// Events only mark the status dirty: the writer sends the latest status,
+	// so a burst of events never queues up behind a slow tray.
+	dirty := make(chan agent.EventKind, 1)
+	markDirty := func(kind agent.EventKind) {
+		select {
+		case dirty <- kind:
+		default:
+		}
+	}
+	unsubscribe := h.Backend.Subscribe(func(ev agent.Event) { markDirty(ev.Kind) })
+	defer unsubscribe()
+
+	results := make(chan Message, 4)
+	var (
+		wg       sync.WaitGroup
+		opMu     sync.Mutex
+		opCancel context.CancelFunc // the PIN operation in progress
+	)
+	defer func() {
+		opMu.Lock()
+		if opCancel != nil {
+			opCancel()
+		}
+		opMu.Unlock()
+		cancel()
+		wg.Wait()
+	}()
+
+	// Writer: the status when dirty, results as they come, the hourly refresh.
+	werr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(refresh)
+		defer tick.Stop()
+		var last []byte // the last status sent, encoded
+		send := func(kind agent.EventKind, onlyIfChanged bool) error {
+			st := h.Backend.Status()
+			m := Message{Type: TypeStatus, Status: &st, Event: kind}
+			if h.Info != nil {
+				info := h.Info()
+				m.Agent = &info
+			}
+			b, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			if onlyIfChanged && bytes.Equal(b, last) {
+				return nil
+			}
+			last = b
+			return c.writeRaw(b)
+		}
+		err := send("", false)
+		for err == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case kind := <-dirty:
+				err = send(kind, false)
+			case <-tick.C:
+				err = send("", true)
+			case m := <-results:
+				err = c.write(m)
+			}
+		}
+		werr <- err
+		cancel()
+	}()
+
+	// Reader (this goroutine): requests. ctx ending does not interrupt a
+	// blocked read: the supervisor closes the pipe to end it.
+	type readResult struct {
+		m   Message
+		err error
+	}
+	reads := make(chan readResult)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			m, err := c.read()
+			select {
+			case reads <- readResult{m, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+
+	reply := func(m Message) {
+		select {
+		case results <- m:
+		case <-ctx.Done():
+		}
+	}
+	for {
+		var rr readResult
+		select {
+		case <-ctx.Done():
+			select {
+			case err := <-werr:
+				if quit || trayGone(err) {
+					return quit, nil
+				}
+				return quit, fmt.Errorf("writing to the tray: %w", err)
+			default:
+			}
+			return quit, nil
+		case rr = <-reads:
+		}
+		if rr.err != nil {
+			if errors.Is(rr.err, io.EOF) || trayGone(rr.err) {
+				return quit, nil
+			}
+			return quit, rr.err
+		}
+		m := rr.m
+		if m.Type != TypeRequest {
+			log.Warn("tray sent an unexpected message", zap.String("type", m.Type))
+			continue
+		}
+		switch m.Action {
+		case ActionRefresh:
+			markDirty("")
+		case ActionQuit:
+			log.Info("quit requested from the tray")
+			quit = true
+			reply(Message{Type: TypeResult, ID: m.ID, OK: true})
+		case ActionChangePIN, ActionUnblockPIN:
+			opMu.Lock()
+			if opCancel != nil {
+				opMu.Unlock()
+				reply(resultFor(m.ID, agent.ErrBusy))
+				continue
+			}
+			octx, ocancel := context.WithCancel(ctx)
+			opCancel = ocancel
+			opMu.Unlock()
+			wg.Add(1)
+			go func(m Message) {
+				defer wg.Done()
+				var err error
+				if m.Action == ActionChangePIN {
+					err = h.Backend.ChangePIN(octx, h.Prompter)
+				} else {
+					err = h.Backend.UnblockPIN(octx, h.Prompter)
+				}
+				opMu.Lock()
+				opCancel = nil
+				opMu.Unlock()
+				ocancel()
+				reply(resultFor(m.ID, err))
+				markDirty("") // the PIN counter may have changed
+			}(m)
+		default:
+			log.Warn("tray sent an unknown request", zap.String("action", m.Action))
+			reply(Message{Type: TypeResult, ID: m.ID, Error: &ResultError{Code: agent.CodeBadRequest, Message: "unknown request", TriesLeft: -1}})
+		}
+	}
+}
+
+// trayGone tells whether a write failed because the tray closed its end.
+func trayGone(err error) bool {
+	return errors.Is(err, io.ErrClosedPipe) || errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EPIPE)
+}
+
+func resultFor(id int64, err error) Message {
+	if err == nil {
+		return Message{Type: TypeResult, ID: id, OK: true}
+	}
+	e := agent.Classify(err)
+	return Message{Type: TypeResult, ID: id, Error: &ResultError{Code: e.Code, Message: e.Message, TriesLeft: e.TriesLeft}}
+}

@@ -1,0 +1,46 @@
+package tray
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/cardagent/cardagent/pcsc/pcsctest"
+)
+
+// EnvTestChild makes the test binary act as a tray child (see fakeChild).
+const envTestChild = "CARDAGENT_TRAY_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(envTestChild); mode != "" {
+		os.Exit(fakeChild(mode))
+	}
+	code := m.Run()
+	pcsctest.Shutdown()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// guiChild runs the real tray process (the screenshot test's tray).
+func guiChild() int {
+	log, _ := zap.NewDevelopment()
+	err := RunProcess(context.Background(), ProcessOptions{
+		Log:        log,
+		DebugState: os.Getenv(EnvDebugState),
+		StatePath:  os.Getenv(envTestLog) + ".notified.json",
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "tray:", err)
+		return 1
+	}
+	return 0
+}

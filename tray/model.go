@@ -1,0 +1,285 @@
+// Package tray is cardagent's notification-area icon and the agent-side
+// pieces that run it.
+//
+// The tray is its own process, `cardagent tray`, started and restarted by
+// the agent's Supervisor when a desktop session is present. GTK (under the
+// Linux tray library) exits the whole process when it cannot open the
+// display, so the process that serves the sign-in API never initialises
+// it. The two processes talk over a private channel: a pair of pipes the
+// agent creates for each launch and the child inherits (file descriptors 3
+// and 4 on Unix, inherited handles on Windows), carrying newline-delimited
+// JSON (see Message). Nothing listens on a socket for it, so no other
+// process can reach it, and no secret is needed; when the agent ends, the
+// pipe closes and the tray exits with it.
+//
+// PINs never cross the channel. "Change PIN..." and "Unblock card..." are
+// requests: the agent asks for the PINs itself, through its own prompter
+// (the desktop dialog, run by the agent, or pinentry), sends them to the
+// card, and answers with a result in words that the tray shows.
+//
+// The tray's state logic is one pure function, Build, from the agent's
+// status to a View (icon state, tooltip, menu); the systray calls only
+// apply a View.
+package tray
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/certinfo"
+	"github.com/cardagent/cardagent/agent/expiry"
+)
+
+// State is what the icon shows. The names are the icon file names (tray/icons).
+type State string
+
+const (
+	StateNoReader     State = "no_reader"     // no smart-card reader connected
+	StateNoCard       State = "no_card"       // readers, but no card (or a card being read)
+	StateReady        State = "ready"         // a card ready for sign-in
+	StateAttention    State = "attention"     // the card works but needs attention (certificate expiring, last PIN try)
+	StateBlocked      State = "blocked"       // the card cannot sign in: PIN blocked, certificate expired, card unusable
+	StateAgentProblem State = "agent_problem" // the agent cannot serve sign-ins: no smart-card service, API down, agent unreachable
+)
+
+// States lists every state.
+var States = []State{StateNoReader, StateNoCard, StateReady, StateAttention, StateBlocked, StateAgentProblem}
+
+// maxTooltip keeps the tooltip within Windows' 128-character limit.
+const maxTooltip = 120
+
+// maxCertificates is how many certificate lines the menu has room for.
+const maxCertificates = 4
+
+// Input is what Build needs.
+type Input struct {
+	// Connected: the channel to the agent is up and a status has arrived.
+	Connected bool
+	// Problem says why the agent cannot be reached (when not Connected).
+	Problem string
+	Status  agent.Status
+	Agent   AgentInfo
+}
+
+// View is everything the tray shows for one Input.
+type View struct {
+	State   State  `json:"state"`
+	Tooltip string `json:"tooltip"`
+	Menu    Menu   `json:"menu"`
+	// Card is the card the view describes (nil when none).
+	Card *CardFacts `json:"card,omitempty"`
+}
+
+// CardFacts are the facts about the shown card that the tray acts on.
+type CardFacts struct {
+	// ID identifies the card for the once-a-day notification: the SHA-256
+	// of its authentication certificate (of its first certificate when it
+	// has none), "" when it has no certificate.
+	ID     string       `json:"id"`
+	Expiry expiry.Check `json:"expiry"`
+	// Notice is the expiry notification's text ("" when none is due).
+	Notice string `json:"notice,omitempty"`
+}
+
+// Menu is the tray menu's content.
+type Menu struct {
+	// Status is the first, disabled line: the state in words.
+	Status string `json:"status"`
+	// Card names the holder and the card type ("" hides the line).
+	Card string `json:"card,omitempty"`
+	// Certificates has one line per certificate: "Authentication certificate: expires in 23 days".
+	Certificates []string `json:"certificates,omitempty"`
+	Renew        Item     `json:"renew"`
+	ChangePIN    Item     `json:"change_pin"`
+	Unblock      Item     `json:"unblock"`
+	Diagnostics  Item     `json:"diagnostics"`
+	About        Item     `json:"about"`
+	Quit         Item     `json:"quit"`
+}
+
+// Item is one actionable menu line.
+type Item struct {
+	Title   string `json:"title"`
+	Visible bool   `json:"visible"`
+	Enabled bool   `json:"enabled"`
+}
+
+func item(title string, visible, enabled bool) Item {
+	return Item{Title: title, Visible: visible, Enabled: visible && enabled}
+}
+
+// Build turns the agent's status into what the tray shows. It is pure:
+// same input, same view.
+func Build(in Input) View {
+	policy := expiry.Policy{WarnDays: in.Agent.WarnDays, UrgentDays: in.Agent.UrgentDays}
+	if policy.WarnDays <= 0 {
+		policy.WarnDays = in.Status.ExpiryWarningDays
+	}
+	policy = policy.Normalize()
+
+	v := View{Menu: Menu{
+		Diagnostics: item("Open diagnostics", true, true),
+		About:       item("About cardagent", true, true),
+		Quit:        item("Quit cardagent", !in.Agent.HideQuit, true),
+	}}
+	state, words := agentProblem(in)
+	var card *agent.CardState
+	if state == "" {
+		card = pickCard(in.Status)
+		state, words = cardState(in.Status, card, policy)
+	}
+	v.State = state
+	v.Menu.Status = words
+	v.Tooltip = truncate("cardagent: "+words, maxTooltip)
+
+	if card == nil || state == StateAgentProblem {
+		return v
+	}
+	usable := card.State == agent.CardReady
+	blocked := card.PIN != nil && card.PIN.Blocked
+	if card.Holder != nil || card.Type != "" {
+		v.Menu.Card = strings.TrimPrefix(strings.TrimSuffix(holderName(card)+" - "+card.Type, " - "), " - ")
+	}
+	for i, c := range card.Certificates {
+		if i == maxCertificates {
+			break
+		}
+		v.Menu.Certificates = append(v.Menu.Certificates,
+			capitalize(c.Usage)+" certificate: "+expiry.ExpiresIn(c.DaysLeft, c.Expired))
+	}
+	v.Menu.Renew = item("Renew certificate...", usable && in.Agent.RenewalURL != "", true)
+	v.Menu.ChangePIN = item("Change PIN...", usable, !blocked)
+	v.Menu.Unblock = item("Unblock card...", usable, true)
+
+	facts := &CardFacts{ID: cardID(card), Expiry: policy.CheckCard(summaries(card))}
+	if facts.Expiry.Level != expiry.OK && usable {
+		facts.Notice = expiry.Message(facts.Expiry, in.Agent.RenewalURL)
+	}
+	v.Card = facts
+	return v
+}
+
+// agentProblem says whether the agent cannot serve sign-ins, and why.
+func agentProblem(in Input) (State, string) {
+	switch {
+	case !in.Connected:
+		why := in.Problem
+		if why == "" {
+			why = "the cardagent service cannot be reached"
+		}
+		return StateAgentProblem, "Smartcard sign-in unavailable: " + why
+	case in.Agent.APIError != "":
+		return StateAgentProblem, "Smartcard sign-in unavailable: " + in.Agent.APIError
+	case in.Status.Service == agent.ServiceDown:
+		return StateAgentProblem, "The smart-card service is not running: start it (Linux: pcscd; Windows: Smart Card service)"
+	case in.Status.Service == agent.ServiceStopped:
+		return StateAgentProblem, "The card service has stopped"
+	}
+	return "", ""
+}
+
+// pickCard is the card a sign-in would use: the first reader's ready card,
+// else the first card of any kind (as agent.CardService does).
+func pickCard(st agent.Status) *agent.CardState {
+	var first *agent.CardState
+	for _, r := range st.Readers {
+		if r.Card == nil {
+			continue
+		}
+		if r.Card.State == agent.CardReady {
+			return r.Card
+		}
+		if first == nil {
+			first = r.Card
+		}
+	}
+	return first
+}
+
+func cardState(st agent.Status, card *agent.CardState, policy expiry.Policy) (State, string) {
+	if len(st.Readers) == 0 {
+		return StateNoReader, "No smart-card reader connected"
+	}
+	if card == nil {
+		return StateNoCard, "No smartcard inserted"
+	}
+	switch card.State {
+	case agent.CardReading:
+		return StateNoCard, "Reading the smartcard..."
+	case agent.CardReady:
+	default:
+		why := card.Hint
+		if why == "" {
+			why = "the card could not be read"
+		}
+		return StateBlocked, "This card cannot be used: " + strings.TrimSuffix(why, ".")
+	}
+	who := holderName(card)
+	if who == "" {
+		who = card.Type
+	}
+	if card.PIN != nil && card.PIN.Blocked {
+		return StateBlocked, "Card blocked (" + who + "): unblock it with your PUK or contact your Registration Authority"
+	}
+	check := policy.CheckCard(summaries(card))
+	switch check.Level {
+	case expiry.Expired:
+		return StateBlocked, "Certificate expired (" + who + "): contact your Registration Authority"
+	case expiry.Warning, expiry.Urgent:
+		return StateAttention, fmt.Sprintf("Certificate %s (%s): renew it now", expiry.ExpiresIn(check.DaysLeft, false), who)
+	}
+	if card.PIN != nil && card.PIN.TriesLeft == 1 {
+		return StateAttention, "Last PIN try before the card is blocked (" + who + ")"
+	}
+	return StateReady, "Smartcard ready (" + who + ")"
+}
+
+func holderName(card *agent.CardState) string {
+	if card.Holder == nil {
+		return ""
+	}
+	return card.Holder.Name
+}
+
+func summaries(card *agent.CardState) []certinfo.Summary {
+	out := make([]certinfo.Summary, 0, len(card.Certificates))
+	for _, c := range card.Certificates {
+		out = append(out, c.Summary)
+	}
+	return out
+}
+
+// cardID is the SHA-256 of the card's authentication certificate (else its first).
+func cardID(card *agent.CardState) string {
+	id := ""
+	for _, c := range card.Certificates {
+		if c.Usage == "authentication" {
+			return c.SHA256
+		}
+		if id == "" {
+			id = c.SHA256
+		}
+	}
+	return id
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return "Other"
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// truncate cuts s to at most n bytes at a character boundary, with "...".
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - 3
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}

@@ -1,0 +1,140 @@
+package tray
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/cardagent/cardagent/agent"
+)
+
+// The channel between the agent and its tray carries one JSON object per
+// line (Message). The agent sends "status" messages (the whole status each
+// time: on connection, after every card or reader event, and hourly so the
+// days left stay right) and "result" messages; the tray sends "request"
+// messages. No message has a field for a PIN or a PUK.
+const (
+	TypeStatus  = "status"
+	TypeResult  = "result"
+	TypeRequest = "request"
+)
+
+// Actions a tray may request.
+const (
+	ActionChangePIN  = "change_pin"  // the agent asks for the PINs and changes the PIN
+	ActionUnblockPIN = "unblock_pin" // the agent asks for the PUK and a new PIN
+	ActionRefresh    = "refresh"     // send the status now
+	ActionQuit       = "quit"        // the user chose Quit: stop the agent (and the tray)
+)
+
+// MaxLine bounds one message on the channel.
+const MaxLine = 256 << 10
+
+// Message is one line of the channel.
+type Message struct {
+	Type string `json:"type"`
+	// ID pairs a request with its result.
+	ID int64 `json:"id,omitempty"`
+
+	// Status messages.
+	Status *agent.Status `json:"status,omitempty"`
+	Agent  *AgentInfo    `json:"agent,omitempty"`
+	// Event names the card event that caused this status ("" for none).
+	Event agent.EventKind `json:"event,omitempty"`
+
+	// Request messages.
+	Action string `json:"action,omitempty"`
+
+	// Result messages: OK, or Error.
+	OK    bool         `json:"ok,omitempty"`
+	Error *ResultError `json:"error,omitempty"`
+}
+
+// ResultError is a failed request, in words for the user.
+type ResultError struct {
+	Code      agent.Code `json:"code"`
+	Message   string     `json:"message"`
+	TriesLeft int        `json:"tries_left"`
+}
+
+// AgentInfo are the agent's own facts the tray shows.
+type AgentInfo struct {
+	Version string `json:"version"`
+	// APIPort is the loopback API's port (0 when it is not serving);
+	// APIError says, in words, why sign-in pages cannot reach the agent
+	// ("every port from 43800 to 43809 is in use"), "" when they can.
+	APIPort  int    `json:"api_port"`
+	APIError string `json:"api_error,omitempty"`
+	// Environment is the active environment; RenewalURL its renewal page.
+	Environment string `json:"environment,omitempty"`
+	RenewalURL  string `json:"renewal_url,omitempty"`
+	// PromptBackend says how PINs are asked ("desktop dialog", "pinentry").
+	PromptBackend string `json:"prompt_backend,omitempty"`
+	// HideQuit hides the Quit item (IT policy).
+	HideQuit bool `json:"hide_quit,omitempty"`
+	// WarnDays and UrgentDays are the expiry thresholds (0: defaults).
+	WarnDays   int `json:"warn_days,omitempty"`
+	UrgentDays int `json:"urgent_days,omitempty"`
+}
+
+// conn reads and writes Messages on a channel. Writes are serialised.
+type conn struct {
+	r  *bufio.Reader
+	wm sync.Mutex
+	w  io.Writer
+}
+
+func newConn(r io.Reader, w io.Writer) *conn {
+	return &conn{r: bufio.NewReaderSize(r, 4096), w: w}
+}
+
+// errLineTooLong is a message longer than MaxLine.
+var errLineTooLong = errors.New("tray channel: message too long")
+
+// read returns the next message; io.EOF when the other side closed.
+func (c *conn) read() (Message, error) {
+	var line []byte
+	for {
+		chunk, err := c.r.ReadSlice('\n')
+		if len(line)+len(chunk) > MaxLine {
+			return Message{}, errLineTooLong
+		}
+		line = append(line, chunk...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			if err == io.EOF && len(line) > 0 {
+				return Message{}, io.ErrUnexpectedEOF
+			}
+			return Message{}, err
+		}
+		break
+	}
+	var m Message
+	if err := json.Unmarshal(line, &m); err != nil {
+		return Message{}, fmt.Errorf("tray channel: %w", err)
+	}
+	return m, nil
+}
+
+func (c *conn) write(m Message) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	return c.writeRaw(b)
+}
+
+// writeRaw writes one encoded message and its newline.
+func (c *conn) writeRaw(b []byte) error {
+	line := make([]byte, 0, len(b)+1)
+	line = append(append(line, b...), '\n')
+	c.wm.Lock()
+	defer c.wm.Unlock()
+	_, err := c.w.Write(line)
+	return err
+}
