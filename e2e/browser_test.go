@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
@@ -48,12 +50,16 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	closeBrowser()
 	pcsctest.Shutdown()
+	// Every goroutine of the agent, the demo sites and chromedp has ended.
+	if err := goleak.Find(); err != nil && code == 0 {
+		fmt.Fprintf(os.Stderr, "goroutines left after the tests: %v\n", err)
+		code = 1
+	}
 	os.Exit(code)
 }
 
 // env is everything one browser test run uses.
 type env struct {
-	t       *testing.T
 	pcscd   *pcsctest.PCSCD
 	browser context.Context
 	card    *vpiv.Card
@@ -62,6 +68,7 @@ type env struct {
 	pinentry string // the scripted pinentry program
 	prompter *switchPrompter
 	svc      *agent.CardService
+	log      *zap.Logger // the agent's logger
 	agentLog *observer.ObservedLogs
 	demoLog  *observer.ObservedLogs
 
@@ -120,7 +127,7 @@ func TestBrowserSignIn(t *testing.T) {
 			t.Fatalf("pinentry prompted %d times, want 1", len(recs))
 		}
 		// The prompt named the site, the holder and the tries left.
-		for _, want := range []string{e.allowed, e.holder.Name, fmt.Sprint(tries)} {
+		for _, want := range []string{e.allowed, e.holder.Name, prompt.TriesLeft(tries)} {
 			if !strings.Contains(recs[0].Desc, want) {
 				t.Errorf("prompt %q does not mention %q", recs[0].Desc, want)
 			}
@@ -188,12 +195,17 @@ func TestBrowserSignIn(t *testing.T) {
 	t.Run("card removed during the prompt", func(t *testing.T) {
 		rec := e.usePinentry(t, "hang", markerPIN)
 		tries, sigs := e.card.PINTries(), e.card.Signatures()
+		e.card.ClearLog()
 		var pid int
 		r := e.signIn(t, e.allowedURL, func(ctx context.Context) {
 			// Wait until the pinentry shows the prompt (the agent has read
-			// the PIN status before), then watch the card and pull it.
+			// the PIN status before: the log shows it works), then watch
+			// the card and pull it.
 			recs := waitRecords(t, ctx, rec, 1)
 			pid = recs[0].PID
+			if !bytes.Contains(e.card.INSLog(), []byte{0x20}) {
+				t.Errorf("the card's log shows no PIN status read before the prompt: % X", e.card.INSLog())
+			}
 			e.card.ClearLog()
 			if err := slot.Remove(); err != nil {
 				t.Errorf("removing the card: %v", err)
@@ -243,7 +255,7 @@ func triesText(n int) string {
 // setup starts the private pcscd, the browser, two demo sites and the agent.
 func setup(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t}
+	e := &env{}
 	e.pcscd = pcsctest.Require(t)
 	e.browser = requireBrowser(t)
 
@@ -286,6 +298,7 @@ func setup(t *testing.T) *env {
 	core, logs := observer.New(zap.DebugLevel)
 	e.agentLog = logs
 	log := zap.New(zapcore.NewTee(core, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Core()))
+	e.log = log
 	e.prompter = &switchPrompter{}
 	e.svc = &agent.CardService{Log: log.Named("cards")}
 	srv, err := api.New(log.Named("api"), e.svc, e.prompter, api.Options{
@@ -404,7 +417,7 @@ func (e *env) usePinentry(t *testing.T, action, pin string) string {
 	if pin != "" {
 		args = append(args, "-pin", pin)
 	}
-	e.prompter.Set(&prompt.Pinentry{Path: e.pinentry, Args: args, Timeout: 20 * time.Second})
+	e.prompter.Set(&prompt.Pinentry{Path: e.pinentry, Args: args, Timeout: 20 * time.Second, Log: e.log.Named("prompt")})
 	return rec
 }
 
@@ -540,6 +553,14 @@ func (e *env) signIn(t *testing.T, url string, during func(ctx context.Context))
 	t.Helper()
 	tab, closeTab := chromedp.NewContext(e.browser)
 	t.Cleanup(closeTab)
+	// The first Run creates the tab; it gets the tab's own context (a
+	// derived one with a timeout would close the tab when it ends).
+	watchdog := time.AfterFunc(caseTimeout, closeTab)
+	err := chromedp.Run(tab)
+	watchdog.Stop()
+	if err != nil {
+		t.Fatalf("opening a tab: %v", err)
+	}
 	var (
 		mu      sync.Mutex
 		console []string
@@ -573,7 +594,7 @@ func (e *env) signIn(t *testing.T, url string, during func(ctx context.Context))
 	})
 	ctx, cancel := context.WithTimeout(tab, caseTimeout)
 	defer cancel()
-	err := chromedp.Run(ctx,
+	err = chromedp.Run(ctx,
 		chromedp.Navigate(url),
 		chromedp.WaitReady(`body[data-state="ready"]`, chromedp.ByQuery),
 		chromedp.WaitReady(`#agent-status:not([data-agent="unknown"])`, chromedp.ByQuery),
@@ -591,8 +612,7 @@ func (e *env) signIn(t *testing.T, url string, during func(ctx context.Context))
 		chromedp.Evaluate(readHooks, &r),
 	)
 	if err != nil {
-		var now pageResult
-		_ = chromedp.Run(tab, chromedp.Evaluate(readHooks, &now))
+		now := peek(tab)
 		t.Fatalf("waiting for the sign-in result on %s: %v (page state %q, message %q)", url, err, now.State, now.Message)
 	}
 	r.tab = tab
@@ -617,8 +637,16 @@ func (e *env) waitPage(t *testing.T, tab context.Context, selector string) {
 	ctx, cancel := context.WithTimeout(tab, 5*time.Second)
 	defer cancel()
 	if err := chromedp.Run(ctx, chromedp.WaitReady(selector, chromedp.ByQuery)); err != nil {
-		var now pageResult
-		_ = chromedp.Run(tab, chromedp.Evaluate(readHooks, &now))
+		now := peek(tab)
 		t.Errorf("page never matched %s: %v (tries left shown: %q)", selector, err, now.TriesLeft)
 	}
+}
+
+// peek reads the page's hooks for a failure message, without waiting long.
+func peek(tab context.Context) pageResult {
+	ctx, cancel := context.WithTimeout(tab, 2*time.Second)
+	defer cancel()
+	var r pageResult
+	_ = chromedp.Run(ctx, chromedp.Evaluate(readHooks, &r))
+	return r
 }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -75,13 +76,20 @@ func startBrowser(path string) (context.Context, error) {
 		chromedp.Flag("disable-extensions", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.Flag("mute-audio", true),
+		chromedp.Flag("disable-breakpad", true),
+		chromedp.Flag("disable-crash-reporter", true),
 		chromedp.WindowSize(1024, 768),
+		// Debian's chromium starts crashpad anyway: keep its database (and
+		// any other per-user state) in the temporary directory, not in $HOME.
+		chromedp.Env("XDG_CONFIG_HOME="+dir, "XDG_CACHE_HOME="+dir),
 	}
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelBrowser := chromedp.NewContext(alloc)
 	browserCancels = []context.CancelFunc{cancelBrowser, cancelAlloc}
 	// The first Run starts the browser; it must get the browser's own
 	// context (a derived one with a timeout would stop the browser when it ends).
+	watchdog := time.AfterFunc(time.Minute, cancelBrowser)
+	defer watchdog.Stop()
 	if err := chromedp.Run(ctx); err != nil {
 		closeBrowser()
 		return nil, fmt.Errorf("launching the browser: %w", err)
@@ -96,7 +104,15 @@ func closeBrowser() {
 	}
 	browserCancels = nil
 	if browserDir != "" {
-		os.RemoveAll(browserDir)
+		// Chromium's helpers (crashpad) may still write to the profile for
+		// a moment after the browser has exited.
+		for i := 0; i < 20; i++ {
+			os.RemoveAll(browserDir)
+			time.Sleep(100 * time.Millisecond)
+			if _, err := os.Stat(browserDir); os.IsNotExist(err) {
+				break
+			}
+		}
 		browserDir = ""
 	}
 }

@@ -59,6 +59,9 @@ export const ErrorCodes = Object.freeze({
   UNSUPPORTED_PROTOCOL: "unsupported_protocol", // the agent speaks another protocol version
 });
 
+// RESOLVED marks options resolveOptions has already checked.
+const RESOLVED = Symbol("resolved");
+
 const DEFAULTS = Object.freeze({
   host: "127.0.0.1",
   probeTimeout: 1000, // per port, ms
@@ -178,7 +181,7 @@ async function probe(o, port, parent) {
  * @returns {Promise<{port: number, info: {name: string, version: string, protocol: number}}>}
  */
 export async function discover(options = {}) {
-  const o = options.__resolved ? options : resolveOptions(options);
+  const o = options[RESOLVED] ? options : resolveOptions(options);
   const all = new AbortController();
   const onAbort = () => all.abort();
   o.signal?.addEventListener?.("abort", onAbort, { once: true });
@@ -240,7 +243,7 @@ export class CardAgent extends EventTarget {
   /** @param {object} [options] see README.md */
   constructor(options = {}) {
     super();
-    this.#o = { ...resolveOptions(options), __resolved: true };
+    this.#o = { ...resolveOptions(options), [RESOLVED]: true };
     this.#retryDelay = this.#o.reconnectDelay;
   }
 
