@@ -153,15 +153,15 @@ func (k *Key) sign(ctx context.Context, rnd io.Reader, digest []byte, opts crypt
 		}
 		pin, err := k.pin()
 		if err != nil {
-			zero(pin)
+			pcsc.Zero(pin)
 			return nil, fmt.Errorf("reading PIN: %w", err)
 		}
 		padded, err = padPIN(pin)
-		zero(pin)
+		pcsc.Zero(pin)
 		if err != nil {
 			return nil, err
 		}
-		defer zero(padded)
+		defer pcsc.Zero(padded)
 	}
 
 	var resp []byte

@@ -30,7 +30,7 @@ func padPIN(pin []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%w: a PIN holds only letters, digits and punctuation", pcsc.ErrPINFormat)
 		}
 	}
-	return pad8(pin), nil
+	return pcsc.PadSecret(pin, 8), nil
 }
 
 // padPUK checks a PUK's length (6 to 8 bytes, any value) and pads it with FF to 8 bytes.
@@ -38,76 +38,16 @@ func padPUK(puk []byte) ([]byte, error) {
 	if len(puk) < pinMinLen || len(puk) > pinMaxLen {
 		return nil, fmt.Errorf("%w: a PUK has %d to %d characters", pcsc.ErrPINFormat, pinMinLen, pinMaxLen)
 	}
-	return pad8(puk), nil
-}
-
-func pad8(b []byte) []byte {
-	out := make([]byte, 8)
-	n := copy(out, b)
-	for i := n; i < 8; i++ {
-		out[i] = 0xFF
-	}
-	return out
-}
-
-// zero overwrites secret bytes.
-func zero(bs ...[]byte) {
-	for _, b := range bs {
-		clear(b)
-	}
-}
-
-// transmitSecret sends a short command APDU carrying a secret (PIN, PUK) built
-// in a buffer of its own, which it zeroes afterwards: pcsc.Exchange would copy
-// the secret into an encoding buffer that nobody clears. Such commands never
-// need chaining nor GET RESPONSE (their answer is a bare status word).
-//
-// It never resends: a transport error is returned as is.
-func transmitSecret(t pcsc.Transmitter, ins, p1, p2 byte, data ...[]byte) (uint16, error) {
-	n := 0
-	for _, d := range data {
-		n += len(d)
-	}
-	raw := make([]byte, 0, 5+n)
-	raw = append(raw, 0x00, ins, p1, p2, byte(n))
-	for _, d := range data {
-		raw = append(raw, d...)
-	}
-	defer zero(raw)
-	resp, err := t.Transmit(raw)
-	if err != nil {
-		return 0, err
-	}
-	r, err := pcsc.ParseResponse(resp)
-	if err != nil {
-		return 0, err
-	}
-	return r.SW, nil
-}
-
-// authErr maps the status word of a command that checked a PIN (puk false) or the PUK.
-func authErr(sw uint16, puk bool) error {
-	switch {
-	case sw == 0x9000:
-		return nil
-	case sw&0xFFF0 == 0x63C0:
-		return &pcsc.AuthError{Retries: int(sw & 0x0F), PUK: puk}
-	case sw == 0x6983:
-		if puk {
-			return pcsc.ErrPUKBlocked
-		}
-		return pcsc.ErrPINBlocked
-	}
-	return &pcsc.StatusError{SW: sw}
+	return pcsc.PadSecret(puk, 8), nil
 }
 
 // verifyPIN sends VERIFY with the padded PIN. It is sent exactly once.
 func verifyPIN(t pcsc.Transmitter, padded []byte) error {
-	sw, err := transmitSecret(t, insVerify, 0x00, keyRefPIVPIN, padded)
+	sw, err := pcsc.TransmitSecret(t, insVerify, 0x00, keyRefPIVPIN, padded)
 	if err != nil {
 		return fmt.Errorf("verifying PIN: %w", err)
 	}
-	return authErr(sw, false)
+	return pcsc.AuthStatus(sw, false)
 }
 
 // resetPIN ends the PIN's verified state (VERIFY with P1=FF, SP 800-73-4 Part 2,
@@ -163,24 +103,24 @@ func (c *Card) ChangePIN(ctx context.Context, oldPIN, newPIN []byte) error {
 	if err != nil {
 		return fmt.Errorf("changing PIN: current PIN: %w", err)
 	}
-	defer zero(oldP)
+	defer pcsc.Zero(oldP)
 	newP, err := padPIN(newPIN)
 	if err != nil {
 		return fmt.Errorf("changing PIN: new PIN: %w", err)
 	}
-	defer zero(newP)
+	defer pcsc.Zero(newP)
 	err = c.transact(ctx, func(t pcsc.Transmitter) error {
 		if _, err := selectApp(t); err != nil {
 			return err
 		}
-		sw, err := transmitSecret(t, insChangeRef, 0x00, keyRefPIVPIN, oldP, newP)
+		sw, err := pcsc.TransmitSecret(t, insChangeRef, 0x00, keyRefPIVPIN, oldP, newP)
 		if err != nil {
 			return err
 		}
 		if sw == 0x6A80 {
 			return fmt.Errorf("%w: the card refused the new PIN (%w)", pcsc.ErrPINFormat, &pcsc.StatusError{SW: sw})
 		}
-		if err := authErr(sw, false); err != nil {
+		if err := pcsc.AuthStatus(sw, false); err != nil {
 			return err
 		}
 		return c.resetPIN(t)
@@ -201,24 +141,24 @@ func (c *Card) UnblockPIN(ctx context.Context, puk, newPIN []byte) error {
 	if err != nil {
 		return fmt.Errorf("unblocking PIN: PUK: %w", err)
 	}
-	defer zero(pukP)
+	defer pcsc.Zero(pukP)
 	newP, err := padPIN(newPIN)
 	if err != nil {
 		return fmt.Errorf("unblocking PIN: new PIN: %w", err)
 	}
-	defer zero(newP)
+	defer pcsc.Zero(newP)
 	err = c.transact(ctx, func(t pcsc.Transmitter) error {
 		if _, err := selectApp(t); err != nil {
 			return err
 		}
-		sw, err := transmitSecret(t, insResetRetry, 0x00, keyRefPIVPIN, pukP, newP)
+		sw, err := pcsc.TransmitSecret(t, insResetRetry, 0x00, keyRefPIVPIN, pukP, newP)
 		if err != nil {
 			return err
 		}
 		if sw == 0x6A80 {
 			return fmt.Errorf("%w: the card refused the new PIN (%w)", pcsc.ErrPINFormat, &pcsc.StatusError{SW: sw})
 		}
-		return authErr(sw, true)
+		return pcsc.AuthStatus(sw, true)
 	})
 	if err != nil {
 		return fmt.Errorf("unblocking PIN: %w", err)

@@ -23,7 +23,7 @@ func (c *Card) checkPIN(pin []byte) ([]byte, error) {
 			return nil, fmt.Errorf("%w: a PIN holds only letters, digits and punctuation", pcsc.ErrPINFormat)
 		}
 	}
-	return padFF(pin, pinPadLen), nil
+	return pcsc.PadSecret(pin, pinPadLen), nil
 }
 
 // checkPUK checks the PUK: exactly 16 bytes, the size of the AWP unblock
@@ -34,78 +34,16 @@ func checkPUK(puk []byte) ([]byte, error) {
 	if len(puk) != pukPadLen {
 		return nil, fmt.Errorf("%w: a PUK has %d characters", pcsc.ErrPINFormat, pukPadLen)
 	}
-	return padFF(puk, pukPadLen), nil
-}
-
-func padFF(b []byte, n int) []byte {
-	out := make([]byte, n)
-	k := copy(out, b)
-	for i := k; i < n; i++ {
-		out[i] = 0xFF
-	}
-	return out
-}
-
-// zero overwrites secret bytes.
-func zero(bs ...[]byte) {
-	for _, b := range bs {
-		clear(b)
-	}
-}
-
-// transmitSecret sends a short command APDU carrying a secret (PIN, PUK) built
-// in a buffer of its own, which it zeroes afterwards: pcsc.Exchange would copy
-// the secret into an encoding buffer that nobody clears. Such commands never
-// need chaining nor GET RESPONSE (their answer is a bare status word).
-//
-// It never resends: a transport error is returned as is.
-func transmitSecret(t pcsc.Transmitter, ins, p1, p2 byte, data ...[]byte) (uint16, error) {
-	n := 0
-	for _, d := range data {
-		n += len(d)
-	}
-	raw := make([]byte, 0, 5+n)
-	raw = append(raw, 0x00, ins, p1, p2, byte(n))
-	for _, d := range data {
-		raw = append(raw, d...)
-	}
-	defer zero(raw)
-	resp, err := t.Transmit(raw)
-	if err != nil {
-		return 0, err
-	}
-	r, err := pcsc.ParseResponse(resp)
-	if err != nil {
-		return 0, err
-	}
-	return r.SW, nil
-}
-
-// authErr maps the status word of a command that checked the PIN (puk false) or the PUK.
-func authErr(sw uint16, puk bool) error {
-	switch {
-	case sw == 0x9000:
-		return nil
-	case sw&0xFFF0 == 0x63C0:
-		return &pcsc.AuthError{Retries: int(sw & 0x0F), PUK: puk}
-	case sw == 0x6983:
-		if puk {
-			return pcsc.ErrPUKBlocked
-		}
-		return pcsc.ErrPINBlocked
-	case sw == 0x6700 || sw == 0x6A80:
-		return fmt.Errorf("%w: the card refused the length or characters (%w)", pcsc.ErrPINFormat, &pcsc.StatusError{SW: sw})
-	}
-	return &pcsc.StatusError{SW: sw}
+	return pcsc.PadSecret(puk, pukPadLen), nil
 }
 
 // verifyPIN sends VERIFY 00 20 00 81 with the padded PIN. It is sent exactly once.
 func verifyPIN(t pcsc.Transmitter, padded []byte) error {
-	sw, err := transmitSecret(t, insVerify, 0x00, pinRef, padded)
+	sw, err := pcsc.TransmitSecret(t, insVerify, 0x00, pinRef, padded)
 	if err != nil {
 		return fmt.Errorf("verifying PIN: %w", err)
 	}
-	return authErr(sw, false)
+	return pcsc.AuthStatus(sw, false)
 }
 
 // logout ends the PIN's verified state (80 2E 00 21), so a PIN we verified
@@ -164,21 +102,21 @@ func (c *Card) ChangePIN(ctx context.Context, oldPIN, newPIN []byte) error {
 	if err != nil {
 		return fmt.Errorf("changing PIN: current PIN: %w", err)
 	}
-	defer zero(oldP)
+	defer pcsc.Zero(oldP)
 	newP, err := c.checkPIN(newPIN)
 	if err != nil {
 		return fmt.Errorf("changing PIN: new PIN: %w", err)
 	}
-	defer zero(newP)
+	defer pcsc.Zero(newP)
 	err = c.transact(ctx, func(t pcsc.Transmitter) error {
 		if err := c.begin(t); err != nil {
 			return err
 		}
-		sw, err := transmitSecret(t, insChangeRef, 0x00, pinRef, oldP, newP)
+		sw, err := pcsc.TransmitSecret(t, insChangeRef, 0x00, pinRef, oldP, newP)
 		if err != nil {
 			return err
 		}
-		if err := authErr(sw, false); err != nil {
+		if err := pcsc.AuthStatus(sw, false); err != nil {
 			return err
 		}
 		return c.logout(t)
@@ -199,21 +137,21 @@ func (c *Card) UnblockPIN(ctx context.Context, puk, newPIN []byte) error {
 	if err != nil {
 		return fmt.Errorf("unblocking PIN: PUK: %w", err)
 	}
-	defer zero(pukP)
+	defer pcsc.Zero(pukP)
 	newP, err := c.checkPIN(newPIN)
 	if err != nil {
 		return fmt.Errorf("unblocking PIN: new PIN: %w", err)
 	}
-	defer zero(newP)
+	defer pcsc.Zero(newP)
 	err = c.transact(ctx, func(t pcsc.Transmitter) error {
 		if err := c.begin(t); err != nil {
 			return err
 		}
-		sw, err := transmitSecret(t, insUnblock, 0x00, 0x01, pukP, newP)
+		sw, err := pcsc.TransmitSecret(t, insUnblock, 0x00, 0x01, pukP, newP)
 		if err != nil {
 			return err
 		}
-		return authErr(sw, true)
+		return pcsc.AuthStatus(sw, true)
 	})
 	if err != nil {
 		return fmt.Errorf("unblocking PIN: %w", err)

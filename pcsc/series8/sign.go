@@ -119,7 +119,7 @@ func (s *signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 		return nil, errors.New("signing: no PIN function")
 	}
 	pin, err := s.pin()
-	defer zero(pin)
+	defer pcsc.Zero(pin)
 	if err != nil {
 		return nil, fmt.Errorf("signing: reading PIN: %w", err)
 	}
@@ -127,7 +127,7 @@ func (s *signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 	if err != nil {
 		return nil, fmt.Errorf("signing: %w", err)
 	}
-	defer zero(padded)
+	defer pcsc.Zero(padded)
 
 	var sig []byte
 	err = s.c.transact(context.Background(), func(t pcsc.Transmitter) error {
@@ -137,7 +137,7 @@ func (s *signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 		if err := verifyPIN(t, padded); err != nil {
 			return err
 		}
-		zero(padded)
+		pcsc.Zero(padded)
 		var err error
 		sig, err = s.pso(t, di)
 		if isTransport(err) {
