@@ -17,8 +17,8 @@ type LocalSession struct {
 }
 
 func (s *LocalSession) Transact(ctx context.Context, fn func(t Transmitter) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
+	if ctx.Err() != nil {
+		return cancelled(ctx)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

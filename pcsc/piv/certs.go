@@ -31,7 +31,7 @@ func (c *Card) loadCertificates(ctx context.Context) error {
 		return nil
 	}
 	var certs []pcsc.Certificate
-	err := c.transact(ctx, func(t pcsc.Transmitter) error {
+	err := c.s.Transact(ctx, func(t pcsc.Transmitter) error {
 		certs = nil
 		if _, err := selectApp(t); err != nil {
 			return err

@@ -67,7 +67,7 @@ func (c *Card) resetPIN(t pcsc.Transmitter) error {
 // spends no try: 9000 means verified, 63Cx gives the tries left, 6983 blocked.
 func (c *Card) PINStatus(ctx context.Context) (pcsc.PINStatus, error) {
 	st := pcsc.PINStatus{Retries: -1, MinLen: pinMinLen, MaxLen: pinMaxLen}
-	err := c.transact(ctx, func(t pcsc.Transmitter) error {
+	err := c.s.Transact(ctx, func(t pcsc.Transmitter) error {
 		if _, err := selectApp(t); err != nil {
 			return err
 		}
@@ -109,7 +109,7 @@ func (c *Card) ChangePIN(ctx context.Context, oldPIN, newPIN []byte) error {
 		return fmt.Errorf("changing PIN: new PIN: %w", err)
 	}
 	defer pcsc.Zero(newP)
-	err = c.transact(ctx, func(t pcsc.Transmitter) error {
+	err = c.s.Transact(ctx, func(t pcsc.Transmitter) error {
 		if _, err := selectApp(t); err != nil {
 			return err
 		}
@@ -147,7 +147,7 @@ func (c *Card) UnblockPIN(ctx context.Context, puk, newPIN []byte) error {
 		return fmt.Errorf("unblocking PIN: new PIN: %w", err)
 	}
 	defer pcsc.Zero(newP)
-	err = c.transact(ctx, func(t pcsc.Transmitter) error {
+	err = c.s.Transact(ctx, func(t pcsc.Transmitter) error {
 		if _, err := selectApp(t); err != nil {
 			return err
 		}

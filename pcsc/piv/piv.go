@@ -125,7 +125,7 @@ func Open(ctx context.Context, s pcsc.Session, log *zap.Logger) (*Card, error) {
 		ATR:    bytes.Clone(s.ATR()),
 		Driver: "piv",
 	}
-	err := c.transact(ctx, func(t pcsc.Transmitter) error {
+	err := c.s.Transact(ctx, func(t pcsc.Transmitter) error {
 		app, err := selectApp(t)
 		if err != nil {
 			return err
@@ -179,15 +179,6 @@ func (c *Card) Info() pcsc.CardInfo {
 
 // Close closes the session.
 func (c *Card) Close() error { return c.s.Close() }
-
-// transact runs fn in one transaction, mapping a cancelled context onto pcsc.ErrCancelled.
-func (c *Card) transact(ctx context.Context, fn func(t pcsc.Transmitter) error) error {
-	err := c.s.Transact(ctx, fn)
-	if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) && !errors.Is(err, pcsc.ErrCancelled) {
-		return fmt.Errorf("%w: %w", pcsc.ErrCancelled, err)
-	}
-	return err
-}
 
 // selectApp selects the PIV application and parses its property template.
 func selectApp(t pcsc.Transmitter) (appInfo, error) {

@@ -81,7 +81,7 @@ func (c *Card) loadInventory(ctx context.Context) error {
 		return nil
 	}
 	var inv *inventory
-	err := c.transact(ctx, func(t pcsc.Transmitter) error {
+	err := c.s.Transact(ctx, func(t pcsc.Transmitter) error {
 		if err := c.begin(t); err != nil {
 			return err
 		}

@@ -65,7 +65,7 @@ func (c *Card) logout(t pcsc.Transmitter) error {
 // or 6983 blocked.
 func (c *Card) PINStatus(ctx context.Context) (pcsc.PINStatus, error) {
 	st := pcsc.PINStatus{Retries: -1, MinLen: c.opts.minPIN, MaxLen: c.opts.maxPIN}
-	err := c.transact(ctx, func(t pcsc.Transmitter) error {
+	err := c.s.Transact(ctx, func(t pcsc.Transmitter) error {
 		if err := c.begin(t); err != nil {
 			return err
 		}
@@ -108,7 +108,7 @@ func (c *Card) ChangePIN(ctx context.Context, oldPIN, newPIN []byte) error {
 		return fmt.Errorf("changing PIN: new PIN: %w", err)
 	}
 	defer pcsc.Zero(newP)
-	err = c.transact(ctx, func(t pcsc.Transmitter) error {
+	err = c.s.Transact(ctx, func(t pcsc.Transmitter) error {
 		if err := c.begin(t); err != nil {
 			return err
 		}
@@ -143,7 +143,7 @@ func (c *Card) UnblockPIN(ctx context.Context, puk, newPIN []byte) error {
 		return fmt.Errorf("unblocking PIN: new PIN: %w", err)
 	}
 	defer pcsc.Zero(newP)
-	err = c.transact(ctx, func(t pcsc.Transmitter) error {
+	err = c.s.Transact(ctx, func(t pcsc.Transmitter) error {
 		if err := c.begin(t); err != nil {
 			return err
 		}

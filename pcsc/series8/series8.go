@@ -165,7 +165,7 @@ func Open(ctx context.Context, s pcsc.Session, log *zap.Logger, opts ...Option) 
 	for _, o := range opts {
 		o(&c.opts)
 	}
-	err := c.transact(ctx, func(t pcsc.Transmitter) error {
+	err := c.s.Transact(ctx, func(t pcsc.Transmitter) error {
 		serial, err := readCPLCSerial(t)
 		if err != nil {
 			return fmt.Errorf("reading CPLC: %w", err)
@@ -217,15 +217,6 @@ func (c *Card) Info() pcsc.CardInfo {
 
 // Close closes the session.
 func (c *Card) Close() error { return c.s.Close() }
-
-// transact runs fn in one transaction, mapping a cancelled context onto pcsc.ErrCancelled.
-func (c *Card) transact(ctx context.Context, fn func(t pcsc.Transmitter) error) error {
-	err := c.s.Transact(ctx, fn)
-	if err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) && !errors.Is(err, pcsc.ErrCancelled) {
-		return fmt.Errorf("%w: %w", pcsc.ErrCancelled, err)
-	}
-	return err
-}
 
 // begin starts every operation after Open: select the applet found at Open
 // and the AWP directory 3F00/5011 (where the user PIN lives).

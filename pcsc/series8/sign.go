@@ -43,7 +43,7 @@ func (c *Card) PrivateKey(ref pcsc.KeyRef, pin pcsc.PINFunc) (crypto.Signer, err
 		return nil
 	}
 	if c.inv == nil || c.inv.key(ref) != nil && c.inv.key(ref).pub == nil {
-		err := c.transact(context.Background(), func(t pcsc.Transmitter) error {
+		err := c.s.Transact(context.Background(), func(t pcsc.Transmitter) error {
 			if err := c.begin(t); err != nil {
 				return err
 			}
@@ -130,7 +130,7 @@ func (s *signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 	defer pcsc.Zero(padded)
 
 	var sig []byte
-	err = s.c.transact(context.Background(), func(t pcsc.Transmitter) error {
+	err = s.c.s.Transact(context.Background(), func(t pcsc.Transmitter) error {
 		if err := s.c.begin(t); err != nil {
 			return err
 		}
