@@ -47,6 +47,9 @@ type CardService struct {
 	// ExpiryWarningDays is the window in which a certificate is "expiring"
 	// (DefaultExpiryWarningDays when zero).
 	ExpiryWarningDays int
+	// RenewalURL is the active environment's certificate renewal page,
+	// reported in Status.
+	RenewalURL string
 	// PromptTimeout is passed to the prompter (prompt.Request.Timeout); zero
 	// leaves the prompter's default.
 	PromptTimeout time.Duration
@@ -107,9 +110,12 @@ type Event struct {
 
 // Status is the state of readers and cards, from the service's cache (no card I/O).
 type Status struct {
-	Service           ServiceState   `json:"service"`
-	ExpiryWarningDays int            `json:"expiry_warning_days"`
-	Readers           []ReaderStatus `json:"readers"`
+	Service           ServiceState `json:"service"`
+	ExpiryWarningDays int          `json:"expiry_warning_days"`
+	// RenewalURL is where the active environment renews certificates
+	// (absent when IT configured none), so a page can link to it.
+	RenewalURL string         `json:"renewal_url,omitempty"`
+	Readers    []ReaderStatus `json:"readers"`
 }
 
 // ReaderStatus is one reader and its card (nil when empty).
@@ -523,7 +529,7 @@ func (s *CardService) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.Now()
-	st := Status{Service: s.service, ExpiryWarningDays: s.ExpiryWarningDays, Readers: make([]ReaderStatus, 0, len(s.readers))}
+	st := Status{Service: s.service, ExpiryWarningDays: s.ExpiryWarningDays, RenewalURL: s.RenewalURL, Readers: make([]ReaderStatus, 0, len(s.readers))}
 	for _, r := range s.readers {
 		rs := ReaderStatus{Name: r.name}
 		if r.card != nil {

@@ -241,9 +241,9 @@ func (s *CardService) askSecret(ctx context.Context, cs *cardSlot, p prompt.Prom
 		}
 		if attempt >= maxSecretPrompts {
 			return nil, &Error{Code: CodePINFormat, TriesLeft: -1, Err: ferr,
-				Message: fmt.Sprintf("That %s cannot be right: %s Nothing was sent to the card.", what, why)}
+				Message: fmt.Sprintf("That %s cannot be right. %s Nothing was sent to the card.", what, why)}
 		}
-		req.Retry = fmt.Sprintf("That %s cannot be right: %s Nothing was sent to the card; please enter it again.", what, why)
+		req.Retry = fmt.Sprintf("That %s cannot be right. %s Nothing was sent to the card; please enter it again.", what, why)
 	}
 }
 

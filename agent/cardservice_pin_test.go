@@ -156,6 +156,9 @@ func TestChangePINWrongCurrentPIN(t *testing.T) {
 	if !strings.Contains(e.Message, "2 tries left before the card is blocked") || !strings.Contains(e.Message, "not been changed") {
 		t.Errorf("message %q", e.Message)
 	}
+	if s := err.Error(); strings.Contains(s, "000000") || strings.Contains(s, newTestPIN) || strings.Contains(s, markerPIN) {
+		t.Errorf("a PIN in the error: %q", s)
+	}
 	if countINS(card.INSLog(), insChangeRef) != 1 || card.PINTries() != 2 {
 		t.Errorf("card: %d changes, %d tries; want one attempt, never retried", countINS(card.INSLog(), insChangeRef), card.PINTries())
 	}

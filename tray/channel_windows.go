@@ -10,6 +10,9 @@ import (
 	"syscall"
 )
 
+// createNoWindow is CREATE_NO_WINDOW: the child gets no console window.
+const createNoWindow = 0x08000000
+
 // attachChannel makes childR and childW inheritable by cmd alone (Go lists
 // them in the child's PROC_THREAD_ATTRIBUTE_HANDLE_LIST) and names them in
 // its environment.
@@ -24,6 +27,10 @@ func attachChannel(cmd *exec.Cmd, childR, childW *os.File) error {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.AdditionalInheritedHandles = append(cmd.SysProcAttr.AdditionalInheritedHandles, hs...)
+	// cardagent.exe is a console program: without this, a tray started by an
+	// agent that has no console would open an empty console window.
+	cmd.SysProcAttr.CreationFlags |= createNoWindow
+	cmd.SysProcAttr.HideWindow = true
 	cmd.Env = append(cmd.Env, EnvChannel+"="+strconv.FormatUint(uint64(hs[0]), 10)+","+strconv.FormatUint(uint64(hs[1]), 10))
 	return nil
 }

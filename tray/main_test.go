@@ -32,6 +32,9 @@ func TestMain(m *testing.M) {
 
 // guiChild runs the real tray process (the screenshot test's tray).
 func guiChild() int {
+	if p := os.Getenv(envTestLog); p != "" {
+		_ = os.WriteFile(p+".pid", []byte(fmt.Sprint(os.Getpid())), 0o600)
+	}
 	log, _ := zap.NewDevelopment()
 	err := RunProcess(context.Background(), ProcessOptions{
 		Log:        log,

@@ -38,6 +38,8 @@ func fakeChild(mode string) int {
 		return 3
 	case "gui":
 		return guiChild()
+	case "agent":
+		return agentChild()
 	}
 	r, w, err := OpenChannel()
 	if err != nil {

@@ -13,7 +13,6 @@ import (
 	"github.com/cardagent/cardagent/agent/api"
 	"github.com/cardagent/cardagent/agent/config"
 	"github.com/cardagent/cardagent/agent/logfile"
-	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/pcsc/p11"
 )
 
@@ -66,6 +65,9 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		PINPolicy:     cfg.PIN,
 		PINCache:      cfg.PIN.CacheWindow(),
 		PromptTimeout: cfg.Prompt.Timeout(),
+
+		ExpiryWarningDays: cfg.Expiry.WarningDays,
+		RenewalURL:        cfg.RenewalURL(),
 	}
 	svc.Drivers.PKCS11 = p11.Config{Module: cfg.PKCS11.Module}
 	svc.Drivers.PKCS11Kinds = cfg.PKCS11.CardKinds()
@@ -73,11 +75,11 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		svc.Drivers.PKCS11 = p11.Config{Module: *module}
 	}
 
-	prompter, why := buildPrompter(cfg, *pinentry, log)
+	prompter, why := choosePrompter(cfg, *pinentry, log)
 	if prompter == nil {
 		log.Warn("no PIN prompt available: sign-in requests will fail with prompt_unavailable; status and events still work", zap.String("reason", why))
-	} else if pe, ok := prompter.(*prompt.Pinentry); ok {
-		log.Info("PIN prompt: pinentry", zap.String("path", pe.Path))
+	} else {
+		log.Info(why)
 	}
 
 	srv, err := api.New(log.Named("api"), svc, prompter, api.Options{
@@ -104,22 +106,13 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		log.Warn("NO ALLOWED ORIGINS: every sign-in page will be refused. Set environments.<name>.origins or allowed_origins in " + config.DefaultPath())
 	}
 
-	err = serveAll(ctx, svc.Serve, srv.Serve)
+	// The tray's Quit ends the agent the same way SIGTERM does.
+	ctx, quit := context.WithCancel(ctx)
+	defer quit()
+	sup := traySupervisor(log, cfg, svc, prompter, port, why, quit)
+	err = serveAll(ctx, svc.Serve, srv.Serve, sup.Serve)
 	log.Info("cardagent stopped")
 	return err
-}
-
-// buildPrompter picks the PIN prompt: the --pinentry flag, else the
-// configured backend. It returns nil and the reason when none can be built.
-func buildPrompter(cfg config.Config, pinentryFlag string, log *zap.Logger) (prompt.Prompter, string) {
-	path := cfg.Prompt.Pinentry
-	if pinentryFlag != "" {
-		path = pinentryFlag
-	}
-	if cfg.Prompt.Backend == config.BackendDialog && pinentryFlag == "" {
-		return nil, "the desktop dialog backend is not available in this build"
-	}
-	return newPinentry(path, log)
 }
 
 // serveAll runs every fn until ctx ends or one of them fails; then it

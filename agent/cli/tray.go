@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"os"
-	"strconv"
 
 	"go.uber.org/zap"
 
@@ -12,10 +11,6 @@ import (
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/tray"
 )
-
-// EnvHideQuit hides the tray's Quit item when "1" or "true" (IT policy,
-// until the configuration has a key for it).
-const EnvHideQuit = "CARDAGENT_TRAY_HIDE_QUIT"
 
 // trayCmd is `cardagent tray`: the notification-area icon. `cardagent run`
 // starts it (and restarts it) in a desktop session, with a private channel;
@@ -70,15 +65,15 @@ func choosePrompter(cfg config.Config, pinentryFlag string, log *zap.Logger) (pr
 // Unblock ask through it, in the agent), port the API's port, promptWhy
 // the sentence choosePrompter returned, quit what the tray's Quit does.
 func traySupervisor(log *zap.Logger, cfg config.Config, svc *agent.CardService, p prompt.Prompter, port int, promptWhy string, quit func()) *tray.Supervisor {
-	hideQuit, _ := strconv.ParseBool(os.Getenv(EnvHideQuit))
 	info := tray.AgentInfo{
 		Version:       agent.Version,
 		APIPort:       port,
 		Environment:   cfg.Environment,
 		RenewalURL:    cfg.RenewalURL(),
 		PromptBackend: promptWhy,
-		HideQuit:      hideQuit,
-		WarnDays:      svc.ExpiryWarningDays,
+		HideQuit:      cfg.Tray.HideQuit,
+		WarnDays:      cfg.Expiry.WarningDays,
+		UrgentDays:    cfg.Expiry.UrgentDays,
 	}
 	return &tray.Supervisor{
 		Log: log.Named("tray"),

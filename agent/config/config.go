@@ -52,6 +52,10 @@ type Config struct {
 	PKCS11 PKCS11 `json:"pkcs11"`
 	// Log sets the agent's log level and format.
 	Log Logging `json:"log"`
+	// Expiry sets when certificates are shown as expiring.
+	Expiry Expiry `json:"expiry"`
+	// Tray sets what the notification-area icon offers.
+	Tray Tray `json:"tray"`
 
 	// sources maps a key path ("listen.port", "environments.live") to the
 	// source that set it; keys that are absent were not set by any file.
@@ -188,6 +192,22 @@ func (p PKCS11) CardKinds() []pcsc.Kind {
 	return kinds
 }
 
+// Expiry sets the certificate expiry warnings. NHS self-renewal opens 90
+// days before expiry; an expired card needs a visit to a Registration Authority.
+type Expiry struct {
+	// WarningDays: inside this many days the tray icon changes, the status
+	// reply says "expiring" and a notification appears (at most once a day).
+	WarningDays int `json:"warning_days"`
+	// UrgentDays: inside this many days the warning is worded as urgent.
+	UrgentDays int `json:"urgent_days"`
+}
+
+// Tray sets what the notification-area icon offers.
+type Tray struct {
+	// HideQuit hides "Quit cardagent" (IT policy on shared desktops).
+	HideQuit bool `json:"hide_quit"`
+}
+
 // Logging sets the agent's log output.
 type Logging struct {
 	// Level is "debug", "info" (default), "warn" or "error".
@@ -234,6 +254,8 @@ func Default() Config {
 		},
 		PKCS11: PKCS11{Module: "", Kinds: []string{string(pcsc.KindSeries8)}},
 		Log:    Logging{Level: "info", Format: "json"},
+		Expiry: Expiry{WarningDays: 90, UrgentDays: 14},
+		Tray:   Tray{HideQuit: false},
 	}
 }
 

@@ -91,6 +91,8 @@ var policyNames = []policyName{
 	{"PINDigitsOnly", "pin.digits_only", kindBool},
 	{"PKCS11Module", "pkcs11.module", kindString},
 	{"LogLevel", "log.level", kindString},
+	{"ExpiryWarningDays", "expiry.warning_days", kindInt},
+	{"TrayHideQuit", "tray.hide_quit", kindBool},
 }
 
 // LoadEffective loads the configuration as the agent runs with it: the

@@ -135,6 +135,13 @@ func (v *validator) check() {
 
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "json", "console")
+
+	if c.Expiry.WarningDays < 1 || c.Expiry.WarningDays > 730 {
+		v.bad("expiry.warning_days", fmt.Sprint(c.Expiry.WarningDays), "want 1 to 730")
+	}
+	if c.Expiry.UrgentDays < 0 || c.Expiry.UrgentDays > c.Expiry.WarningDays {
+		v.bad("expiry.urgent_days", fmt.Sprint(c.Expiry.UrgentDays), "want 0 to expiry.warning_days")
+	}
 }
 
 func (v *validator) origins(key string, list []string) {

@@ -132,7 +132,7 @@ func (d *Dialog) PIN(ctx context.Context, req Request) ([]byte, error) {
 		if attempt >= maxFormatPrompts {
 			return nil, ferr
 		}
-		req.Retry = "That " + strings.TrimSuffix(req.Secret.Label(), ":") + " cannot be right: " + userMessage(ferr) +
+		req.Retry = "That " + strings.TrimSuffix(req.Secret.Label(), ":") + " cannot be right. " + userMessage(ferr) +
 			" Nothing was sent to the card; please enter it again."
 	}
 }

@@ -139,7 +139,7 @@ func TestDialogText(t *testing.T) {
 			t.Errorf("dialog arguments lack %q:\n%s", want, first)
 		}
 	}
-	if !strings.Contains(second, "That PIN cannot be right: The PIN must be 6 to 8 digits") || !strings.Contains(second, "Nothing was sent to the card") {
+	if !strings.Contains(second, "That PIN cannot be right. The PIN must be 6 to 8 digits") || !strings.Contains(second, "Nothing was sent to the card") {
 		t.Errorf("re-prompt does not give the reason:\n%s", second)
 	}
 	if strings.Contains(string(b), "123456") {
