@@ -40,7 +40,7 @@ const (
 
 // UI is what the tray app drives: the notification-area icon and menu, and
 // the desktop's message boxes, notifications and opener. The systray
-// implementation is in ui_systray.go; tests use a fake.
+// implementation is in tray/trayui; tests use a fake.
 type UI interface {
 	// Apply shows v: icon, tooltip, menu.
 	Apply(v View)

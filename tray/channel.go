@@ -14,7 +14,7 @@ import (
 const EnvChannel = "CARDAGENT_TRAY_CHANNEL"
 
 // ErrNoChannel is returned by OpenChannel in a process the agent did not start.
-var ErrNoChannel = errors.New("no channel to the agent: `cardagent tray` is started by `cardagent run`, not by hand")
+var ErrNoChannel = errors.New("no channel to the agent: cardagent-tray is started by `cardagent run`, not by hand")
 
 // OpenChannel opens, in the tray child, the channel its agent passed it.
 func OpenChannel() (io.ReadCloser, io.WriteCloser, error) {

@@ -27,8 +27,9 @@ func attachChannel(cmd *exec.Cmd, childR, childW *os.File) error {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.AdditionalInheritedHandles = append(cmd.SysProcAttr.AdditionalInheritedHandles, hs...)
-	// cardagent.exe is a console program: without this, a tray started by an
-	// agent that has no console would open an empty console window.
+	// The packaged cardagent-tray.exe is a GUI program, but a console build
+	// (go build ./cmd/cardagent-tray) started by an agent that has no
+	// console would open an empty console window without this.
 	cmd.SysProcAttr.CreationFlags |= createNoWindow
 	cmd.SysProcAttr.HideWindow = true
 	cmd.Env = append(cmd.Env, EnvChannel+"="+strconv.FormatUint(uint64(hs[0]), 10)+","+strconv.FormatUint(uint64(hs[1]), 10))

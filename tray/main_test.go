@@ -30,7 +30,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// guiChild runs the real tray process (the screenshot test's tray).
+// guiRunUI is the real tray UI, trayui.Run, which package tray cannot
+// import (trayui imports it): gui_test.go, an external test file, sets it.
+var guiRunUI RunUI
+
+// SetGUIForTest sets guiRunUI (for gui_test.go).
+func SetGUIForTest(run RunUI) { guiRunUI = run }
+
+// guiChild runs the real tray process (the idle test's tray).
 func guiChild() int {
 	if p := os.Getenv(envTestLog); p != "" {
 		_ = os.WriteFile(p+".pid", []byte(fmt.Sprint(os.Getpid())), 0o600)
@@ -38,6 +45,7 @@ func guiChild() int {
 	log, _ := zap.NewDevelopment()
 	err := RunProcess(context.Background(), ProcessOptions{
 		Log:        log,
+		RunUI:      guiRunUI,
 		DebugState: os.Getenv(EnvDebugState),
 		StatePath:  os.Getenv(envTestLog) + ".notified.json",
 	})

@@ -1,11 +1,14 @@
 // Package tray is cardagent's notification-area icon and the agent-side
 // pieces that run it.
 //
-// The tray is its own process, `cardagent tray`, started and restarted by
-// the agent's Supervisor when a desktop session is present. GTK (under the
-// Linux tray library) exits the whole process when it cannot open the
-// display, so the process that serves the sign-in API never initialises
-// it. The two processes talk over a private channel: a pair of pipes the
+// The tray is its own program, cardagent-tray (cmd/cardagent-tray, whose
+// GUI binding is tray/trayui), started and restarted by the agent's
+// Supervisor when a desktop session is present. The agent's binary never
+// links the GUI library (systray: GTK and libayatana-appindicator3 on
+// Linux): it runs on machines without GTK, starts faster, and the process
+// serving the sign-in API has no GUI toolkit in it, which also matters
+// because GTK exits the whole process when it cannot open the display.
+// The two processes talk over a private channel: a pair of pipes the
 // agent creates for each launch and the child inherits (file descriptors 3
 // and 4 on Unix, inherited handles on Windows), carrying newline-delimited
 // JSON (see Message). Nothing listens on a socket for it, so no other
@@ -50,8 +53,8 @@ var States = []State{StateNoReader, StateNoCard, StateReady, StateAttention, Sta
 // maxTooltip keeps the tooltip within Windows' 128-character limit.
 const maxTooltip = 120
 
-// maxCertificates is how many certificate lines the menu has room for.
-const maxCertificates = 4
+// MaxCertificates is how many certificate lines the menu has room for.
+const MaxCertificates = 4
 
 // Input is what Build needs.
 type Input struct {
@@ -143,7 +146,7 @@ func Build(in Input) View {
 		v.Menu.Card = strings.TrimPrefix(strings.TrimSuffix(holderName(card)+" - "+card.Type, " - "), " - ")
 	}
 	for i, c := range card.Certificates {
-		if i == maxCertificates {
+		if i == MaxCertificates {
 			break
 		}
 		v.Menu.Certificates = append(v.Menu.Certificates,

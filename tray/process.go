@@ -16,20 +16,29 @@ import (
 // as JSON (tests and support read it).
 const EnvDebugState = "CARDAGENT_TRAY_DEBUG_STATE"
 
+// RunUI runs a tray UI: it shows the icon, calls run with it and the
+// channel of menu clicks, and returns when run returns. trayui.Run is the
+// real one (it must be called on the main goroutine).
+type RunUI func(ctx context.Context, run func(ui UI, clicks <-chan Click) error) error
+
 // ProcessOptions configure the tray process.
 type ProcessOptions struct {
 	Log *zap.Logger
+	// RunUI is the GUI (trayui.Run in cmd/cardagent-tray); nil: RunProcess
+	// returns ErrNoTray. Package tray itself links no GUI library.
+	RunUI RunUI
 	// DebugState is the file for the current View ("" for none).
 	DebugState string
 	// StatePath is the notification state file; "" means expiry.StatePath().
 	StatePath string
-	// Executable runs `<Executable> doctor` for the diagnostics; "" means this program.
+	// Executable runs `<Executable> doctor` for the diagnostics; "" means
+	// the cardagent program next to this one (else on PATH).
 	Executable string
 }
 
-// RunProcess is `cardagent tray`: it opens the channel its agent passed
-// it, shows the icon, and returns when the agent goes away, the user
-// quits, or ctx ends. It must be called on the main goroutine.
+// RunProcess is the tray program, cardagent-tray: it opens the channel its
+// agent passed it, shows the icon, and returns when the agent goes away,
+// the user quits, or ctx ends. It must be called on the main goroutine.
 func RunProcess(ctx context.Context, opts ProcessOptions) error {
 	log := opts.Log
 	if log == nil {
@@ -39,10 +48,11 @@ func RunProcess(ctx context.Context, opts ProcessOptions) error {
 	if err != nil {
 		return err
 	}
-	if !TraySupported {
-		r.Close()
-		w.Close()
-		return runUI(ctx, nil)
+	// App.Run closes them too; this is for a UI that never calls run.
+	defer r.Close()
+	defer w.Close()
+	if opts.RunUI == nil {
+		return ErrNoTray
 	}
 	statePath := opts.StatePath
 	if statePath == "" {
@@ -54,19 +64,24 @@ func RunProcess(ctx context.Context, opts ProcessOptions) error {
 	if statePath != "" {
 		tracker.Store = expiry.FileStore{Path: statePath}
 	}
-	exe := opts.Executable
+	var diagnostics func(ctx context.Context) ([]byte, error)
+	exe, exeErr := opts.Executable, error(nil)
 	if exe == "" {
-		if exe, err = os.Executable(); err != nil {
-			exe = os.Args[0]
-		}
+		exe, exeErr = FindProgram(AgentProgram)
 	}
-	return runUI(ctx, func(ui UI, clicks <-chan Click) error {
+	if exeErr != nil {
+		// The menu's "Open diagnostics" shows the agent's status instead.
+		log.Warn("no diagnostics report", zap.Error(exeErr))
+	} else {
+		diagnostics = doctor(exe)
+	}
+	return opts.RunUI(ctx, func(ui UI, clicks <-chan Click) error {
 		app := &App{
 			Log:         log,
 			UI:          ui,
 			Tracker:     tracker,
 			DebugState:  opts.DebugState,
-			Diagnostics: doctor(exe),
+			Diagnostics: diagnostics,
 		}
 		return app.Run(ctx, r, w, clicks)
 	})
@@ -78,6 +93,7 @@ func doctor(exe string) func(ctx context.Context) ([]byte, error) {
 	return func(ctx context.Context) ([]byte, error) {
 		cmd := exec.CommandContext(ctx, exe, "doctor")
 		cmd.Env = append(os.Environ(), EnvChannel+"=") // never hand the channel on
+		noConsole(cmd)
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError
 		if errors.As(err, &ee) && ee.ExitCode() == 2 { // usage error: no such command in this build

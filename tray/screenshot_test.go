@@ -1,8 +1,9 @@
 //go:build traygui && linux
 
-// The screenshot test runs the real tray (systray, GTK) under Xvfb with a
-// real tray host, and the real PIN dialog (zenity). scripts/tray-screenshots
-// sets up the display, the D-Bus session and the tray host, then runs:
+// The screenshot test runs the real tray program, cardagent-tray (systray,
+// GTK; built by the test), under Xvfb with a real tray host, and the real
+// PIN dialog (zenity). scripts/tray-screenshots sets up the display, the
+// D-Bus session and the tray host, then runs:
 //
 //	go test -tags traygui -run TestTrayScreenshots ./tray/ -args -screenshots DIR -tray-region WxH+X+Y
 
@@ -94,7 +95,7 @@ func TestTrayScreenshots(t *testing.T) {
 	dir := t.TempDir()
 	debugState := filepath.Join(dir, "tray-state.json")
 	dialog := &prompt.Dialog{Log: log, Policy: config.Default().PIN, Timeout: time.Minute}
-	exe, _ := os.Executable()
+	trayExe := buildTray(t, dir)
 	sup := &Supervisor{
 		Log: log,
 		Host: &Host{Log: log, Backend: backend, Prompter: dialog, Refresh: 200 * time.Millisecond,
@@ -102,8 +103,8 @@ func TestTrayScreenshots(t *testing.T) {
 				return AgentInfo{Version: agent.Version, APIPort: 43800, RenewalURL: "https://renew.example.nhs.uk", Environment: "training", PromptBackend: "desktop dialog"}
 			}},
 		Command: func() *exec.Cmd {
-			cmd := exec.Command(exe, "-test.run=^$")
-			cmd.Env = append(os.Environ(), envTestChild+"=gui", EnvDebugState+"="+debugState, envTestLog+"="+filepath.Join(dir, "log"))
+			cmd := exec.Command(trayExe, "--log-level", "debug")
+			cmd.Env = append(os.Environ(), EnvDebugState+"="+debugState, "XDG_STATE_HOME="+dir)
 			return cmd
 		},
 	}
@@ -242,6 +243,17 @@ func TestTrayScreenshots(t *testing.T) {
 	if sup.Starts() != 1 {
 		t.Errorf("the tray was started %d times", sup.Starts())
 	}
+}
+
+// buildTray builds cmd/cardagent-tray, the program the packages ship, into dir.
+func buildTray(t *testing.T, dir string) string {
+	t.Helper()
+	exe := filepath.Join(dir, TrayProgram)
+	cmd := exec.Command("go", "build", "-o", exe, "github.com/cardagent/cardagent/cmd/cardagent-tray")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build cardagent-tray: %v\n%s", err, out)
+	}
+	return exe
 }
 
 func waitDebugState(t *testing.T, path string, want State) View {

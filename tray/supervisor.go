@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -25,11 +25,15 @@ const (
 	stopGrace = 3 * time.Second
 )
 
-// Supervisor runs the tray process (`cardagent tray`) for the agent: it
+// Supervisor runs the tray program (cardagent-tray) for the agent: it
 // starts it when a desktop session is present, serves its channel (Host),
 // restarts it with a growing delay when it dies, and stops it when ctx
 // ends. Without a desktop it logs once why there is no tray and waits for
-// ctx: the agent keeps serving sign-ins, and PIN prompts use pinentry.
+// ctx: the agent keeps serving sign-ins, and PIN prompts use pinentry. The
+// same happens, with its own reason, when cardagent-tray is not installed
+// (a server, or a package installed without it) or cannot run here (built
+// without the icon, or its GUI libraries are missing): the tray is
+// optional.
 //
 // A tray that keeps failing (a display that went away, a broken desktop) is
 // restarted after 1 s, 2 s, 4 s, ... up to MaxBackoff: it never busy-loops.
@@ -39,8 +43,9 @@ type Supervisor struct {
 	Log *zap.Logger
 	// Host serves each tray's channel.
 	Host *Host
-	// Command builds the tray process; by default this executable with the
-	// argument "tray". Its Env, when nil, is the agent's environment.
+	// Command builds the tray process; by default cardagent-tray found by
+	// FindProgram (next to the agent, else on PATH). Its Env, when nil, is
+	// the agent's environment.
 	Command func() *exec.Cmd
 	// Desktop reports whether a desktop session is present and why not;
 	// by default prompt.Desktop (DISPLAY/WAYLAND_DISPLAY on Linux, always
@@ -81,6 +86,16 @@ func (s *Supervisor) Serve(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
+	command := s.Command
+	if command == nil {
+		exe, err := FindProgram(TrayProgram)
+		if err != nil {
+			log.Info("no tray icon: " + err.Error() + "; the agent serves sign-ins without it")
+			<-ctx.Done()
+			return nil
+		}
+		command = func() *exec.Cmd { return exec.Command(exe) }
+	}
 	minB, maxB, stable := s.MinBackoff, s.MaxBackoff, s.StableAfter
 	if minB <= 0 {
 		minB = DefaultMinBackoff
@@ -96,8 +111,13 @@ func (s *Supervisor) Serve(ctx context.Context) error {
 	failures := 0
 	for ctx.Err() == nil {
 		start := time.Now()
-		quit, err := s.runOnce(ctx, log)
+		quit, err := s.runOnce(ctx, log, command())
 		if ctx.Err() != nil {
+			break
+		}
+		if cannotRun(err) {
+			log.Info("no tray icon: the tray program cannot run here; the agent serves sign-ins without it", zap.Error(err))
+			<-ctx.Done()
 			break
 		}
 		if quit {
@@ -128,9 +148,20 @@ func (s *Supervisor) Serve(ctx context.Context) error {
 	return nil
 }
 
-// runOnce starts one tray process and serves it until it or ctx ends.
-func (s *Supervisor) runOnce(ctx context.Context, log *zap.Logger) (quit bool, err error) {
-	cmd := s.command()
+// cannotRun tells a tray that will never run from one that crashed: a
+// build without the icon (ExitNoTray), or, on Linux, its shared libraries
+// missing (the dynamic loader's 127). Restarting those is pointless.
+func cannotRun(err error) bool {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return false
+	}
+	code := ee.ExitCode()
+	return code == ExitNoTray || (code == exitLoaderFailed && runtime.GOOS != "windows")
+}
+
+// runOnce starts the tray process cmd and serves it until it or ctx ends.
+func (s *Supervisor) runOnce(ctx context.Context, log *zap.Logger, cmd *exec.Cmd) (quit bool, err error) {
 	if cmd.Env == nil {
 		cmd.Env = os.Environ()
 	}
@@ -228,17 +259,6 @@ func (s *Supervisor) waitOrKill(cmd *exec.Cmd, exited <-chan error, log *zap.Log
 		_ = cmd.Process.Kill()
 		return <-exited
 	}
-}
-
-func (s *Supervisor) command() *exec.Cmd {
-	if s.Command != nil {
-		return s.Command()
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		exe = os.Args[0]
-	}
-	return exec.Command(exe, "tray")
 }
 
 // lineLogger logs what the tray writes to its error output, line by line,

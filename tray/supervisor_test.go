@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -36,6 +37,12 @@ func fakeChild(mode string) int {
 	case "crash":
 		fmt.Fprintln(os.Stderr, "Gtk-WARNING: cannot open display: :99")
 		return 3
+	case "notray":
+		fmt.Fprintln(os.Stderr, "cardagent-tray:", ErrNoTray)
+		return ExitNoTray
+	case "noload":
+		fmt.Fprintln(os.Stderr, "cardagent-tray: error while loading shared libraries: libayatana-appindicator3.so.1: cannot open shared object file: No such file or directory")
+		return exitLoaderFailed
 	case "gui":
 		return guiChild()
 	case "agent":
@@ -329,5 +336,117 @@ func TestOpenChannelOutsideAgent(t *testing.T) {
 		if _, _, err := OpenChannel(); err == nil {
 			t.Errorf("%q accepted", v)
 		}
+	}
+}
+
+func TestSupervisorWithoutTheTrayProgram(t *testing.T) {
+	// The test binary's directory has no cardagent-tray, nor has PATH.
+	t.Setenv("PATH", t.TempDir())
+	log, logs := observed()
+	s := &Supervisor{Log: log, Host: &Host{Backend: newFakeBackend()}, Desktop: func() (bool, string) { return true, "" }}
+	stop := serveInBackground(t, s)
+	time.Sleep(300 * time.Millisecond)
+	stop()
+	if s.Starts() != 0 {
+		t.Errorf("%d tray processes started", s.Starts())
+	}
+	entries := logs.All()
+	if len(entries) != 1 || entries[0].Level != zapcore.InfoLevel || !strings.Contains(entries[0].Message, "no tray icon: cardagent-tray") ||
+		!strings.Contains(entries[0].Message, "not installed") {
+		t.Errorf("want exactly one info line saying cardagent-tray is not installed, got %d: %v", len(entries), entries)
+	}
+}
+
+func TestSupervisorDoesNotRestartATrayThatCannotRun(t *testing.T) {
+	for _, tc := range []struct{ mode, says string }{
+		{"notray", "built without the tray icon"},
+		{"noload", "libayatana-appindicator3.so.1"},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			if tc.mode == "noload" && runtime.GOOS == "windows" {
+				t.Skip("exit status 127 means nothing special on Windows")
+			}
+			log, logs := observed()
+			s := &Supervisor{
+				Log: log, Host: &Host{Backend: newFakeBackend()},
+				Command:    childCommand(t, tc.mode, filepath.Join(t.TempDir(), "log")),
+				Desktop:    func() (bool, string) { return true, "" },
+				MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+			}
+			stop := serveInBackground(t, s)
+			waitFor(t, "the tray to start", 10*time.Second, func() bool { return s.Starts() >= 1 })
+			time.Sleep(500 * time.Millisecond) // dozens of restarts if it were restarted
+			stop()
+			if s.Starts() != 1 {
+				t.Errorf("started %d times", s.Starts())
+			}
+			if n := logs.FilterLevelExact(zapcore.WarnLevel).Len(); n != 0 {
+				t.Errorf("%d warnings", n)
+			}
+			infos := logs.FilterMessageSnippet("cannot run here").All()
+			if len(infos) != 1 || infos[0].Level != zapcore.InfoLevel || !strings.Contains(fmt.Sprint(infos[0].ContextMap()), tc.says) {
+				t.Errorf("want one info line with the tray's reason (%q): %v", tc.says, logs.All())
+			}
+		})
+	}
+}
+
+func TestFindProgram(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("uses executable bits and symbolic links")
+	}
+	root := t.TempDir()
+	mk := func(p string, mode os.FileMode) string {
+		t.Helper()
+		p = filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	agentNextTo := mk("usr/bin/cardagent", 0o755)
+	trayNextTo := mk("usr/bin/cardagent-tray", 0o755)
+	agentAlone := mk("opt/a/cardagent", 0o755)
+	mk("opt/b/cardagent", 0o755)
+	mk("opt/b/cardagent-tray", 0o644) // not executable
+	agentNotExec := filepath.Join(root, "opt/b/cardagent")
+	onPath := mk("path/cardagent-tray", 0o755)
+	winTray := mk("win/cardagent-tray.exe", 0o755)
+	winAgent := mk("win/cardagent.exe", 0o755)
+	realDir := filepath.Dir(trayNextTo)
+	link := filepath.Join(root, "links/cardagent")
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(agentNextTo, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, self, path, goos string
+		want                   string // "" for an error
+	}{
+		{"next to the agent, before PATH", agentNextTo, filepath.Join(root, "path"), "linux", trayNextTo},
+		{"on PATH", agentAlone, filepath.Join(root, "path"), "linux", onPath},
+		{"not installed", agentAlone, t.TempDir(), "linux", ""},
+		{"not executable", agentNotExec, t.TempDir(), "linux", ""},
+		{"next to the real file of a link", link, t.TempDir(), "darwin", filepath.Join(realDir, "cardagent-tray")},
+		{"windows adds .exe", winAgent, t.TempDir(), "windows", winTray},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("PATH", tc.path)
+			got, err := findProgram(TrayProgram, tc.goos, func() (string, error) { return tc.self, nil }, exec.LookPath)
+			if tc.want == "" {
+				if err == nil || !strings.Contains(err.Error(), "cardagent-tray is not installed") || !strings.Contains(err.Error(), filepath.Dir(tc.self)) {
+					t.Errorf("got %q, %v; want an error naming where it looked", got, err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("got %q, %v; want %s", got, err, tc.want)
+			}
+		})
 	}
 }

@@ -42,7 +42,6 @@ func commands() []command {
 		{"cards", "list readers, cards, certificates and PIN tries left", cardsCmd},
 		{"readers", "list reader names, one per line", readersCmd},
 		{"verify", "check a sign-in token as a relying party would", verifyCmd},
-		{"tray", "the notification-area icon (started by `run` in a desktop session)", trayCmd},
 		{"doctor", "check everything sign-in needs on this computer and say what to fix", doctorCmd},
 		{"config", "show the effective configuration and where each value came from (config show)", configCmd},
 		{"policy", "generate browser policies for the allowed origins (policy generate)", policyCmd},

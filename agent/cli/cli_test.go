@@ -24,6 +24,7 @@ func TestExitCodes(t *testing.T) {
 	}{
 		{"no args", nil, nil, cli.ExitUsage, "usage:"},
 		{"unknown command", []string{"frobnicate"}, nil, cli.ExitUsage, `unknown command "frobnicate"`},
+		{"the tray is its own program", []string{"tray"}, nil, cli.ExitUsage, `unknown command "tray"`},
 		{"bad flag", []string{"cards", "--nope"}, nil, cli.ExitUsage, "flag provided but not defined"},
 		{"extra arg", []string{"version", "x"}, nil, cli.ExitUsage, `unexpected argument "x"`},
 		{"help", []string{"help"}, nil, cli.ExitOK, "commands:"},

@@ -1,9 +1,6 @@
 package cli
 
 import (
-	"context"
-	"os"
-
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/agent"
@@ -12,25 +9,9 @@ import (
 	"github.com/cardagent/cardagent/tray"
 )
 
-// trayCmd is `cardagent tray`: the notification-area icon. `cardagent run`
-// starts it (and restarts it) in a desktop session, with a private channel;
-// it is not meant to be started by hand.
-func trayCmd(ctx context.Context, env *Env, args []string) error {
-	fs := newFlags("tray", env)
-	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	log, err := agent.NewLogger(env.Stderr, "console", *level)
-	if err != nil {
-		return usageError{err.Error()}
-	}
-	defer log.Sync()
-	return tray.RunProcess(ctx, tray.ProcessOptions{
-		Log:        log,
-		DebugState: os.Getenv(tray.EnvDebugState),
-	})
-}
+// The tray icon itself is the separate program cardagent-tray
+// (cmd/cardagent-tray), which the supervisor built here starts: this
+// package, and so cmd/cardagent, never links the GUI library.
 
 // choosePrompter picks the PIN prompt for `cardagent run`: the --pinentry
 // flag forces pinentry; otherwise the configured backend, where "auto" is
@@ -60,7 +41,8 @@ func choosePrompter(cfg config.Config, pinentryFlag string, log *zap.Logger) (pr
 	return prompt.Choose(cfg.Prompt.Backend, dialog, pe)
 }
 
-// traySupervisor builds the tray supervisor for `cardagent run`: svc is
+// traySupervisor builds the tray supervisor for `cardagent run` (it runs
+// cardagent-tray, installed next to cardagent): svc is
 // the card service, p the agent's prompter (the tray's Change PIN and
 // Unblock ask through it, in the agent), port the API's port, promptWhy
 // the sentence choosePrompter returned, quit what the tray's Quit does.

@@ -41,19 +41,22 @@ func moduleRoot(t *testing.T) string {
 	return filepath.Dir(strings.TrimSpace(string(out)))
 }
 
-// TestDebInstallAndRemove builds the real program and its deb, installs it
-// on this machine with dpkg, checks the installed files, the user unit and
-// its global enable link, the browser policies, and that `cardagent
-// doctor` and `cardagent config show` run; then removes and purges it and
-// checks that nothing is left.
+// TestDebInstallAndRemove builds the real programs and their deb, installs
+// it on this machine with dpkg, checks the installed files, the user unit
+// and its global enable link, the browser policies, that `cardagent
+// doctor` and `cardagent config show` run, that cardagent-tray starts (and
+// refuses to run without its agent) and that the agent does not need GTK;
+// then removes and purges it and checks that nothing is left.
 func TestDebInstallAndRemove(t *testing.T) {
 	requireRoot(t)
-	need(t, "dpkg", "dpkg-deb", "dpkg-query", "go")
+	need(t, "dpkg", "dpkg-deb", "dpkg-query", "go", "ldd")
 	if exec.Command("dpkg-query", "-W", "cardagent").Run() == nil {
 		t.Skip("a cardagent package is already installed here: not touching it")
 	}
-	if exists(installer.LinuxBinary) {
-		t.Skipf("%s exists and belongs to no package: not touching it", installer.LinuxBinary)
+	for _, p := range []string{installer.LinuxBinary, packaging.LinuxTrayBinary} {
+		if exists(p) {
+			t.Skipf("%s exists and belongs to no package: not touching it", p)
+		}
 	}
 	firefox := "/etc/firefox/policies/policies.json"
 	firefoxBefore := exists(firefox)
@@ -66,18 +69,20 @@ func TestDebInstallAndRemove(t *testing.T) {
 
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "cardagent")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/cardagent")
+	trayBin := filepath.Join(dir, "cardagent-tray")
+	build := exec.Command("go", "build", "-o", dir+"/", "./cmd/cardagent", "./cmd/cardagent-tray")
 	build.Dir = moduleRoot(t)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	cfg := filepath.Join(dir, "config.json")
 	os.WriteFile(cfg, []byte(orgConfig), 0o644)
-	deb, err := packaging.Deb(context.Background(), packaging.Options{Version: "1.2.3", Binary: bin, Config: cfg, OutDir: dir})
+	o := packaging.Options{Version: "1.2.3", Binary: bin, TrayBinary: trayBin, Config: cfg, OutDir: dir}
+	deb, err := packaging.Deb(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	payload := payloadPaths(t, packaging.Options{Version: "1.2.3", Binary: bin, Config: cfg, OutDir: dir})
+	payload := payloadPaths(t, o)
 
 	dpkg := func(args ...string) {
 		t.Helper()
@@ -141,6 +146,21 @@ func TestDebInstallAndRemove(t *testing.T) {
 	show, err := exec.Command(installer.LinuxBinary, "config", "show").CombinedOutput()
 	if err != nil || !strings.Contains(string(show), "https://signin.example.org") || !strings.Contains(string(show), "/etc/cardagent/config.json") {
 		t.Errorf("config show: %v\n%s", err, show)
+	}
+	// The tray program loads (its libraries are here) and, started by hand
+	// rather than by the agent, says so and exits 1.
+	trayCmd := exec.Command(packaging.LinuxTrayBinary)
+	trayCmd.Env = append(os.Environ(), "CARDAGENT_TRAY_CHANNEL=")
+	trayOut, err := trayCmd.CombinedOutput()
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(trayOut), "no channel to the agent") {
+		t.Errorf("cardagent-tray by hand: %v\n%s", err, trayOut)
+	}
+	// The agent links no GUI library: only the tray does.
+	for prog, wantGTK := range map[string]bool{installer.LinuxBinary: false, packaging.LinuxTrayBinary: true} {
+		libs := sh(t, "ldd", prog)
+		if got := strings.Contains(libs, "libgtk-3") && strings.Contains(libs, "appindicator"); got != wantGTK {
+			t.Errorf("%s links GTK and appindicator: %v, want %v\n%s", prog, got, wantGTK, libs)
+		}
 	}
 
 	// Removed: everything but the configuration files.

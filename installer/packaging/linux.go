@@ -13,17 +13,28 @@ import (
 	_ "github.com/goreleaser/nfpm/v2/rpm" // registers the rpm packager
 )
 
+// Dependencies of the deb and the rpm. The agent needs the smart-card
+// service; only the tray program needs the appindicator library (and GTK 3
+// through it), so a server without a desktop can leave it out: the agent
+// then logs that cardagent-tray cannot run and serves sign-ins without it.
+var (
+	debDepends    = []string{"pcscd"}
+	debRecommends = []string{"libayatana-appindicator3-1"}
+	rpmDepends    = []string{"pcsc-lite"}
+	rpmRecommends = []string{"libayatana-appindicator-gtk3"}
+)
+
 // Deb builds the Debian package and returns its path.
 func Deb(ctx context.Context, o Options) (string, error) {
-	return linuxPackage(ctx, o, "deb", []string{"pcscd"})
+	return linuxPackage(ctx, o, "deb", debDepends, debRecommends)
 }
 
 // RPM builds the RPM package and returns its path.
 func RPM(ctx context.Context, o Options) (string, error) {
-	return linuxPackage(ctx, o, "rpm", []string{"pcsc-lite"})
+	return linuxPackage(ctx, o, "rpm", rpmDepends, rpmRecommends)
 }
 
-func linuxPackage(_ context.Context, o Options, format string, depends []string) (string, error) {
+func linuxPackage(_ context.Context, o Options, format string, depends, recommends []string) (string, error) {
 	if err := o.check(); err != nil {
 		return "", err
 	}
@@ -62,8 +73,9 @@ func linuxPackage(_ context.Context, o Options, format string, depends []string)
 		Description: Description,
 		MTime:       mtime(),
 		Overridables: nfpm.Overridables{
-			Depends:  depends,
-			Contents: contents,
+			Depends:    depends,
+			Recommends: recommends,
+			Contents:   contents,
 			Scripts: nfpm.Scripts{
 				PostInstall: scripts["postinstall"],
 				PreRemove:   scripts["preremove"],

@@ -11,8 +11,9 @@ import (
 // MacOSTree lays out the macOS package in OutDir/cardagent-VERSION-macos:
 // root/ (the payload), scripts/ (preinstall, postinstall), extras/ (a
 // configuration profile) and build-pkg.sh, which runs pkgbuild and
-// productbuild on a Mac. Options.Binary, a macOS build, is optional
-// here (it needs cgo and the macOS SDK): README.txt says how to add it.
+// productbuild on a Mac. Options.Binary and Options.TrayBinary, macOS
+// builds, are optional here (they need cgo and the macOS SDK): README.txt
+// says how to add them.
 func MacOSTree(o Options) (string, error) {
 	if err := o.check(); err != nil {
 		return "", err
@@ -40,12 +41,15 @@ func MacOSTree(o Options) (string, error) {
 	if _, err := st.put(root(installer.MacConfigDir+"/config.json.default"), cfg, 0o644); err != nil {
 		return "", err
 	}
-	if o.Binary != "" {
-		b, err := os.ReadFile(o.Binary)
+	for _, bin := range []struct{ src, dst string }{{o.Binary, installer.MacBinary}, {o.TrayBinary, MacTrayBinary}} {
+		if bin.src == "" {
+			continue
+		}
+		b, err := os.ReadFile(bin.src)
 		if err != nil {
 			return "", fmt.Errorf("packaging macos: %w", err)
 		}
-		if _, err := st.put(root(installer.MacBinary), b, 0o755); err != nil {
+		if _, err := st.put(root(bin.dst), b, 0o755); err != nil {
 			return "", err
 		}
 	}
@@ -62,6 +66,7 @@ func MacOSTree(o Options) (string, error) {
 		"Plist":           installer.MacLaunchAgent(),
 		"ConfigDir":       installer.MacConfigDir,
 		"Exec":            installer.MacBinary,
+		"TrayExec":        MacTrayBinary,
 		"UninstallScript": installer.MacUninstallScript,
 		"Version":         o.Version,
 	}

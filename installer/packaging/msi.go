@@ -46,7 +46,8 @@ const (
 )
 
 // MSI builds the Windows installer with wixl and returns its path. It
-// needs Options.Binary (cardagent.exe) and Options.BinaryW (cardagentw.exe).
+// needs Options.Binary (cardagent.exe), Options.BinaryW (cardagentw.exe)
+// and Options.TrayBinary (cardagent-tray.exe, a GUI-subsystem build).
 func MSI(ctx context.Context, o Options) (string, error) {
 	if err := o.check(); err != nil {
 		return "", err
@@ -54,8 +55,8 @@ func MSI(ctx context.Context, o Options) (string, error) {
 	if o.Arch != "amd64" {
 		return "", fmt.Errorf("packaging msi: architecture %s: only amd64 (x64) is built", o.Arch)
 	}
-	if o.Binary == "" || o.BinaryW == "" {
-		return "", errors.New("packaging msi: need cardagent.exe (Binary) and cardagentw.exe (BinaryW)")
+	if o.Binary == "" || o.BinaryW == "" || o.TrayBinary == "" {
+		return "", errors.New("packaging msi: need cardagent.exe (Binary), cardagentw.exe (BinaryW) and cardagent-tray.exe (TrayBinary)")
 	}
 	version, err := msiVersion(o.Version)
 	if err != nil {
@@ -67,7 +68,7 @@ func MSI(ctx context.Context, o Options) (string, error) {
 	}
 	defer st.close()
 	// wixl resolves File sources relative to its working directory only.
-	for name, src := range map[string]string{"cardagent.exe": o.Binary, "cardagentw.exe": o.BinaryW} {
+	for name, src := range map[string]string{"cardagent.exe": o.Binary, "cardagentw.exe": o.BinaryW, WindowsTrayExe: o.TrayBinary} {
 		abs, err := filepath.Abs(src)
 		if err != nil {
 			return "", fmt.Errorf("packaging msi: %w", err)
@@ -91,6 +92,7 @@ func MSI(ctx context.Context, o Options) (string, error) {
 		"StartMenuGUID":   startMenuGUID,
 		"Exe":             "cardagent.exe",
 		"ExeW":            "cardagentw.exe",
+		"ExeTray":         WindowsTrayExe,
 		"RunKey":          installer.WindowsRunKey,
 		"RunValue":        installer.WindowsRunValue,
 		"PolicyKey":       installer.WindowsPolicyKey,

@@ -3,7 +3,8 @@
 // wixl and msibuild (Debian's msitools), and the macOS package tree that
 // pkgbuild turns into a .pkg on a Mac.
 //
-// Every package carries the same things: the program, the per-user
+// Every package carries the same things: the program, the tray program
+// next to it (cardagent-tray, which alone links the GUI library), the per-user
 // autostart (installer.AutostartFor), the default configuration and the
 // browser policies generated from its allowed origins.
 package packaging
@@ -36,6 +37,11 @@ type Options struct {
 	// BinaryW is the Windows windowless build (-ldflags -H=windowsgui),
 	// cardagentw.exe, which the Run key starts (MSI only).
 	BinaryW string
+	// TrayBinary is the tray program, cmd/cardagent-tray, installed next
+	// to the program (the agent starts it from there): a Linux cgo build
+	// for deb and rpm, cardagent-tray.exe built with -ldflags -H=windowsgui
+	// for the MSI, a macOS build (optional, as Binary) for the tree.
+	TrayBinary string
 	// Config is a configuration file to ship as the default configuration
 	// (its allowed origins also go into the browser policies); "" ships
 	// installer/templates/config/config.json.
@@ -43,6 +49,14 @@ type Options struct {
 	// OutDir receives the package (created if needed).
 	OutDir string
 }
+
+// Where the packages install the tray program: next to the program,
+// where the agent looks for it (tray.FindProgram).
+const (
+	LinuxTrayBinary = "/usr/bin/cardagent-tray"
+	MacTrayBinary   = "/usr/local/bin/cardagent-tray"
+	WindowsTrayExe  = "cardagent-tray.exe"
+)
 
 // Package metadata.
 const (
@@ -131,7 +145,15 @@ func linuxPayload(st *stage, o Options) (payload []Payload, scripts map[string]s
 	if _, err := os.Stat(o.Binary); err != nil {
 		return nil, nil, fmt.Errorf("packaging: %w", err)
 	}
-	payload = append(payload, Payload{Path: installer.LinuxBinary, Source: o.Binary, Mode: 0o755})
+	if o.TrayBinary == "" {
+		return nil, nil, errors.New("packaging: no Linux tray program (Options.TrayBinary, cmd/cardagent-tray)")
+	}
+	if _, err := os.Stat(o.TrayBinary); err != nil {
+		return nil, nil, fmt.Errorf("packaging: %w", err)
+	}
+	payload = append(payload,
+		Payload{Path: installer.LinuxBinary, Source: o.Binary, Mode: 0o755},
+		Payload{Path: LinuxTrayBinary, Source: o.TrayBinary, Mode: 0o755})
 
 	auto, err := installer.AutostartFor("linux", installer.LinuxBinary, installer.ByPackage)
 	if err != nil {

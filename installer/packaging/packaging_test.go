@@ -73,10 +73,10 @@ func TestDebAndRPMCarryTheSamePayload(t *testing.T) {
 	need(t, "dpkg-deb", "rpm")
 	cfg := filepath.Join(t.TempDir(), "config.json")
 	os.WriteFile(cfg, []byte(orgConfig), 0o644)
-	o := packaging.Options{Version: "1.2.3", Binary: fakeBinary(t, "cardagent"), Config: cfg, OutDir: t.TempDir()}
+	o := packaging.Options{Version: "1.2.3", Binary: fakeBinary(t, "cardagent"), TrayBinary: fakeBinary(t, "cardagent-tray"), Config: cfg, OutDir: t.TempDir()}
 	want := payloadPaths(t, o)
 	for _, p := range []string{
-		"/usr/bin/cardagent", "/usr/lib/systemd/user/cardagent.service", "/etc/systemd/user/default.target.wants/cardagent.service",
+		"/usr/bin/cardagent", "/usr/bin/cardagent-tray", "/usr/lib/systemd/user/cardagent.service", "/etc/systemd/user/default.target.wants/cardagent.service",
 		"/etc/cardagent/config.json", "/etc/opt/chrome/policies/managed/cardagent.json", "/etc/chromium/policies/managed/cardagent.json",
 		"/etc/opt/edge/policies/managed/cardagent.json", "/usr/share/cardagent/firefox-policies.json",
 	} {
@@ -94,14 +94,18 @@ func TestDebAndRPMCarryTheSamePayload(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// deb: files (not directories) in the data archive.
+	// deb: files (not directories) in the data archive; both programs executable.
 	var debFiles []string
 	for _, line := range strings.Split(sh(t, "dpkg-deb", "-c", deb), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 6 || strings.HasPrefix(f[0], "d") {
 			continue
 		}
-		debFiles = append(debFiles, strings.TrimPrefix(f[5], "."))
+		p := strings.TrimPrefix(f[5], ".")
+		debFiles = append(debFiles, p)
+		if strings.HasPrefix(p, "/usr/bin/") && f[0] != "-rwxr-xr-x" {
+			t.Errorf("deb: %s has mode %s", p, f[0])
+		}
 	}
 	slices.Sort(debFiles)
 	if !slices.Equal(debFiles, want) {
@@ -113,12 +117,19 @@ func TestDebAndRPMCarryTheSamePayload(t *testing.T) {
 		t.Errorf("rpm -qlp\n%v\nwant\n%v", rpmFiles, want)
 	}
 
-	// Dependencies and configuration files.
+	// Dependencies and configuration files. Only the tray needs the
+	// appindicator library (and GTK through it): recommended, not required.
 	if got := strings.TrimSpace(sh(t, "dpkg-deb", "-f", deb, "Depends")); got != "pcscd" {
 		t.Errorf("deb Depends %q", got)
 	}
-	if got := sh(t, "rpm", "-qp", "--requires", rpm); !strings.Contains(got, "pcsc-lite") {
+	if got := strings.TrimSpace(sh(t, "dpkg-deb", "-f", deb, "Recommends")); got != "libayatana-appindicator3-1" {
+		t.Errorf("deb Recommends %q", got)
+	}
+	if got := sh(t, "rpm", "-qp", "--requires", rpm); !strings.Contains(got, "pcsc-lite") || strings.Contains(got, "appindicator") {
 		t.Errorf("rpm requires %q", got)
+	}
+	if got := strings.TrimSpace(sh(t, "rpm", "-qp", "--recommends", rpm)); got != "libayatana-appindicator-gtk3" {
+		t.Errorf("rpm recommends %q", got)
 	}
 	wantConf := []string{"/etc/cardagent/config.json", "/etc/chromium/policies/managed/cardagent.json",
 		"/etc/opt/chrome/policies/managed/cardagent.json", "/etc/opt/edge/policies/managed/cardagent.json"}
@@ -168,8 +179,10 @@ func TestBadOptions(t *testing.T) {
 		o    packaging.Options
 	}{
 		{"no version", packaging.Options{Binary: fakeBinary(t, "x"), OutDir: t.TempDir()}},
-		{"no binary", packaging.Options{Version: "1.0.0", OutDir: t.TempDir()}},
-		{"invalid config", packaging.Options{Version: "1.0.0", Binary: fakeBinary(t, "x"), Config: bad, OutDir: t.TempDir()}},
+		{"no binary", packaging.Options{Version: "1.0.0", TrayBinary: fakeBinary(t, "t"), OutDir: t.TempDir()}},
+		{"no tray program", packaging.Options{Version: "1.0.0", Binary: fakeBinary(t, "x"), OutDir: t.TempDir()}},
+		{"missing tray program", packaging.Options{Version: "1.0.0", Binary: fakeBinary(t, "x"), TrayBinary: filepath.Join(t.TempDir(), "nope"), OutDir: t.TempDir()}},
+		{"invalid config", packaging.Options{Version: "1.0.0", Binary: fakeBinary(t, "x"), TrayBinary: fakeBinary(t, "t"), Config: bad, OutDir: t.TempDir()}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -178,8 +191,11 @@ func TestBadOptions(t *testing.T) {
 			}
 		})
 	}
-	if _, err := packaging.MSI(context.Background(), packaging.Options{Version: "dev", Binary: "a", BinaryW: "b", OutDir: t.TempDir()}); err == nil {
+	if _, err := packaging.MSI(context.Background(), packaging.Options{Version: "dev", Binary: "a", BinaryW: "b", TrayBinary: "c", OutDir: t.TempDir()}); err == nil {
 		t.Error("MSI with a non-numeric version")
+	}
+	if _, err := packaging.MSI(context.Background(), packaging.Options{Version: "1.0.0", Binary: "a", BinaryW: "b", OutDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "cardagent-tray.exe") {
+		t.Errorf("MSI without the tray program: %v", err)
 	}
 }
 
@@ -208,7 +224,8 @@ func hasRow(rows [][]string, want ...string) bool {
 
 func TestMSITables(t *testing.T) {
 	need(t, "wixl", "msibuild", "msiinfo")
-	o := packaging.Options{Version: "1.2.3-rc1", Binary: fakeBinary(t, "cardagent.exe"), BinaryW: fakeBinary(t, "cardagentw.exe"), OutDir: t.TempDir()}
+	o := packaging.Options{Version: "1.2.3-rc1", Binary: fakeBinary(t, "cardagent.exe"), BinaryW: fakeBinary(t, "cardagentw.exe"),
+		TrayBinary: fakeBinary(t, "cardagent-tray.exe"), OutDir: t.TempDir()}
 	msi, err := packaging.MSI(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
@@ -222,13 +239,15 @@ func TestMSITables(t *testing.T) {
 	}{
 		{"File", []string{"cardagent.exe", "Agent", "cardagent.exe"}},
 		{"File", []string{"cardagentw.exe", "Agent", "cardagentw.exe"}},
+		// The tray icon, next to the agent, which starts it from there.
+		{"File", []string{"cardagent_tray.exe", "Agent", "cardagent-tray.exe"}},
 		// Per-session autostart for every user: the HKLM (root 2) Run value.
 		{"Registry", []string{"*", "2", installer.WindowsRunKey, "cardagent", `"[INSTALLDIR]cardagentw.exe" supervise`, "Agent"}},
 		// IT policy from the msiexec command line, written only when given.
 		{"Registry", []string{"*", "2", installer.WindowsPolicyKey, "AllowedOrigins", "[ALLOWEDORIGINS]", "PolicyAllowedOrigins"}},
 		{"Registry", []string{"*", "2", installer.WindowsPolicyKey, "Environment", "[ENVIRONMENT]", "PolicyEnvironment"}},
-		{"Component", []string{"PolicyAllowedOrigins", "*", "INSTALLDIR", "*", "ALLOWEDORIGINS"}},
-		{"Component", []string{"PolicyEnvironment", "*", "INSTALLDIR", "*", "ENVIRONMENT"}},
+		{"Component", []string{"PolicyAllowedOrigins", "*", "INSTALLDIR", "*", `ALLOWEDORIGINS OR REMOVE~="ALL"`}},
+		{"Component", []string{"PolicyEnvironment", "*", "INSTALLDIR", "*", `ENVIRONMENT OR REMOVE~="ALL"`}},
 		{"Component", []string{"Agent", "{5AA630B9-BF4C-4411-A098-3BE158AE3360}", "INSTALLDIR", "256"}}, // 64-bit component
 		// Major upgrade: older versions are removed, newer ones block a downgrade.
 		{"Upgrade", []string{installer.WindowsUpgradeCode, "", "1.2.3", "", "1", "", "WIX_UPGRADE_DETECTED"}},
@@ -243,7 +262,8 @@ func TestMSITables(t *testing.T) {
 		{"RegLocator", []string{"LEGACYIDENTITYAGENTSearch", "2", `SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall\NHS Identity Agent`, "DisplayName", "2"}},
 		{"RegLocator", []string{"LEGACYCREDENTIALMANAGEMENT64Search", "2", `SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall\NHS Credential Management`, "DisplayName", "18"}},
 		// Running agents are stopped before files are replaced or removed.
-		{"CustomAction", []string{"StopAgents", "114", "TASKKILLEXE", "/F /IM cardagentw.exe"}},
+		{"CustomAction", []string{"StopAgents", "114", "TASKKILLEXE", "/F /T /IM cardagentw.exe"}},
+		{"CustomAction", []string{"SetTaskkillPath", "51", "TASKKILLEXE", "[System64Folder]taskkill.exe"}},
 		{"InstallExecuteSequence", []string{"StopAgents", "", "1399"}},
 		{"InstallExecuteSequence", []string{"RemoveExistingProducts", "", "1401"}},
 		{"Shortcut", []string{"StartMenuShortcut", "ProgramMenuFolder", "cardagent", "StartMenu", "[INSTALLDIR]cardagentw.exe", "supervise"}},
@@ -265,7 +285,7 @@ func TestMSITables(t *testing.T) {
 		}
 	}
 	// Each build is a new product (ProductCode "*"), the upgrade code stays.
-	again, err := packaging.MSI(context.Background(), packaging.Options{Version: "1.2.4", Binary: o.Binary, BinaryW: o.BinaryW, OutDir: t.TempDir()})
+	again, err := packaging.MSI(context.Background(), packaging.Options{Version: "1.2.4", Binary: o.Binary, BinaryW: o.BinaryW, TrayBinary: o.TrayBinary, OutDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +305,7 @@ func TestMSITables(t *testing.T) {
 func TestMacOSTree(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "config.json")
 	os.WriteFile(cfg, []byte(orgConfig), 0o644)
-	dir, err := packaging.MacOSTree(packaging.Options{Version: "1.2.3", Config: cfg, Binary: fakeBinary(t, "cardagent"), OutDir: t.TempDir()})
+	dir, err := packaging.MacOSTree(packaging.Options{Version: "1.2.3", Config: cfg, Binary: fakeBinary(t, "cardagent"), TrayBinary: fakeBinary(t, "cardagent-tray"), OutDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,6 +314,7 @@ func TestMacOSTree(t *testing.T) {
 		exec bool
 	}{
 		{"root/usr/local/bin/cardagent", true},
+		{"root/usr/local/bin/cardagent-tray", true},
 		{"root/Library/LaunchAgents/org.cardagent.agent.plist", false},
 		{"root/Library/Application Support/cardagent/config.json.default", false},
 		{"root/usr/local/share/cardagent/uninstall.sh", true},
@@ -311,7 +332,7 @@ func TestMacOSTree(t *testing.T) {
 		if exec := fi.Mode()&0o111 != 0; exec != f.exec {
 			t.Errorf("%s: executable %v, want %v", f.path, exec, f.exec)
 		}
-		if f.exec && !strings.HasSuffix(f.path, "/cardagent") {
+		if f.exec && !strings.HasPrefix(f.path, "root/usr/local/bin/") {
 			sh(t, "sh", "-n", filepath.Join(dir, f.path))
 		}
 	}
@@ -326,6 +347,11 @@ func TestMacOSTree(t *testing.T) {
 	b, _ = os.ReadFile(filepath.Join(dir, "extras/cardagent.mobileconfig"))
 	if _, err := plist.Parse(b); err != nil || !strings.Contains(string(b), "https://portal.example.org:8443") {
 		t.Errorf("mobileconfig: %v", err)
+	}
+	for _, f := range []string{"root/usr/local/share/cardagent/uninstall.sh", "build-pkg.sh", "README.txt"} {
+		if b, _ := os.ReadFile(filepath.Join(dir, f)); !strings.Contains(string(b), packaging.MacTrayBinary) {
+			t.Errorf("%s does not name %s:\n%s", f, packaging.MacTrayBinary, b)
+		}
 	}
 	b, _ = os.ReadFile(filepath.Join(dir, "scripts/postinstall"))
 	if !strings.Contains(string(b), `launchctl bootstrap "gui/$uid" "$PLIST"`) || !strings.Contains(string(b), "/Library/LaunchAgents/org.cardagent.agent.plist") {

@@ -1,6 +1,8 @@
 // Command cardagent-package builds cardagent's packages: a deb and an rpm
 // (nfpm), a Windows MSI (wixl), and the macOS package tree (pkgbuild on a
-// Mac finishes it). scripts/package runs it; see docs/deployment.md.
+// Mac finishes it). scripts/package runs it; see docs/deployment.md. Each
+// carries two programs, cardagent and the tray icon cardagent-tray (built
+// here unless given: a cgo build on Linux, -H=windowsgui on Windows).
 //
 //	cardagent-package [flags] deb|rpm|msi|macos... | all
 package main
@@ -39,6 +41,7 @@ func run(ctx context.Context, args []string) error {
 	cfg := fs.String("config", "", "configuration file to ship as the default configuration; its allowed origins go into the browser policies")
 	binary := fs.String("binary", "", "prebuilt program to package instead of building it (deb, rpm: Linux; msi: cardagent.exe; macos: a macOS build)")
 	binaryW := fs.String("binaryw", "", "msi: prebuilt cardagentw.exe (built with -ldflags -H=windowsgui)")
+	trayBinary := fs.String("traybinary", "", "prebuilt tray program (cmd/cardagent-tray) instead of building it (deb, rpm: Linux cgo build; msi: cardagent-tray.exe built with -ldflags -H=windowsgui; macos: a macOS build)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: cardagent-package [flags] deb|rpm|msi|macos... | all")
 		fs.PrintDefaults()
@@ -66,13 +69,19 @@ func run(ctx context.Context, args []string) error {
 	build := filepath.Join(*out, "build")
 	for _, f := range formats {
 		start := time.Now()
-		o.Binary, o.BinaryW = *binary, *binaryW
+		o.Binary, o.BinaryW, o.TrayBinary = *binary, *binaryW, *trayBinary
 		var path string
 		var err error
 		switch f {
 		case "deb", "rpm":
+			dir := filepath.Join(build, "linux-"+*arch)
 			if o.Binary == "" {
-				if o.Binary, err = goBuild(ctx, "linux", *arch, *version, filepath.Join(build, "linux-"+*arch, "cardagent"), false); err != nil {
+				if o.Binary, err = goBuild(ctx, agentPkg, "linux", *arch, *version, filepath.Join(dir, "cardagent"), false); err != nil {
+					return err
+				}
+			}
+			if o.TrayBinary == "" {
+				if o.TrayBinary, err = goBuild(ctx, trayPkg, "linux", *arch, *version, filepath.Join(dir, "cardagent-tray"), false); err != nil {
 					return err
 				}
 			}
@@ -83,13 +92,20 @@ func run(ctx context.Context, args []string) error {
 			}
 		case "msi":
 			o.Arch = "amd64"
+			dir := filepath.Join(build, "windows-amd64")
 			if o.Binary == "" {
-				if o.Binary, err = goBuild(ctx, "windows", "amd64", *version, filepath.Join(build, "windows-amd64", "cardagent.exe"), false); err != nil {
+				if o.Binary, err = goBuild(ctx, agentPkg, "windows", "amd64", *version, filepath.Join(dir, "cardagent.exe"), false); err != nil {
 					return err
 				}
 			}
 			if o.BinaryW == "" {
-				if o.BinaryW, err = goBuild(ctx, "windows", "amd64", *version, filepath.Join(build, "windows-amd64", "cardagentw.exe"), true); err != nil {
+				if o.BinaryW, err = goBuild(ctx, agentPkg, "windows", "amd64", *version, filepath.Join(dir, "cardagentw.exe"), true); err != nil {
+					return err
+				}
+			}
+			if o.TrayBinary == "" {
+				// A GUI-subsystem program: no console window behind the icon.
+				if o.TrayBinary, err = goBuild(ctx, trayPkg, "windows", "amd64", *version, filepath.Join(dir, packaging.WindowsTrayExe), true); err != nil {
 					return err
 				}
 			}
@@ -112,22 +128,28 @@ func run(ctx context.Context, args []string) error {
 	return nil
 }
 
-// goBuild builds ./cmd/cardagent for goos/arch into out.
-func goBuild(ctx context.Context, goos, arch, version, out string, windowsGUI bool) (string, error) {
+// The programs the packages carry.
+const (
+	agentPkg = "github.com/cardagent/cardagent/cmd/cardagent"
+	trayPkg  = "github.com/cardagent/cardagent/cmd/cardagent-tray"
+)
+
+// goBuild builds pkg for goos/arch into out.
+func goBuild(ctx context.Context, pkg, goos, arch, version, out string, windowsGUI bool) (string, error) {
 	ldflags := "-s -w -X github.com/cardagent/cardagent/agent.Version=" + version
 	if windowsGUI {
 		ldflags += " -H=windowsgui"
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", out, "./cmd/cardagent")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", ldflags, "-o", out, pkg)
 	cmd.Env = append(os.Environ(), "GOOS="+goos, "GOARCH="+arch)
 	if goos == "linux" {
-		cmd.Env = append(cmd.Env, "CGO_ENABLED=1") // PC/SC through libpcsclite
+		cmd.Env = append(cmd.Env, "CGO_ENABLED=1") // PC/SC through libpcsclite; the tray's GTK
 	} else {
 		cmd.Env = append(cmd.Env, "CGO_ENABLED=0")
 	}
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("building %s/%s: %w", goos, arch, err)
+		return "", fmt.Errorf("building %s for %s/%s: %w", pkg, goos, arch, err)
 	}
 	return out, nil
 }

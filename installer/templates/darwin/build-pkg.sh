@@ -5,6 +5,7 @@
 set -eu
 cd "$(dirname "$0")"
 [ -x "root{{.Exec}}" ] || { echo "root{{.Exec}} is missing: build it on a Mac (see README.txt)" >&2; exit 1; }
+[ -x "root{{.TrayExec}}" ] || { echo "root{{.TrayExec}} is missing: build it on a Mac (see README.txt)" >&2; exit 1; }
 pkgbuild --root root --scripts scripts --identifier "{{.Label}}" --version "{{.Version}}" \
 	--install-location / --ownership recommended cardagent-component.pkg
 if [ "${1:-}" = "--sign" ]; then

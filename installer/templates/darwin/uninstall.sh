@@ -7,7 +7,7 @@ LABEL="{{.Label}}"
 for uid in $(ps -axo uid=,comm= | awk '$2 ~ /loginwindow$/ { print $1 }' | sort -u); do
 	launchctl bootout "gui/$uid/$LABEL" 2>/dev/null || true
 done
-rm -f "{{.Plist}}" "{{.Exec}}" "{{.ConfigDir}}/config.json.default"
+rm -f "{{.Plist}}" "{{.Exec}}" "{{.TrayExec}}" "{{.ConfigDir}}/config.json.default"
 if [ "${1:-}" = "--purge" ]; then
 	rm -rf "{{.ConfigDir}}"
 fi

@@ -1,4 +1,6 @@
-package tray
+//go:build !notray && (windows || cgo)
+
+package trayui
 
 import (
 	"errors"
@@ -7,6 +9,8 @@ import (
 	"runtime"
 
 	"github.com/ncruces/zenity"
+
+	"github.com/cardagent/cardagent/tray"
 )
 
 // desktop implements the UI's message boxes, notifications and opener with
@@ -18,13 +22,13 @@ func (desktop) Notify(title, text string) error {
 	return zenity.Notify(text, zenity.Title(title), zenity.WarningIcon)
 }
 
-func (desktop) Message(kind MessageKind, title, text string) error {
+func (desktop) Message(kind tray.MessageKind, title, text string) error {
 	opts := []zenity.Option{zenity.Title(title), zenity.Width(420)}
 	var err error
 	switch kind {
-	case MessageError:
+	case tray.MessageError:
 		err = zenity.Error(text, opts...)
-	case MessageWarning:
+	case tray.MessageWarning:
 		err = zenity.Warning(text, opts...)
 	default:
 		err = zenity.Info(text, opts...)

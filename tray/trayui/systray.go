@@ -1,6 +1,6 @@
 //go:build !notray && (windows || cgo)
 
-package tray
+package trayui
 
 import (
 	"context"
@@ -8,17 +8,18 @@ import (
 
 	"github.com/getlantern/systray"
 
+	"github.com/cardagent/cardagent/tray"
 	"github.com/cardagent/cardagent/tray/icons"
 )
 
-// TraySupported says whether this build has the notification-area icon.
-const TraySupported = true
+// Supported says whether this build has the notification-area icon.
+const Supported = true
 
-// runUI runs the systray event loop on the calling goroutine (it must be
+// Run runs the systray event loop on the calling goroutine (it must be
 // the main one: GTK and Cocoa want the main thread, which systray locks in
 // its init) and calls run with the UI once the icon exists. It returns
-// when run returns.
-func runUI(ctx context.Context, run func(ui UI, clicks <-chan Click) error) error {
+// when run returns. It is tray.ProcessOptions.RunUI.
+func Run(_ context.Context, run func(ui tray.UI, clicks <-chan tray.Click) error) error {
 	done := make(chan error, 1)
 	systray.Run(func() {
 		ui := newSystrayUI()
@@ -40,17 +41,17 @@ func runUI(ctx context.Context, run func(ui UI, clicks <-chan Click) error) erro
 // are shown, hidden, enabled and disabled.
 type systrayUI struct {
 	desktop
-	clicks chan Click
+	clicks chan tray.Click
 
 	status, card              *systray.MenuItem
-	certs                     [maxCertificates]*systray.MenuItem
+	certs                     [tray.MaxCertificates]*systray.MenuItem
 	renew, changePIN, unblock *systray.MenuItem
 	diagnostics, about, quit  *systray.MenuItem
-	state                     State
+	state                     tray.State
 }
 
 func newSystrayUI() *systrayUI {
-	u := &systrayUI{clicks: make(chan Click, 4)}
+	u := &systrayUI{clicks: make(chan tray.Click, 4)}
 	systray.SetTitle("")
 	systray.SetTooltip("cardagent")
 	u.status = systray.AddMenuItem("cardagent", "")
@@ -64,17 +65,17 @@ func newSystrayUI() *systrayUI {
 		u.certs[i].Hide()
 	}
 	systray.AddSeparator()
-	u.renew = u.add("Renew certificate...", ClickRenew)
-	u.changePIN = u.add("Change PIN...", ClickChangePIN)
-	u.unblock = u.add("Unblock card...", ClickUnblock)
+	u.renew = u.add("Renew certificate...", tray.ClickRenew)
+	u.changePIN = u.add("Change PIN...", tray.ClickChangePIN)
+	u.unblock = u.add("Unblock card...", tray.ClickUnblock)
 	systray.AddSeparator()
-	u.diagnostics = u.add("Open diagnostics", ClickDiagnostics)
-	u.about = u.add("About cardagent", ClickAbout)
-	u.quit = u.add("Quit cardagent", ClickQuit)
+	u.diagnostics = u.add("Open diagnostics", tray.ClickDiagnostics)
+	u.about = u.add("About cardagent", tray.ClickAbout)
+	u.quit = u.add("Quit cardagent", tray.ClickQuit)
 	return u
 }
 
-func (u *systrayUI) add(title string, c Click) *systray.MenuItem {
+func (u *systrayUI) add(title string, c tray.Click) *systray.MenuItem {
 	it := systray.AddMenuItem(title, "")
 	go func() {
 		for range it.ClickedCh {
@@ -89,7 +90,7 @@ func (u *systrayUI) add(title string, c Click) *systray.MenuItem {
 
 // Apply shows v. On Linux the status notifier protocol has no tooltip: the
 // first menu line says the same words.
-func (u *systrayUI) Apply(v View) {
+func (u *systrayUI) Apply(v tray.View) {
 	if v.State != u.state {
 		u.state = v.State
 		switch runtime.GOOS {
@@ -128,7 +129,7 @@ func setLine(it *systray.MenuItem, text string) {
 	it.Show()
 }
 
-func setItem(it *systray.MenuItem, m Item) {
+func setItem(it *systray.MenuItem, m tray.Item) {
 	if !m.Visible {
 		it.Hide()
 		return
