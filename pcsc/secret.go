@@ -70,3 +70,21 @@ func AuthStatus(sw uint16, puk bool) error {
 	}
 	return &StatusError{SW: sw}
 }
+
+// SetFromVerify fills st from the answer to an empty VERIFY (no data), which
+// spends no try: 9000 means verified, 63Cx x tries left (63C0 blocked), 6983
+// blocked. Any other status word is returned as a *StatusError.
+func (st *PINStatus) SetFromVerify(sw uint16) error {
+	switch {
+	case sw == 0x9000:
+		st.Verified = true
+	case sw&0xFFF0 == 0x63C0:
+		st.Retries = int(sw & 0x0F)
+		st.Blocked = st.Retries == 0
+	case sw == 0x6983:
+		st.Retries, st.Blocked = 0, true
+	default:
+		return &StatusError{SW: sw}
+	}
+	return nil
+}

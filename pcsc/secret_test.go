@@ -84,3 +84,24 @@ func TestTransmitSecret(t *testing.T) {
 		t.Errorf("Zero left % X", pin)
 	}
 }
+
+func TestSetFromVerify(t *testing.T) {
+	tests := []struct {
+		sw   uint16
+		want PINStatus
+		err  bool
+	}{
+		{0x9000, PINStatus{Retries: -1, Verified: true}, false},
+		{0x63C3, PINStatus{Retries: 3}, false},
+		{0x63C0, PINStatus{Retries: 0, Blocked: true}, false},
+		{0x6983, PINStatus{Retries: 0, Blocked: true}, false},
+		{0x6A82, PINStatus{Retries: -1}, true},
+	}
+	for _, tt := range tests {
+		st := PINStatus{Retries: -1}
+		err := st.SetFromVerify(tt.sw)
+		if (err != nil) != tt.err || st != tt.want {
+			t.Errorf("%04X: %+v, %v; want %+v", tt.sw, st, err, tt.want)
+		}
+	}
+}

@@ -73,18 +73,7 @@ func (c *Card) PINStatus(ctx context.Context) (pcsc.PINStatus, error) {
 		if err != nil {
 			return err
 		}
-		switch sw := resp.SW; {
-		case sw == 0x9000:
-			st.Verified = true
-		case sw&0xFFF0 == 0x63C0:
-			st.Retries = int(sw & 0x0F)
-			st.Blocked = st.Retries == 0
-		case sw == 0x6983:
-			st.Retries, st.Blocked = 0, true
-		default:
-			return resp.Err()
-		}
-		return nil
+		return st.SetFromVerify(resp.SW)
 	})
 	if err != nil {
 		return pcsc.PINStatus{}, fmt.Errorf("reading PIN status: %w", err)
