@@ -65,6 +65,11 @@ func ParseResponse(raw []byte) (Response, error) {
 // answers 61xx forever cannot make the agent allocate without limit.
 const maxResponse = 64 << 10
 
+// maxGetResponse bounds the GET RESPONSE commands for one response (256
+// bytes each carry maxResponse), so that a card answering 61xx with little
+// or no data ends too, instead of being asked again for ever.
+const maxGetResponse = maxResponse / 256
+
 // Exchange sends cmd over t using short APDUs: data longer than 255 bytes is
 // sent with command chaining (CLA bit 0x10), a 61xx answer is followed by
 // GET RESPONSE until the whole response is read, and a 6Cxx answer is
@@ -102,9 +107,9 @@ func Exchange(t Transmitter, cmd Command) (Response, error) {
 		}
 	}
 	out := resp.Data
-	for resp.SW>>8 == 0x61 {
-		if len(out) > maxResponse {
-			return Response{}, fmt.Errorf("%w: response longer than %d bytes", ErrCardUnresponsive, maxResponse)
+	for n := 0; resp.SW>>8 == 0x61; n++ {
+		if len(out) > maxResponse || n >= maxGetResponse {
+			return Response{}, fmt.Errorf("%w: response longer than %d bytes or %d GET RESPONSE commands", ErrCardUnresponsive, maxResponse, maxGetResponse)
 		}
 		le := int(resp.SW & 0xFF)
 		resp, err = transmit(t, Command{CLA: cmd.CLA &^ 0x10, INS: 0xC0, Le: le})

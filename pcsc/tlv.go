@@ -31,8 +31,8 @@ func ParseTLV(b []byte) ([]TLV, error) {
 		i := 1
 		if b[0]&0x1F == 0x1F {
 			for {
-				if i >= len(b) || i > 3 {
-					return nil, fmt.Errorf("%w: tag runs past the end", ErrMalformedTLV)
+				if i >= len(b) || i > 2 {
+					return nil, fmt.Errorf("%w: tag runs past the end or is longer than three bytes", ErrMalformedTLV)
 				}
 				tag = tag<<8 | uint32(b[i])
 				i++

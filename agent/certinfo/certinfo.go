@@ -15,6 +15,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Holder is the card holder as named in an NHS certificate subject
@@ -46,7 +48,9 @@ func HolderOf(c *x509.Certificate) Holder {
 func titleCase(s string) string {
 	words := strings.Fields(strings.ToLower(s))
 	for i, w := range words {
-		words[i] = strings.ToUpper(w[:1]) + w[1:]
+		// The first letter, not the first byte: names may hold É, Ø, ...
+		r, n := utf8.DecodeRuneInString(w)
+		words[i] = string(unicode.ToTitle(r)) + w[n:]
 	}
 	return strings.Join(words, " ")
 }

@@ -37,6 +37,10 @@ const (
 	Pass Fault = iota // deliver the APDU to the card
 	Drop              // close the connection before the card answers: the card is pulled mid-APDU
 	Mute              // never answer: the card is mute until removed
+	// DropAfter delivers the APDU to the card, then closes the connection
+	// without answering: the card acted on it (a VERIFY counted, a signature
+	// made) but the host never hears back.
+	DropAfter
 )
 
 // Options tune an inserted card.
@@ -128,6 +132,7 @@ func (s *Slot) serve() {
 			}
 		} else {
 			cmd := append([]byte(nil), buf...)
+			dropAfter := false
 			if s.opts.BeforeAPDU != nil {
 				switch s.opts.BeforeAPDU(cmd) {
 				case Drop:
@@ -136,11 +141,16 @@ func (s *Slot) serve() {
 					// Swallow everything until the connection is closed.
 					_, s.err = io.Copy(io.Discard, s.conn)
 					return
+				case DropAfter:
+					dropAfter = true
 				}
 			}
 			s.mu.Lock()
 			resp, err := s.card.Transmit(cmd)
 			s.mu.Unlock()
+			if dropAfter {
+				return
+			}
 			if err != nil {
 				resp = []byte{0x6F, 0x00}
 			}
