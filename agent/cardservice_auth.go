@@ -111,7 +111,30 @@ func (s *CardService) Authenticate(ctx context.Context, origin, challenge string
 		// Whatever failed, the card left during the operation.
 		return nil, Classify(context.Cause(cs.ctx))
 	}
+	if errors.Is(err, pcsc.ErrNoAnswer) {
+		s.markMute(cs)
+	}
 	return tok, err
+}
+
+// markMute records that the card stopped answering: status says so, and
+// sign-ins fail at once until it is taken out and inserted again.
+func (s *CardService) markMute(cs *cardSlot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !cs.detached {
+		cs.state, cs.hint = CardMute, hintMute
+	}
+}
+
+// cardFailure makes an error of a card operation that no code describes
+// (a malformed answer, a signature that does not verify) a card_error: the
+// card failed, not the agent.
+func cardFailure(err error) error {
+	if e := Classify(err); e.Code == CodeInternalError {
+		return &Error{Code: CodeCardError, Message: Message(CodeCardError), TriesLeft: -1, Err: err}
+	}
+	return err
 }
 
 func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin, challenge string, p prompt.Prompter) (*token.Token, error) {
@@ -147,7 +170,7 @@ func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin, ch
 		if errors.Is(err, pcsc.ErrPINBlocked) {
 			s.setPIN(cs, 0, false)
 		}
-		return nil, err
+		return nil, cardFailure(err)
 	}
 	s.setPIN(cs, st.Retries, false)
 	if st.Blocked {
@@ -207,7 +230,7 @@ func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin, ch
 			s.setPIN(cs, auth.Retries, false)
 			s.dropCachedPIN(cs)
 		}
-		return nil, err
+		return nil, cardFailure(err)
 	}
 	s.setPIN(cs, -1, true)
 	if !fromCache {

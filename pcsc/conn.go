@@ -13,6 +13,14 @@ import (
 	"go.uber.org/zap"
 )
 
+// DefaultAPDUTimeout bounds how long one APDU may go unanswered before the
+// card is taken for mute. A real reader's driver gives up on a silent card by
+// itself (CCID: a few seconds, stretched by the card's waiting time); vpcd and
+// broken drivers never do, and SCardTransmit then blocks until the card is
+// pulled. No legitimate smart-card command the agent sends (an RSA-2048
+// signature takes 0.2-2 s on the slowest cards) comes close to it.
+const DefaultAPDUTimeout = 10 * time.Second
+
 // Conn is a shared connection to the card in one reader: the PC/SC Session
 // that card drivers use. It never holds the card exclusively except inside
 // Transact, so other programs (browsers' PKCS#11 modules, minidrivers) can
@@ -25,11 +33,18 @@ type Conn struct {
 	// removalWait bounds how long a failed transmit waits for the reader to
 	// report the card gone, to tell "removed" from "does not answer".
 	removalWait time.Duration
+	// apduTimeout (nanoseconds) bounds one APDU; <= 0: no bound.
+	apduTimeout atomic.Int64
 
 	mu     sync.Mutex // held for a whole transaction, and by Close
 	ctx    scardContext
 	card   scardCard
 	closed bool
+	// stuck is set once an APDU went unanswered past apduTimeout: the
+	// SCardTransmit is still blocked and holds the PC/SC context, so nothing
+	// more is sent on this connection. It is closed when that call returns
+	// (the card was pulled, or the service stopped).
+	stuck chan struct{}
 }
 
 var _ Session = (*Conn)(nil)
@@ -70,9 +85,15 @@ func Open(ctx context.Context, log *zap.Logger, reader string) (*Conn, error) {
 		ctx:         sc,
 		card:        card,
 	}
+	c.apduTimeout.Store(int64(DefaultAPDUTimeout))
 	c.log.Debug("connected to card", zap.String("atr", HexString(c.atr)))
 	return c, nil
 }
+
+// SetAPDUTimeout changes how long one APDU may go unanswered
+// (DefaultAPDUTimeout); d <= 0 waits for ever. After a timeout the
+// connection is unusable: every Transact fails with ErrCardUnresponsive.
+func (c *Conn) SetAPDUTimeout(d time.Duration) { c.apduTimeout.Store(int64(d)) }
 
 // Reader is the reader's name.
 func (c *Conn) Reader() string { return c.reader }
@@ -97,12 +118,20 @@ func (c *Conn) Transact(ctx context.Context, fn func(t Transmitter) error) error
 	if c.closed {
 		return errClosed
 	}
+	if c.stuck != nil {
+		return fmt.Errorf("%w: an earlier command was never answered", ErrNoAnswer)
+	}
 	if err := c.begin(); err != nil {
 		return fmt.Errorf("beginning transaction: %w", err)
 	}
 	t := &cardTransmitter{c: c}
 	err := fn(t)
 	t.done.Store(true)
+	if c.stuck != nil {
+		// The context is blocked in the unanswered command: ending the
+		// transaction would block too.
+		return err
+	}
 	if eerr := c.card.EndTransaction(scard.LeaveCard); eerr != nil {
 		// The operation itself finished (or failed with its own error): a
 		// card pulled right after the last APDU does not undo it.
@@ -132,6 +161,17 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.closed = true
+	if c.stuck != nil {
+		// Disconnect and release once the unanswered command returns; until
+		// then they would block.
+		stuck, card, sc := c.stuck, c.card, c.ctx
+		go func() {
+			<-stuck
+			_ = card.Disconnect(scard.LeaveCard)
+			_ = sc.Release()
+		}()
+		return nil
+	}
 	derr := mapError(c.card.Disconnect(scard.LeaveCard))
 	rerr := mapError(c.ctx.Release())
 	for _, err := range []error{derr, rerr} {
@@ -152,7 +192,10 @@ func (t *cardTransmitter) Transmit(cmd []byte) ([]byte, error) {
 	if t.done.Load() {
 		return nil, errors.New("pcsc: transmitter used after its transaction ended")
 	}
-	resp, err := t.c.card.Transmit(cmd)
+	resp, err := t.c.transmit(cmd)
+	if t.c.stuck != nil {
+		return nil, fmt.Errorf("transmitting APDU: %w", err)
+	}
 	if err == nil && len(resp) >= 2 {
 		return resp, nil
 	}
@@ -170,6 +213,41 @@ func (t *cardTransmitter) Transmit(cmd []byte) ([]byte, error) {
 		return nil, fmt.Errorf("transmitting APDU: %w", ErrCardRemoved)
 	}
 	return nil, fmt.Errorf("transmitting APDU: %w", err)
+}
+
+// transmit sends one APDU and waits at most apduTimeout for the answer.
+// When none comes it marks the connection stuck and returns
+// ErrCardUnresponsive; the blocked call goes on in the background until the
+// card is pulled or the service stops. Called with c.mu held.
+func (c *Conn) transmit(cmd []byte) ([]byte, error) {
+	d := time.Duration(c.apduTimeout.Load())
+	if d <= 0 {
+		return c.card.Transmit(cmd)
+	}
+	type result struct {
+		resp []byte
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		r, e := c.card.Transmit(cmd)
+		ch <- result{r, e}
+	}()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case r := <-ch:
+		return r.resp, r.err
+	case <-timer.C:
+	}
+	stuck := make(chan struct{})
+	c.stuck = stuck
+	c.log.Warn("the card did not answer: it is taken for mute until it is taken out", zap.Duration("waited", d))
+	go func() {
+		<-ch
+		close(stuck)
+	}()
+	return nil, fmt.Errorf("%w within %v", ErrNoAnswer, d)
 }
 
 // cardGone reports whether the card of this connection has left the

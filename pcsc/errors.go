@@ -25,6 +25,10 @@ var (
 	ErrCardReset = errors.New("card was reset by another program")
 	// ErrCardUnresponsive: the card does not answer (mute, or a broken contact).
 	ErrCardUnresponsive = errors.New("card does not respond")
+	// ErrNoAnswer: the card did not answer a command within the APDU
+	// timeout (pcsc.Conn); nothing more is sent to it until it is taken
+	// out. It matches ErrCardUnresponsive too.
+	ErrNoAnswer = fmt.Errorf("%w: no answer to a command", ErrCardUnresponsive)
 	// ErrSharingViolation: another program holds the card exclusively.
 	ErrSharingViolation = errors.New("card is in use by another program")
 	// ErrUnsupportedCard: the card is not one cardagent has a driver for.

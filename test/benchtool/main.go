@@ -278,7 +278,7 @@ func latency(args []string) error {
 	}
 	cancel()
 	all := append(slices.Clone(ins), rem...)
-	fmt.Printf("event_removed_ms_p50 %s\nevent_removed_ms_p99 %s\n", ms(pct(rem, 0.5)), ms(pct(rem, 0.99)))
+	fmt.Printf("event_removed_ms_p50 %s\nevent_removed_ms_p95 %s\nevent_removed_ms_p99 %s\n", ms(pct(rem, 0.5)), ms(pct(rem, 0.95)), ms(pct(rem, 0.99)))
 	fmt.Printf("event_inserted_ms_p50 %s\nevent_inserted_ms_p99 %s\n", ms(pct(ins, 0.5)), ms(pct(ins, 0.99)))
 	fmt.Printf("event_all_ms_p50 %s\nevent_all_ms_p99 %s\n", ms(pct(all, 0.5)), ms(pct(all, 0.99)))
 	if len(read) == len(ins) {
