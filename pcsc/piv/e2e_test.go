@@ -5,12 +5,9 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
-	"errors"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/ebfe/scard"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
@@ -28,35 +25,6 @@ import (
 // pcscd to notice that the previous card in its slot was removed.
 var e2eSlot atomic.Int32
 
-// waitReader waits until pcscd reports reader with (present) or without a card.
-func waitReader(tb testing.TB, reader string, present bool) {
-	tb.Helper()
-	ctx, err := scard.EstablishContext()
-	if err != nil {
-		tb.Fatalf("EstablishContext: %v", err)
-	}
-	defer ctx.Release()
-	st := []scard.ReaderState{{Reader: reader, CurrentState: scard.StateUnaware}}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		st[0].CurrentState = scard.StateUnaware
-		if err := ctx.GetStatusChange(st, 0); err != nil && !errors.Is(err, scard.ErrTimeout) {
-			tb.Fatalf("GetStatusChange: %v", err)
-		}
-		cur := st[0].EventState &^ scard.StateChanged
-		if (cur&scard.StatePresent != 0) == present {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("reader %q: card present = %v after 5s, want %v", reader, !present, present)
-		}
-		st[0].CurrentState = cur
-		if err := ctx.GetStatusChange(st, 500*time.Millisecond); err != nil {
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-}
-
 // insertE2E inserts card into a vpcd slot of the test binary's pcscd and
 // returns a connected Session on it.
 func insertE2E(tb testing.TB, card vcard.Card, opts vcard.Options, log *zap.Logger) (pcsc.Session, string) {
@@ -64,9 +32,8 @@ func insertE2E(tb testing.TB, card vcard.Card, opts vcard.Options, log *zap.Logg
 	p := pcsctest.Require(tb)
 	slot := int(e2eSlot.Add(1) % 2)
 	reader := pcsctest.ReaderNames[slot]
-	waitReader(tb, reader, false)
 	p.Insert(tb, slot, card, opts)
-	waitReader(tb, reader, true)
+	p.WaitCard(tb, slot, true)
 	return openConn(tb, reader, log), reader
 }
 

@@ -10,9 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/ebfe/scard"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
@@ -30,37 +28,6 @@ import (
 // pcscd to notice that the previous card in its slot was removed.
 var e2eSlot atomic.Int32
 
-// waitReader waits until pcscd reports reader with (present) or without a card.
-func waitReader(tb testing.TB, reader string, present bool) {
-	tb.Helper()
-	ctx, err := scard.EstablishContext()
-	if err != nil {
-		tb.Fatalf("EstablishContext: %v", err)
-	}
-	defer ctx.Release()
-	st := []scard.ReaderState{{Reader: reader, CurrentState: scard.StateUnaware}}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if err := ctx.GetStatusChange(st, 0); err != nil {
-			if err != scard.ErrTimeout || time.Now().After(deadline) {
-				tb.Fatalf("GetStatusChange: %v", err)
-			}
-			// pcscd answers a zero-timeout poll with a timeout while the slot's state is settling.
-			time.Sleep(20 * time.Millisecond)
-			continue
-		}
-		cur := st[0].EventState &^ scard.StateChanged
-		if (cur&scard.StatePresent != 0) == present {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("reader %q: card present = %v after 5s, want %v", reader, !present, present)
-		}
-		st[0].CurrentState = cur
-		_ = ctx.GetStatusChange(st, 500*time.Millisecond)
-	}
-}
-
 // insertE2E inserts card into a vpcd slot of the test binary's pcscd and
 // returns a connected Session on it.
 func insertE2E(tb testing.TB, card vcard.Card, opts vcard.Options, log *zap.Logger) (pcsc.Session, string) {
@@ -68,9 +35,8 @@ func insertE2E(tb testing.TB, card vcard.Card, opts vcard.Options, log *zap.Logg
 	p := pcsctest.Require(tb)
 	slot := int(e2eSlot.Add(1) % 2)
 	reader := pcsctest.ReaderNames[slot]
-	waitReader(tb, reader, false)
 	p.Insert(tb, slot, card, opts)
-	waitReader(tb, reader, true)
+	p.WaitCard(tb, slot, true)
 	return openConn(tb, reader, log), reader
 }
 
