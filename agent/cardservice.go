@@ -88,10 +88,17 @@ const (
 type EventKind string
 
 const (
+	// EventCardReading is sent as soon as PC/SC reports a card in a reader,
+	// before any card I/O (Event.Card.State is "reading", with the ATR): a
+	// tray or page can say "reading the card" at once, which matters with a
+	// real series 8 card whose reading takes a second. It is followed by
+	// EventCardInserted once the card is read, or by EventCardRemoved when
+	// the card is pulled first.
+	EventCardReading EventKind = "card_reading"
 	// EventCardInserted is sent once the agent has read the card (type,
 	// holder, certificates, PIN state) or found it unusable; Event.Card holds
-	// its state. A card pulled before it was read sends neither this event
-	// nor EventCardRemoved.
+	// its state. A card that does not answer PC/SC at all (mute) gets it
+	// without a card_reading first.
 	EventCardInserted  EventKind = "card_inserted"
 	EventCardRemoved   EventKind = "card_removed"
 	EventReaderAdded   EventKind = "reader_added"
@@ -189,19 +196,18 @@ type cardSlot struct {
 	busy   atomic.Bool   // one card operation in flight
 
 	// Guarded by CardService.mu.
-	state     string
-	openDone  bool
-	detached  bool
-	announced bool
-	sess      pcsc.Session
-	card      pcsc.Card
-	kind      pcsc.Kind
-	typeName  string
-	hint      string
-	certs     []pcsc.Certificate
-	pin       *PINReport
-	maxTries  int
-	cache     pinCache
+	state    string
+	openDone bool
+	detached bool
+	sess     pcsc.Session
+	card     pcsc.Card
+	kind     pcsc.Kind
+	typeName string
+	hint     string
+	certs    []pcsc.Certificate
+	pin      *PINReport
+	maxTries int
+	cache    pinCache
 }
 
 func (s *CardService) init() {
@@ -354,12 +360,13 @@ func (s *CardService) onEvent(ev pcsc.Event) {
 		cs := s.newSlot(ev.Reader, ev.ATR)
 		r.card = cs
 		if ev.Kind == pcsc.CardMute {
-			cs.state, cs.openDone, cs.announced = CardMute, true, true
+			cs.state, cs.openDone = CardMute, true
 			cs.kind, cs.typeName, cs.hint = pcsc.KindUnknown, "card does not respond", hintMute
 			close(cs.opened)
 			s.emitLocked(Event{Kind: EventCardInserted, Reader: ev.Reader, Card: s.cardStateLocked(cs, s.Now()), Time: ev.Time})
 			return
 		}
+		s.emitLocked(Event{Kind: EventCardReading, Reader: ev.Reader, Card: s.cardStateLocked(cs, s.Now()), Time: ev.Time})
 		s.wg.Add(1)
 		go s.openCard(cs)
 	case pcsc.CardRemoved:
@@ -406,9 +413,7 @@ func (s *CardService) detachLocked(cs *cardSlot) {
 	cs.detached = true
 	cs.cancel(pcsc.ErrCardRemoved)
 	cs.cache.clear()
-	if cs.announced {
-		s.emitLocked(Event{Kind: EventCardRemoved, Reader: cs.reader})
-	}
+	s.emitLocked(Event{Kind: EventCardRemoved, Reader: cs.reader})
 	if cs.openDone {
 		s.closeLater(cs.card, cs.sess)
 		cs.card, cs.sess = nil, nil
@@ -511,7 +516,6 @@ func (s *CardService) openCard(cs *cardSlot) {
 	if pinSt != nil {
 		cs.maxTries = pinSt.TriesLeft
 	}
-	cs.announced = true
 	st := s.cardStateLocked(cs, s.Now())
 	s.emitLocked(Event{Kind: EventCardInserted, Reader: cs.reader, Card: st})
 	s.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -307,7 +308,7 @@ func TestStatusAndEvents(t *testing.T) {
 	h.send(pcsc.Event{Kind: pcsc.ReaderRemoved, Reader: "R0"})
 	h.send(pcsc.Event{Kind: pcsc.ServiceDown})
 	h.send(pcsc.Event{Kind: pcsc.ServiceUp})
-	want := []EventKind{EventReaderAdded, EventCardInserted, EventCardRemoved, EventReaderRemoved, EventServiceDown, EventServiceUp}
+	want := []EventKind{EventReaderAdded, EventCardReading, EventCardInserted, EventCardRemoved, EventReaderRemoved, EventServiceDown, EventServiceUp}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		mu.Lock()
@@ -330,7 +331,10 @@ func TestStatusAndEvents(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("events %v, want %v", got, want)
 	}
-	if ev := events[1]; ev.Reader != "R0" || ev.Card == nil || ev.Card.State != CardReady || ev.Card.Holder == nil {
+	if ev := events[1]; ev.Reader != "R0" || ev.Card == nil || ev.Card.State != CardReading || ev.Card.ATR == "" || ev.Card.Holder != nil {
+		t.Errorf("card_reading event %+v", ev)
+	}
+	if ev := events[2]; ev.Reader != "R0" || ev.Card == nil || ev.Card.State != CardReady || ev.Card.Holder == nil {
 		t.Errorf("card_inserted event %+v", ev)
 	}
 	if st := h.svc.Status(); len(st.Readers) != 1 || st.Readers[0].Name != "R1" || st.Readers[0].Card != nil {
@@ -640,6 +644,53 @@ func TestAuthenticateWaitsForCardBeingRead(t *testing.T) {
 	close(gate)
 	if err := <-errc; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCardPulledWhileBeingRead: card_reading is followed by card_removed,
+// never by card_inserted, and the card is not touched after its removal.
+func TestCardPulledWhileBeingRead(t *testing.T) {
+	h := newHarness(t, nil)
+	var (
+		mu     sync.Mutex
+		events []EventKind
+	)
+	defer h.svc.Subscribe(func(ev Event) {
+		if ev.Reader == "R0" && ev.Kind != EventReaderAdded {
+			mu.Lock()
+			events = append(events, ev.Kind)
+			mu.Unlock()
+		}
+	})()
+	gate := make(chan struct{})
+	h.mu.Lock()
+	h.openGate = gate
+	h.mu.Unlock()
+	card := newCard(t, testpki.CardSpec{DaysLeft: 400}, nil)
+	h.insert("R0", card, card.ATR(), false)
+	h.remove("R0")
+	close(gate)
+	h.waitState("R0", func(c *CardState) bool { return c == nil })
+	want := []EventKind{EventCardReading, EventCardRemoved}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		got := slices.Clone(events)
+		mu.Unlock()
+		if len(got) >= len(want) || time.Now().After(deadline) {
+			time.Sleep(20 * time.Millisecond) // nothing more may follow
+			mu.Lock()
+			got = slices.Clone(events)
+			mu.Unlock()
+			if !slices.Equal(got, want) {
+				t.Fatalf("events %v, want %v", got, want)
+			}
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := card.APDUCount(); n != 0 {
+		t.Errorf("%d APDUs reached the card pulled before it was read", n)
 	}
 }
 

@@ -160,6 +160,10 @@ func (a *agentUnderTest) waitCard(t testing.TB, want string) {
 type client struct {
 	a *agentUnderTest
 	c *websocket.Conn
+	// events read while waiting for a reply, in order: an event may arrive
+	// before the reply it relates to (card_removed before the failed
+	// authenticate's reply).
+	pending []msg
 }
 
 func (a *agentUnderTest) client(t testing.TB, origin string) *client {
@@ -194,23 +198,42 @@ func (c *client) read(t testing.TB) msg {
 	return m
 }
 
-// reply reads until the reply to id (events are skipped).
+// reply reads until the reply to id; events on the way are kept for
+// nextEvent.
 func (c *client) reply(t testing.TB, id any) msg {
 	t.Helper()
 	for {
 		m := c.read(t)
-		if m["type"] != "event" && fmt.Sprint(m["id"]) == fmt.Sprint(id) {
+		if m["type"] == "event" {
+			c.pending = append(c.pending, m)
+			continue
+		}
+		if fmt.Sprint(m["id"]) == fmt.Sprint(id) {
 			return m
 		}
 	}
 }
 
-// event reads until an event of kind arrives.
+// nextEvent returns the next event (kept by reply, or read).
+func (c *client) nextEvent(t testing.TB) msg {
+	t.Helper()
+	if len(c.pending) > 0 {
+		m := c.pending[0]
+		c.pending = c.pending[1:]
+		return m
+	}
+	for {
+		if m := c.read(t); m["type"] == "event" {
+			return m
+		}
+	}
+}
+
+// event skips events until one of kind arrives.
 func (c *client) event(t testing.TB, kind string) msg {
 	t.Helper()
 	for {
-		m := c.read(t)
-		if m["type"] == "event" && m["event"] == kind {
+		if m := c.nextEvent(t); m["event"] == kind {
 			return m
 		}
 	}
@@ -469,10 +492,21 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("card inserted again", func(t *testing.T) {
+		card.ClearLog()
 		p.Insert(t, 0, card, vcard.Options{})
-		ev := c.event(t, "card_inserted")
-		if cd, _ := ev["card"].(map[string]any); cd["state"] != "ready" {
+		// card_reading first, before the agent sent the card anything; the
+		// next card event is card_inserted with the card read.
+		ev := c.event(t, "card_reading")
+		if cd, _ := ev["card"].(map[string]any); cd["state"] != "reading" || cd["atr"] == "" || ev["reader"] != pcsctest.ReaderNames[0] {
 			t.Errorf("event %v", ev)
+		}
+		if m := c.nextEvent(t); m["event"] != "card_inserted" {
+			t.Fatalf("after card_reading: %v, want card_inserted", m)
+		} else if cd, _ := m["card"].(map[string]any); cd["state"] != "ready" {
+			t.Errorf("event %v", m)
+		}
+		if card.APDUCount() == 0 {
+			t.Error("card_inserted without the card being read")
 		}
 		if m := c.authenticate(t, 8, testChallenge); m["token"] == nil {
 			t.Fatalf("reply %v", m)

@@ -284,39 +284,12 @@ func mustExchange(t *testing.T, tr pcsc.Transmitter, cmd pcsc.Command) pcsc.Resp
 	return r
 }
 
-// waitEmpty waits until pcscd reports no card in reader. A card removed by
-// the previous test is seen gone only at pcscd's next poll (up to ~400 ms);
-// connecting before that reaches the stale card.
-func waitEmpty(tb testing.TB, reader string) {
-	tb.Helper()
-	ctx, err := scard.EstablishContext()
-	if err != nil {
-		tb.Fatalf("EstablishContext: %v", err)
-	}
-	defer ctx.Release()
-	rs := []scard.ReaderState{{Reader: reader, CurrentState: scard.StateUnaware}}
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		if err := ctx.GetStatusChange(rs, 0); err != nil && err != scard.ErrTimeout {
-			tb.Fatalf("GetStatusChange: %v", err)
-		}
-		if rs[0].EventState&scard.StateEmpty != 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("reader %s still shows a card", reader)
-		}
-		rs[0].CurrentState = rs[0].EventState &^ scard.StateChanged
-		ctx.GetStatusChange(rs, 500*time.Millisecond)
-	}
-}
-
 // TestInsertThroughPCSCD runs "insert" against a real pcscd: the card is
 // seen, answers as a PIV card with the written certificate, survives a pcscd
 // restart with its state (a wrong-PIN count), and is removed on cancel.
 func TestInsertThroughPCSCD(t *testing.T) {
 	p := pcsctest.Require(t)
-	waitEmpty(t, pcsctest.ReaderNames[0])
+	p.WaitCard(t, 0, false)
 	const markerPIN = "97531864"
 	certs := t.TempDir()
 	core, logs := observer.New(zapcore.DebugLevel)
@@ -390,7 +363,7 @@ func TestInsertThroughPCSCD(t *testing.T) {
 
 func TestInsertSeries8(t *testing.T) {
 	p := pcsctest.Require(t)
-	waitEmpty(t, pcsctest.ReaderNames[1])
+	p.WaitCard(t, 1, false)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

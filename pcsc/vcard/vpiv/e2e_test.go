@@ -64,40 +64,12 @@ func connect(tb testing.TB, p *pcsctest.PCSCD, reader string) (*scard.Context, *
 	return ctx, card
 }
 
-// waitEmpty waits until pcscd reports no card in reader. A card removed by
-// the previous test is seen gone only at pcscd's next poll (up to ~400 ms);
-// connecting before that reaches the stale card.
-func waitEmpty(tb testing.TB, reader string) {
-	tb.Helper()
-	ctx, err := scard.EstablishContext()
-	if err != nil {
-		tb.Fatalf("EstablishContext: %v", err)
-	}
-	defer ctx.Release()
-	rs := []scard.ReaderState{{Reader: reader, CurrentState: scard.StateUnaware}}
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		if err := ctx.GetStatusChange(rs, 0); err != nil && err != scard.ErrTimeout {
-			tb.Fatalf("GetStatusChange: %v", err)
-		}
-		if rs[0].EventState&scard.StateEmpty != 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("reader %s still shows a card", reader)
-		}
-		rs[0].CurrentState = rs[0].EventState &^ scard.StateChanged
-		ctx.GetStatusChange(rs, 500*time.Millisecond)
-	}
-}
-
 // TestEndToEnd drives the virtual NHS card through pcscd, libpcsclite and
 // ebfe/scard, as the agent will: SELECT, read the 9A certificate (GET DATA
 // and GET RESPONSE), PIN status, wrong PIN, VERIFY and a signature.
 func TestEndToEnd(t *testing.T) {
 	p := pcsctest.Require(t)
 	card, creds := newNHS(t, testpki.RSA2048)
-	waitEmpty(t, pcsctest.ReaderNames[0])
 	p.Insert(t, 0, card, vcard.Options{})
 	_, sc := connect(t, p, pcsctest.ReaderNames[0])
 
@@ -186,7 +158,7 @@ func benchmarkCard(b *testing.B) (*vpiv.Card, *scard.Card) {
 	p := pcsctest.Require(b)
 	if benchSlot == nil {
 		benchCard, _ = newNHS(b, testpki.RSA2048)
-		waitEmpty(b, pcsctest.ReaderNames[1])
+		p.WaitCard(b, 1, false)
 		var err error
 		if benchSlot, err = vcard.Insert(p.Addr(1), benchCard, vcard.Options{}); err != nil {
 			b.Fatal(err)
