@@ -33,7 +33,7 @@ func (c *Card) loadCertificates(ctx context.Context) error {
 	var certs []pcsc.Certificate
 	err := c.s.Transact(ctx, func(t pcsc.Transmitter) error {
 		certs = nil
-		if _, err := selectApp(t); err != nil {
+		if err := reselect(t); err != nil {
 			return err
 		}
 		var err error

@@ -166,7 +166,7 @@ func (k *Key) sign(ctx context.Context, rnd io.Reader, digest []byte, opts crypt
 
 	var resp []byte
 	err = k.card.s.Transact(ctx, func(t pcsc.Transmitter) error {
-		if _, err := selectApp(t); err != nil {
+		if err := reselect(t); err != nil {
 			return err
 		}
 		if padded != nil {

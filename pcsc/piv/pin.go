@@ -68,7 +68,7 @@ func (c *Card) resetPIN(t pcsc.Transmitter) error {
 func (c *Card) PINStatus(ctx context.Context) (pcsc.PINStatus, error) {
 	st := pcsc.PINStatus{Retries: -1, MinLen: pinMinLen, MaxLen: pinMaxLen}
 	err := c.s.Transact(ctx, func(t pcsc.Transmitter) error {
-		if _, err := selectApp(t); err != nil {
+		if err := reselect(t); err != nil {
 			return err
 		}
 		resp, err := pcsc.Exchange(t, pcsc.Command{INS: insVerify, P2: keyRefPIVPIN, Le: -1})
@@ -99,7 +99,7 @@ func (c *Card) ChangePIN(ctx context.Context, oldPIN, newPIN []byte) error {
 	}
 	defer pcsc.Zero(newP)
 	err = c.s.Transact(ctx, func(t pcsc.Transmitter) error {
-		if _, err := selectApp(t); err != nil {
+		if err := reselect(t); err != nil {
 			return err
 		}
 		sw, err := pcsc.TransmitSecret(t, insChangeRef, 0x00, keyRefPIVPIN, oldP, newP)
@@ -137,7 +137,7 @@ func (c *Card) UnblockPIN(ctx context.Context, puk, newPIN []byte) error {
 	}
 	defer pcsc.Zero(newP)
 	err = c.s.Transact(ctx, func(t pcsc.Transmitter) error {
-		if _, err := selectApp(t); err != nil {
+		if err := reselect(t); err != nil {
 			return err
 		}
 		sw, err := pcsc.TransmitSecret(t, insResetRetry, 0x00, keyRefPIVPIN, pukP, newP)

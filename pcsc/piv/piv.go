@@ -180,6 +180,21 @@ func (c *Card) Info() pcsc.CardInfo {
 // Close closes the session.
 func (c *Card) Close() error { return c.s.Close() }
 
+// reselect selects the PIV application again before an operation on a card
+// Open accepted. A refusal now is a card fault (a *pcsc.StatusError, so
+// callers report card_error), not an unsupported card: the card was a PIV
+// card a moment ago.
+func reselect(t pcsc.Transmitter) error {
+	resp, err := pcsc.Exchange(t, pcsc.Command{INS: insSelect, P1: 0x04, P2: 0x00, Data: AID, Le: 0})
+	if err != nil {
+		return fmt.Errorf("selecting PIV application: %w", err)
+	}
+	if err := resp.Err(); err != nil {
+		return fmt.Errorf("selecting PIV application again: %w", err)
+	}
+	return nil
+}
+
 // selectApp selects the PIV application and parses its property template.
 func selectApp(t pcsc.Transmitter) (appInfo, error) {
 	resp, err := pcsc.Exchange(t, pcsc.Command{INS: insSelect, P1: 0x04, P2: 0x00, Data: AID, Le: 0})

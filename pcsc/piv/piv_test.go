@@ -419,6 +419,49 @@ func TestOpenNotPIV(t *testing.T) {
 	}
 }
 
+// TestSelectRefusedAfterOpen: a card Open accepted that later refuses the
+// PIV SELECT is a card fault (*pcsc.StatusError), not an unsupported card,
+// and nothing is sent after the refused SELECT.
+func TestSelectRefusedAfterOpen(t *testing.T) {
+	card := newVCard(t, testpki.RSA2048, nil)
+	var refusing atomic.Bool
+	var after int
+	s := &pcsc.LocalSession{T: transmitFunc(func(cmd []byte) ([]byte, error) {
+		if refusing.Load() {
+			after++
+			if cmd[1] == 0xA4 {
+				return []byte{0x6A, 0x82}, nil
+			}
+		}
+		return card.Transmit(cmd)
+	})}
+	c, err := piv.Open(context.Background(), s, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusing.Store(true)
+	pin := []byte("123456")
+	ops := map[string]func() error{
+		"certificates": func() error { _, err := c.Certificates(context.Background()); return err },
+		"PIN status":   func() error { _, err := c.PINStatus(context.Background()); return err },
+		"change PIN":   func() error { return c.ChangePIN(context.Background(), pin, []byte("654321")) },
+	}
+	for name, op := range ops {
+		after = 0
+		err := op()
+		var se *pcsc.StatusError
+		if !errors.As(err, &se) || se.SW != 0x6A82 || errors.Is(err, pcsc.ErrUnsupportedCard) {
+			t.Errorf("%s: %v, want a StatusError 6A82 that is not ErrUnsupportedCard", name, err)
+		}
+		if after != 1 {
+			t.Errorf("%s: %d APDUs, want only the refused SELECT", name, after)
+		}
+	}
+	if card.PINTries() != 3 || card.WriteCount() != 0 {
+		t.Errorf("card changed: %d tries, %d writes", card.PINTries(), card.WriteCount())
+	}
+}
+
 type transmitFunc func([]byte) ([]byte, error)
 
 func (f transmitFunc) Transmit(b []byte) ([]byte, error) { return f(b) }
