@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 
@@ -17,8 +18,9 @@ import (
 const EnvDebugState = "CARDAGENT_TRAY_DEBUG_STATE"
 
 // RunUI runs a tray UI: it shows the icon, calls run with it and the
-// channel of menu clicks, and returns when run returns. trayui.Run is the
-// real one (it must be called on the main goroutine).
+// channel of menu clicks, and returns when run returns, or when ctx ends
+// (also while the icon has not appeared yet). trayui.Run is the real one
+// (it must be called on the main goroutine).
 type RunUI func(ctx context.Context, run func(ui UI, clicks <-chan Click) error) error
 
 // ProcessOptions configure the tray process.
@@ -75,6 +77,18 @@ func RunProcess(ctx context.Context, opts ProcessOptions) error {
 	} else {
 		diagnostics = doctor(exe)
 	}
+	// Read the agent's channel from the start, not only once the icon is up:
+	// when the icon never appears (no notification area, as in a Windows
+	// session without Explorer), the agent going away must still end this
+	// process instead of leaving it behind.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	fromAgent, pump := io.Pipe()
+	go func() {
+		_, err := io.Copy(pump, r)
+		pump.CloseWithError(err) // nil: EOF, as the agent's end closed
+		cancel()
+	}()
 	return opts.RunUI(ctx, func(ui UI, clicks <-chan Click) error {
 		app := &App{
 			Log:         log,
@@ -83,7 +97,7 @@ func RunProcess(ctx context.Context, opts ProcessOptions) error {
 			DebugState:  opts.DebugState,
 			Diagnostics: diagnostics,
 		}
-		return app.Run(ctx, r, w, clicks)
+		return app.Run(ctx, fromAgent, w, clicks)
 	})
 }
 

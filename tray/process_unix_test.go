@@ -57,3 +57,55 @@ func TestRunProcessWithoutUI(t *testing.T) {
 		})
 	}
 }
+
+// TestRunProcessAgentGoneBeforeIcon: when the icon never appears (RunUI
+// never calls run, as systray without a notification area), the agent
+// closing the channel still ends the tray process.
+func TestRunProcessAgentGoneBeforeIcon(t *testing.T) {
+	toTrayR, toTrayW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromTrayR, fromTrayW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fromTrayR.Close()
+	r, err := syscall.Dup(int(toTrayR.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := syscall.Dup(int(fromTrayW.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	toTrayR.Close()
+	fromTrayW.Close()
+	t.Setenv(EnvChannel, fmt.Sprintf("%d,%d", r, w))
+
+	waiting := make(chan struct{})
+	neverReady := func(ctx context.Context, _ func(UI, <-chan Click) error) error {
+		close(waiting)
+		<-ctx.Done()
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- RunProcess(context.Background(), ProcessOptions{RunUI: neverReady, StatePath: t.TempDir() + "/state.json", Executable: "/nonexistent"})
+	}()
+	<-waiting
+	select {
+	case err := <-done:
+		t.Fatalf("RunProcess returned with the agent still there: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	toTrayW.Close() // the agent goes away
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("RunProcess: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the tray process did not end when its agent went away before the icon appeared")
+	}
+}

@@ -19,8 +19,12 @@ const Supported = true
 // the main one: GTK and Cocoa want the main thread, which systray locks in
 // its init) and calls run with the UI once the icon exists. It returns
 // when run returns. It is tray.ProcessOptions.RunUI.
-func Run(_ context.Context, run func(ui tray.UI, clicks <-chan tray.Click) error) error {
+func Run(ctx context.Context, run func(ui tray.UI, clicks <-chan tray.Click) error) error {
 	done := make(chan error, 1)
+	// ctx may end before the icon is ready (none may ever be: no
+	// notification area); systray.Quit ends its message loop either way.
+	stop := context.AfterFunc(ctx, systray.Quit)
+	defer stop()
 	systray.Run(func() {
 		ui := newSystrayUI()
 		go func() {
