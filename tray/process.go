@@ -1,12 +1,14 @@
 package tray
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"sync"
 
 	"go.uber.org/zap"
 
@@ -80,16 +82,19 @@ func RunProcess(ctx context.Context, opts ProcessOptions) error {
 	// Read the agent's channel from the start, not only once the icon is up:
 	// when the icon never appears (no notification area, as in a Windows
 	// session without Explorer), the agent going away must still end this
-	// process instead of leaving it behind.
+	// process instead of leaving it behind. What arrives before the UI
+	// reads it waits in a bounded backlog.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	fromAgent, pump := io.Pipe()
+	fromAgent := newBacklog(maxBacklog)
+	pumped := make(chan error, 1)
 	go func() {
-		_, err := io.Copy(pump, r)
-		pump.CloseWithError(err) // nil: EOF, as the agent's end closed
+		_, err := io.Copy(fromAgent, r)
+		fromAgent.closeWrite(err) // nil: EOF, as the agent's end closed
+		pumped <- err
 		cancel()
 	}()
-	return opts.RunUI(ctx, func(ui UI, clicks <-chan Click) error {
+	err = opts.RunUI(ctx, func(ui UI, clicks <-chan Click) error {
 		app := &App{
 			Log:         log,
 			UI:          ui,
@@ -99,6 +104,14 @@ func RunProcess(ctx context.Context, opts ProcessOptions) error {
 		}
 		return app.Run(ctx, fromAgent, w, clicks)
 	})
+	select {
+	case perr := <-pumped:
+		if errors.Is(perr, errBacklog) {
+			return perr
+		}
+	default:
+	}
+	return err
 }
 
 // doctor runs `exe doctor` and returns its report (its exit status says
@@ -118,4 +131,77 @@ func doctor(exe string) func(ctx context.Context) ([]byte, error) {
 		}
 		return out, nil
 	}
+}
+
+// maxBacklog bounds what the agent may send before the UI reads it: the
+// status messages of thousands of card events. A tray whose icon never
+// appears exits when it is reached instead of growing.
+const maxBacklog = 4 << 20
+
+var errBacklog = errors.New("the tray's UI did not start: too much unread from the agent")
+
+// backlog is a pipe with a bounded buffer: Write never waits for Read.
+type backlog struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	buf    bytes.Buffer
+	max    int
+	err    error // the writer's end: io.EOF or why it failed
+	closed bool  // the reader's end
+}
+
+func newBacklog(max int) *backlog {
+	b := &backlog{max: max}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+func (b *backlog) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.closed:
+		return 0, io.ErrClosedPipe
+	case b.buf.Len()+len(p) > b.max:
+		return 0, errBacklog
+	}
+	b.buf.Write(p)
+	b.cond.Broadcast()
+	return len(p), nil
+}
+
+func (b *backlog) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.buf.Len() == 0 && b.err == nil && !b.closed {
+		b.cond.Wait()
+	}
+	switch {
+	case b.closed:
+		return 0, os.ErrClosed
+	case b.buf.Len() > 0:
+		return b.buf.Read(p)
+	}
+	return 0, b.err
+}
+
+// closeWrite ends the stream: readers get what is buffered, then err
+// (io.EOF when err is nil).
+func (b *backlog) closeWrite(err error) {
+	if err == nil {
+		err = io.EOF
+	}
+	b.mu.Lock()
+	b.err = err
+	b.cond.Broadcast()
+	b.mu.Unlock()
+}
+
+// Close is the reader's: writes fail from then on.
+func (b *backlog) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	b.cond.Broadcast()
+	b.mu.Unlock()
+	return nil
 }

@@ -60,52 +60,80 @@ func TestRunProcessWithoutUI(t *testing.T) {
 
 // TestRunProcessAgentGoneBeforeIcon: when the icon never appears (RunUI
 // never calls run, as systray without a notification area), the agent
-// closing the channel still ends the tray process.
+// going away still ends the tray process, after having sent messages
+// nobody read; and an agent that sends more than the backlog holds ends it
+// with an error instead of growing it.
 func TestRunProcessAgentGoneBeforeIcon(t *testing.T) {
-	toTrayR, toTrayW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fromTrayR, fromTrayW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fromTrayR.Close()
-	r, err := syscall.Dup(int(toTrayR.Fd()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := syscall.Dup(int(fromTrayW.Fd()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	toTrayR.Close()
-	fromTrayW.Close()
-	t.Setenv(EnvChannel, fmt.Sprintf("%d,%d", r, w))
+	for _, tc := range []struct {
+		name    string
+		send    int // bytes the agent sends before it goes
+		wantErr error
+	}{
+		{"nothing sent", 0, nil},
+		{"statuses sent", 64 << 10, nil},
+		{"more than the backlog", maxBacklog + 1<<20, errBacklog},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			toTrayR, toTrayW, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			fromTrayR, fromTrayW, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fromTrayR.Close()
+			r, err := syscall.Dup(int(toTrayR.Fd()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, err := syscall.Dup(int(fromTrayW.Fd()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			toTrayR.Close()
+			fromTrayW.Close()
+			t.Setenv(EnvChannel, fmt.Sprintf("%d,%d", r, w))
 
-	waiting := make(chan struct{})
-	neverReady := func(ctx context.Context, _ func(UI, <-chan Click) error) error {
-		close(waiting)
-		<-ctx.Done()
-		return nil
-	}
-	done := make(chan error, 1)
-	go func() {
-		done <- RunProcess(context.Background(), ProcessOptions{RunUI: neverReady, StatePath: t.TempDir() + "/state.json", Executable: "/nonexistent"})
-	}()
-	<-waiting
-	select {
-	case err := <-done:
-		t.Fatalf("RunProcess returned with the agent still there: %v", err)
-	case <-time.After(100 * time.Millisecond):
-	}
-	toTrayW.Close() // the agent goes away
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("RunProcess: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the tray process did not end when its agent went away before the icon appeared")
+			waiting := make(chan struct{})
+			neverReady := func(ctx context.Context, _ func(UI, <-chan Click) error) error {
+				close(waiting)
+				<-ctx.Done()
+				return nil
+			}
+			done := make(chan error, 1)
+			go func() {
+				done <- RunProcess(context.Background(), ProcessOptions{RunUI: neverReady, StatePath: t.TempDir() + "/state.json", Executable: "/nonexistent"})
+			}()
+			<-waiting
+			// The agent: status lines, then it goes (its end closes).
+			go func() {
+				line := []byte(`{"type":"status","status":{"service":"up","readers":[]}}` + "\n")
+				for sent := 0; sent < tc.send; sent += len(line) {
+					if _, err := toTrayW.Write(line); err != nil {
+						break
+					}
+				}
+				if tc.wantErr == nil {
+					time.Sleep(100 * time.Millisecond)
+				}
+				toTrayW.Close()
+			}()
+			if tc.wantErr == nil {
+				select {
+				case err := <-done:
+					t.Fatalf("RunProcess returned with the agent still there: %v", err)
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+			select {
+			case err := <-done:
+				if !errors.Is(err, tc.wantErr) {
+					t.Errorf("RunProcess: %v, want %v", err, tc.wantErr)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the tray process did not end when its agent went away before the icon appeared")
+			}
+		})
 	}
 }

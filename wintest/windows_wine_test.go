@@ -621,6 +621,11 @@ func (s *session) signin(t *testing.T) {
 			t.Errorf("%s: empty, or holds the PIN", f)
 		}
 	}
+	// The agent's entries are in its own log only, not copied into the
+	// supervisor's (run --console-log=fallback).
+	if !strings.Contains(readFile(s.agentLog()), "card ready") || strings.Contains(readFile(s.superviseLog()), "card ready") {
+		t.Errorf("want the agent's \"card ready\" in its log and not in the supervisor's:\n%s", tail(readFile(s.superviseLog()), 2000))
+	}
 }
 
 // events: card and service changes reach a connected page under Wine,
@@ -721,18 +726,18 @@ func (s *session) supervisor(t *testing.T) {
 	s.waitAgent(t, agent.pid)
 	s.client.waitInfo(t, signinOrigin, 20*time.Second)
 	t.Logf("agent killed: restarted and answering after %.1f s", time.Since(start).Seconds())
-	// The killed agent's tray should go with it (its channel closed). Under
-	// Wine the tray has no display: its icon fails to register and it then
-	// never reads its channel, so it stays. End it here, or the MSI steps
-	// would find its program in use (the MSI stops the agents' process trees,
-	// and an orphan is in none).
+	// The killed agent's tray goes with it (its channel closed), although
+	// under Wine it has no display and its icon never registers: the tray
+	// reads its channel from the start (tray.RunProcess). A tray left
+	// behind would also make the MSI steps find its program in use (the MSI
+	// stops the agents' process trees, and an orphan is in none).
 	deadline := time.Now().Add(5 * time.Second)
 	for _, old := range oldTrays {
 		for alive(old.pid) && time.Now().Before(deadline) {
 			time.Sleep(100 * time.Millisecond)
 		}
 		if alive(old.pid) {
-			t.Logf("the killed agent's tray (pid %d) did not exit with it: ending it (no display under Wine: see README)", old.pid)
+			t.Errorf("the killed agent's tray (pid %d) did not exit with it: ending it", old.pid)
 			syscall.Kill(old.pid, syscall.SIGKILL)
 		}
 	}

@@ -26,8 +26,12 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 	module := fs.String("pkcs11-module", "", "path of a vendor PKCS#11 module to serve series 8 cards through (overrides the configuration)")
 	pinentry := fs.String("pinentry", "", "path of a pinentry program for the PIN prompt (overrides the configuration; for development and tests)")
 	logDir := fs.String("log-dir", "", `directory of the rotated JSON log file (default: the per-OS log directory; "none": no log file)`)
+	consoleLog := fs.String("console-log", "always", `when the log also goes to standard error: "always", or "fallback" (only without a log file; cardagent supervise uses it)`)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *consoleLog != "always" && *consoleLog != "fallback" {
+		return usageError{fmt.Sprintf("--console-log %q: want always or fallback", *consoleLog)}
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -50,7 +54,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		log, err = agent.NewLogger(env.Stderr, *format, *level)
 	} else {
 		// The file always gets JSON at the configured level; the console keeps *format.
-		log, closeLog, err = logfile.OpenLogger(logfile.Options{Dir: *logDir}, env.Stderr, *format, *level)
+		log, closeLog, err = logfile.OpenLogger(logfile.Options{Dir: *logDir, ConsoleFallback: *consoleLog == "fallback"}, env.Stderr, *format, *level)
 	}
 	if err != nil {
 		return usageError{err.Error()}

@@ -208,11 +208,13 @@ func superviseCmd(ctx context.Context, env *Env, args []string) error {
 	defer closeLog()
 	log = log.Named("supervise")
 	// The windowless build has no console: the agent's own output (a
-	// configuration error before its log opens) goes into this log.
+	// configuration error before its log opens, or everything when it has
+	// no log file) goes into this log; once its log file is open the agent
+	// writes only there (--console-log=fallback).
 	out := &lineLog{log: log}
 	return supervise.Run(ctx, supervise.Options{
 		Path:   exe,
-		Args:   append([]string{"run"}, args...),
+		Args:   append([]string{"run", "--console-log=fallback"}, args...),
 		Stdout: out,
 		Stderr: out,
 		Log:    log,

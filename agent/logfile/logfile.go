@@ -43,6 +43,11 @@ type Options struct {
 	MaxBytes int64
 	// Backups is how many rotated files are kept (default 3).
 	Backups int
+	// ConsoleFallback makes OpenLogger write to the console only when the
+	// file cannot be opened: for an agent run by `cardagent supervise`,
+	// which logs the agent's console output into its own log (else every
+	// entry would be in both files).
+	ConsoleFallback bool
 }
 
 func (o *Options) defaults() error {
@@ -241,6 +246,9 @@ func OpenLogger(opts Options, console io.Writer, consoleFormat, level string) (*
 		}
 		log.Warn("no log file: logging to the console only", zap.Error(openErr))
 		return log, func() error { return log.Sync() }, nil
+	}
+	if opts.ConsoleFallback {
+		console = nil
 	}
 	log, err := NewLogger(w, console, consoleFormat, level)
 	if err != nil {

@@ -216,6 +216,33 @@ func TestLevelAndConsole(t *testing.T) {
 	}
 }
 
+// TestConsoleFallback: with ConsoleFallback the console gets nothing while
+// the file is open, and everything when there is no file.
+func TestConsoleFallback(t *testing.T) {
+	dir := t.TempDir()
+	var console bytes.Buffer
+	log, closeLog, err := logfile.OpenLogger(logfile.Options{Dir: dir, ConsoleFallback: true}, &console, "json", "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("card ready")
+	closeLog()
+	if b, _ := os.ReadFile(filepath.Join(dir, logfile.DefaultName)); !strings.Contains(string(b), "card ready") || console.Len() != 0 {
+		t.Errorf("file %q, console %q: want the entry in the file only", b, console.String())
+	}
+	blocker := filepath.Join(dir, "file")
+	os.WriteFile(blocker, nil, 0o600)
+	log, closeLog, err = logfile.OpenLogger(logfile.Options{Dir: filepath.Join(blocker, "sub"), ConsoleFallback: true}, &console, "json", "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Info("card ready")
+	closeLog()
+	if !strings.Contains(console.String(), "no log file") || !strings.Contains(console.String(), "card ready") {
+		t.Errorf("console without a file: %q", console.String())
+	}
+}
+
 // TestNoPINInLogFile logs what the agent logs around a PIN (a refused PIN
 // format, a wrong PIN) at debug level and checks the file never holds the PIN.
 func TestNoPINInLogFile(t *testing.T) {

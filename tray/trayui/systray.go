@@ -21,9 +21,9 @@ const Supported = true
 // when run returns. It is tray.ProcessOptions.RunUI.
 func Run(ctx context.Context, run func(ui tray.UI, clicks <-chan tray.Click) error) error {
 	done := make(chan error, 1)
-	// ctx may end before the icon is ready (none may ever be: no
-	// notification area); systray.Quit ends its message loop either way.
-	stop := context.AfterFunc(ctx, systray.Quit)
+	// ctx may end before the icon is ready, and none may ever be (no
+	// notification area): quitLoop ends systray's loop in either case.
+	stop := context.AfterFunc(ctx, quitLoop())
 	defer stop()
 	systray.Run(func() {
 		ui := newSystrayUI()
