@@ -110,7 +110,13 @@ func TestReaderGone(t *testing.T) {
 	c := dial(t, a.port)
 	before := len(c.eventKinds())
 	e.p.Kill()
-	c.event(t, "service_down", boundService)
+	deadline := time.Now().Add(boundService)
+	for !slices.Contains(c.eventKinds()[before:], "service_down") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no service_down event within %v of pcscd's end; events %q; the agent's log:\n%s", boundService, c.eventKinds()[before:], a.logText())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	got := c.eventKinds()[before:]
 	t.Logf("events with pcscd stopped: %q", got)
 	if i, j := slices.Index(got, "card_removed"), slices.Index(got, "service_down"); i < 0 || i > j {

@@ -422,6 +422,15 @@ func (c *wsClient) event(t testing.TB, kind string, timeout time.Duration) msg {
 	}
 }
 
+// logText is the agent's log so far, one entry a line (for failure messages).
+func (a *agentUT) logText() string {
+	var b strings.Builder
+	for _, e := range a.logs.All() {
+		fmt.Fprintf(&b, "%s %s %s %v\n", e.Time.Format("15:04:05.000"), e.LoggerName, e.Message, e.ContextMap())
+	}
+	return b.String()
+}
+
 // eventKinds returns the kinds of the events received so far.
 func (c *wsClient) eventKinds() []string {
 	c.mu.Lock()
