@@ -640,7 +640,12 @@ func (s *session) events(t *testing.T) {
 	}
 	start = time.Now()
 	s.insert(t)
-	ev := s.ws.waitEvent(t, "card_inserted", 10*time.Second)
+	ev := s.ws.waitEvent(t, "card_reading", 10*time.Second)
+	t.Logf("card_reading after %.2f s", time.Since(start).Seconds())
+	if get(ev, "card", "state") != "reading" {
+		t.Errorf("card_reading: %v", ev)
+	}
+	ev = s.ws.waitEvent(t, "card_inserted", 10*time.Second)
 	t.Logf("card_inserted (read) after %.2f s", time.Since(start).Seconds())
 	if get(ev, "card", "state") != "ready" {
 		t.Errorf("card_inserted: %v", ev)
