@@ -99,7 +99,11 @@ const (
 	// holder, certificates, PIN state) or found it unusable; Event.Card holds
 	// its state. A card that does not answer PC/SC at all (mute) gets it
 	// without a card_reading first.
-	EventCardInserted  EventKind = "card_inserted"
+	EventCardInserted EventKind = "card_inserted"
+	// EventCardChanged is sent when what the agent knows of a read card
+	// changed without a new insertion: the PIN's tries left or blocked
+	// state after a sign-in or a PIN change. Event.Card holds the new state.
+	EventCardChanged   EventKind = "card_changed"
 	EventCardRemoved   EventKind = "card_removed"
 	EventReaderAdded   EventKind = "reader_added"
 	EventReaderRemoved EventKind = "reader_removed"

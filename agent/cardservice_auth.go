@@ -319,7 +319,13 @@ func (s *CardService) setPIN(cs *cardSlot, tries int, success bool) {
 	if tries > cs.maxTries {
 		cs.maxTries = tries
 	}
-	cs.pin = &PINReport{TriesLeft: tries, Blocked: tries == 0}
+	pin := &PINReport{TriesLeft: tries, Blocked: tries == 0}
+	changed := cs.pin == nil || *cs.pin != *pin
+	cs.pin = pin
+	if changed && !cs.detached && cs.openDone {
+		// The tray (tries left, blocked) and pages hear of it at once.
+		s.emitLocked(Event{Kind: EventCardChanged, Reader: cs.reader, Card: s.cardStateLocked(cs, s.Now())})
+	}
 }
 
 // pinCache holds a card's PIN for the configured window. Guarded by CardService.mu.

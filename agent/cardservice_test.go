@@ -694,6 +694,58 @@ func TestCardPulledWhileBeingRead(t *testing.T) {
 	}
 }
 
+// TestCardChangedOnPINState: a wrong PIN, the block and a success that
+// resets the counter each push card_changed with the new tries left; a
+// sign-in that changes nothing pushes nothing.
+func TestCardChangedOnPINState(t *testing.T) {
+	h := newHarness(t, nil)
+	var (
+		mu      sync.Mutex
+		changes []PINReport
+	)
+	defer h.svc.Subscribe(func(ev Event) {
+		if ev.Kind == EventCardChanged && ev.Card != nil && ev.Card.PIN != nil {
+			mu.Lock()
+			changes = append(changes, *ev.Card.PIN)
+			mu.Unlock()
+		}
+	})()
+	card := newCard(t, testpki.CardSpec{DaysLeft: 400}, nil)
+	insertPIV(h, "R0", card)
+	steps := []struct {
+		pin  string
+		want []PINReport // card_changed events this step adds
+	}{
+		{markerPIN, nil},
+		{"000000", []PINReport{{TriesLeft: 2}}},
+		{"000000", []PINReport{{TriesLeft: 1}}},
+		{markerPIN, []PINReport{{TriesLeft: 3}}},
+		{markerPIN, nil},
+	}
+	var want []PINReport
+	for i, st := range steps {
+		_, _ = h.svc.Authenticate(context.Background(), testOrigin, testChallenge, answerPIN(st.pin))
+		want = append(want, st.want...)
+		// Events are dispatched on their own goroutine: wait for those due,
+		// then a little for any extra one.
+		got := func() []PINReport {
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Clone(changes)
+		}
+		for deadline := time.Now().Add(5 * time.Second); len(got()) < len(want) && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(20 * time.Millisecond)
+		if got := got(); !slices.Equal(got, want) {
+			t.Fatalf("after step %d: card_changed %v, want %v", i, got, want)
+		}
+	}
+	if card.PINTries() != 3 {
+		t.Errorf("card tries %d", card.PINTries())
+	}
+}
+
 func TestPINCache(t *testing.T) {
 	h := newHarness(t, func(s *CardService) { s.PINCache = time.Minute })
 	card := newCard(t, testpki.CardSpec{DaysLeft: 400}, nil)

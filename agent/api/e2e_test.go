@@ -347,6 +347,13 @@ func TestEndToEnd(t *testing.T) {
 		if got.TriesLeft != before-1 || card.PINTries() != before {
 			t.Errorf("prompt showed %d tries, card has %d", got.TriesLeft, card.PINTries())
 		}
+		// Both changes of the tries left were pushed as card_changed.
+		for _, want := range []int{before - 1, before} {
+			ev := c.event(t, "card_changed")
+			if tries := get(map[string]any(ev), "card", "pin", "tries_left"); tries != float64(want) {
+				t.Errorf("card_changed %v, want tries_left %d", ev, want)
+			}
+		}
 	})
 
 	t.Run("cancel", func(t *testing.T) {
@@ -585,4 +592,16 @@ func TestEndToEndPinentry(t *testing.T) {
 			}
 		})
 	}
+}
+
+// get walks a decoded JSON value: get(m, "card", "pin", "tries_left").
+func get(v any, path ...string) any {
+	for _, k := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
 }

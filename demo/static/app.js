@@ -73,7 +73,7 @@ function subscribe(client) {
   // "connected" when it is back; "close" is final.
   const onLost = () => showAgent("missing", "The connection to cardagent was lost; reconnecting\u2026");
   // Protocol event names (docs/protocol.md), and generic ones a client may use.
-  const changes = ["card_reading", "card_inserted", "card_removed", "reader_added", "reader_removed", "service_down", "service_up",
+  const changes = ["card_reading", "card_inserted", "card_changed", "card_removed", "reader_added", "reader_removed", "service_down", "service_up",
     "event", "change", "status", "connected"];
   const closes = ["close", "disconnect"];
   if (typeof client.on === "function") {

@@ -220,8 +220,8 @@ export async function discover(options = {}) {
  *
  * Events (addEventListener gets a CardAgentEvent with .detail; on(name, fn)
  * calls fn(detail, event)):
- *   card_reading, card_inserted, card_removed, reader_added, reader_removed,
- *   service_down, service_up
+ *   card_reading, card_inserted, card_changed, card_removed, reader_added,
+ *   reader_removed, service_down, service_up
  *                   the agent's pushed events; detail {event, reader, card, time}
  *   event           every pushed event, whatever its name
  *   connected       the socket is (re)connected; detail {port, hello}
