@@ -1,7 +1,6 @@
 package cli_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -12,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,24 +23,6 @@ import (
 	"github.com/cardagent/cardagent/pcsc/vcard/testpki"
 	"github.com/cardagent/cardagent/pcsc/vcard/vpiv"
 )
-
-// syncBuffer is a bytes.Buffer safe for the agent's logger and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -96,7 +76,7 @@ func TestRunSignIn(t *testing.T) {
 	logDir := filepath.Join(dir, "logs")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stderr syncBuffer
+	var stderr pcsctest.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- cli.Main(ctx, []string{"run", "--config", cfg, "--pinentry", bin, "--log-dir", logDir}, &cli.Env{Stdout: &stderr, Stderr: &stderr})
@@ -206,7 +186,7 @@ func TestRunNoOrigins(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
-	var out syncBuffer
+	var out pcsctest.Buffer
 	code := cli.Main(ctx, []string{"run", "--config", cfg, "--pinentry", filepath.Join(dir, "missing"), "--log-dir", "none"}, &cli.Env{Stdout: &out, Stderr: &out})
 	if code != cli.ExitOK {
 		t.Fatalf("exit %d\n%s", code, out.String())

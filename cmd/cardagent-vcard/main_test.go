@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -233,24 +232,6 @@ func TestKeepInsertedReconnects(t *testing.T) {
 	}
 }
 
-// syncBuffer is an io.Writer safe to read while run writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // withCard connects to reader (waiting for the card) and runs fn in a transaction-free shared connection.
 func withCard(t *testing.T, p *pcsctest.PCSCD, reader string, fn func(c *scard.Card)) {
 	t.Helper()
@@ -293,7 +274,7 @@ func TestInsertThroughPCSCD(t *testing.T) {
 	const markerPIN = "97531864"
 	certs := t.TempDir()
 	core, logs := observer.New(zapcore.DebugLevel)
-	var stdout syncBuffer
+	var stdout pcsctest.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

@@ -44,6 +44,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/cardagent/cardagent/pcsc"
+	"github.com/cardagent/cardagent/pcsc/pcsctest"
 )
 
 // Env is one case's card: a freshly opened driver over a freshly inserted
@@ -171,27 +172,7 @@ type testCase struct {
 type state struct {
 	f    Fixture
 	e    *Env
-	logs *logBuffer
-}
-
-// logBuffer collects the driver's encoded log output.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) Sync() error { return nil }
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs *pcsctest.Buffer
 }
 
 // Cases lists the suite's case names, in order (for documentation and tests).
@@ -262,7 +243,7 @@ func Run(t *testing.T, f Fixture) {
 			// Entries are encoded when written, as a real log sink does: an observer
 			// keeps field values by reference, so a driver that logs a PIN slice and
 			// then zeroes it would go unnoticed.
-			logs := &logBuffer{}
+			logs := &pcsctest.Buffer{}
 			encCfg := zap.NewDevelopmentEncoderConfig()
 			encCfg.TimeKey = "" // digits of a timestamp must not look like a PIN
 			core := zapcore.NewCore(zapcore.NewJSONEncoder(encCfg), logs, zapcore.DebugLevel)

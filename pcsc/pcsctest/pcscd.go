@@ -17,7 +17,6 @@
 package pcsctest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -47,7 +46,7 @@ type PCSCD struct {
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
-	out *syncBuffer
+	out *Buffer
 }
 
 // Addr is the vpcd address a virtual card connects to for slot 0 or 1.
@@ -144,7 +143,7 @@ func (p *PCSCD) start() error {
 	os.Remove(p.Socket())
 	script := `mkdir -p /run/pcscd && mount --bind "$1" /run/pcscd && exec pcscd -f -c "$2"`
 	cmd := exec.Command("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", run, filepath.Join(p.Dir, "conf"))
-	p.out = &syncBuffer{}
+	p.out = &Buffer{Max: 1 << 20}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -257,26 +256,6 @@ func freePortPair() (int, error) {
 		return port, nil
 	}
 	return 0, errors.New("no free port pair for vpcd")
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.b.Len() > 1<<20 {
-		s.b.Reset()
-	}
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // WaitCard waits until pcscd reports a card in slot's reader (present) or an

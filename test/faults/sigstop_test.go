@@ -11,34 +11,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cardagent/cardagent/pcsc/pcsctest"
 )
 
 // boundResume bounds how long after SIGCONT the agent has caught up: a
 // request sent while it was stopped is answered and the card events that
 // happened meanwhile are reported.
 const boundResume = 2 * time.Second
-
-// lockedBuffer collects a subprocess's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestStopContinue runs `cardagent run` (built with go build, a config
 // file, the scripted pinentry, --log-dir none) and stops it with SIGSTOP as
@@ -64,7 +47,7 @@ func TestStopContinue(t *testing.T) {
 	record := filepath.Join(dir, "record")
 	cmd := exec.Command(bin, "run", "--config", cfg, "--pinentry", pinentry, "--log-dir", "none", "--log-format", "json", "--log-level", "debug")
 	cmd.Env = append(os.Environ(), "SCRIPTED_PINENTRY_PIN="+markerPIN, "SCRIPTED_PINENTRY_RECORD="+record, "SCRIPTED_PINENTRY_DELAY=300ms")
-	var out lockedBuffer
+	var out pcsctest.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
