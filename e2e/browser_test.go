@@ -30,6 +30,7 @@ import (
 	"github.com/cardagent/cardagent/agent/api"
 	"github.com/cardagent/cardagent/agent/certinfo"
 	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/prompt/prompttest"
 	"github.com/cardagent/cardagent/demo"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 	"github.com/cardagent/cardagent/pcsc/vcard"
@@ -66,7 +67,7 @@ type env struct {
 	holder  certinfo.Holder
 
 	pinentry string // the scripted pinentry program
-	prompter *switchPrompter
+	prompter *prompttest.Switch
 	svc      *agent.CardService
 	log      *zap.Logger // the agent's logger
 	agentLog *observer.ObservedLogs
@@ -299,7 +300,7 @@ func setup(t *testing.T) *env {
 	e.agentLog = logs
 	log := zap.New(zapcore.NewTee(core, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Core()))
 	e.log = log
-	e.prompter = &switchPrompter{}
+	e.prompter = &prompttest.Switch{}
 	e.svc = &agent.CardService{Log: log.Named("cards")}
 	srv, err := api.New(log.Named("api"), e.svc, e.prompter, api.Options{
 		AllowedOrigins:   []string{e.allowed},
@@ -419,36 +420,6 @@ func (e *env) usePinentry(t *testing.T, action, pin string) string {
 	}
 	e.prompter.Set(&prompt.Pinentry{Path: e.pinentry, Args: args, Timeout: 20 * time.Second, Log: e.log.Named("prompt")})
 	return rec
-}
-
-// switchPrompter lets each case choose the pinentry's behaviour, and counts prompts.
-type switchPrompter struct {
-	mu    sync.Mutex
-	p     prompt.Prompter
-	calls int
-}
-
-func (s *switchPrompter) Set(p prompt.Prompter) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.p = p
-}
-
-func (s *switchPrompter) Calls() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.calls
-}
-
-func (s *switchPrompter) PIN(ctx context.Context, req prompt.Request) ([]byte, error) {
-	s.mu.Lock()
-	p := s.p
-	s.calls++
-	s.mu.Unlock()
-	if p == nil {
-		return nil, prompt.ErrUnavailable
-	}
-	return p.PIN(ctx, req)
 }
 
 // record is one line of the scripted pinentry's record file.

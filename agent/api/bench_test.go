@@ -17,6 +17,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/prompt/prompttest"
 	"github.com/cardagent/cardagent/agent/token"
 	"github.com/cardagent/cardagent/pcsc"
 	"github.com/cardagent/cardagent/pcsc/drivers"
@@ -75,7 +76,7 @@ func readBenchReply(c *websocket.Conn, id int) (benchReply, error) {
 // the virtual card through pcscd. It reports both times and their ratio
 // (target <= 1.10).
 func BenchmarkAuthenticateOverhead(b *testing.B) {
-	instant := promptFunc(func(context.Context, prompt.Request) ([]byte, error) { return []byte(markerPIN), nil })
+	instant := prompttest.Func(func(context.Context, prompt.Request) ([]byte, error) { return []byte(markerPIN), nil })
 	a := benchAgent(b, instant, Options{PromptsPerMinute: 1 << 30})
 	c := rawDial(b, a)
 

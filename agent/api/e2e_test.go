@@ -18,6 +18,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/prompt/prompttest"
 	"github.com/cardagent/cardagent/agent/token"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 	"github.com/cardagent/cardagent/pcsc/vcard"
@@ -59,33 +60,6 @@ type agentUnderTest struct {
 
 	mu      sync.Mutex
 	replies []string // every message any test client received
-}
-
-// switchPrompter forwards to the prompter a subtest sets.
-type switchPrompter struct {
-	mu sync.Mutex
-	p  prompt.Prompter
-	n  int
-}
-
-func (s *switchPrompter) set(p prompt.Prompter) {
-	s.mu.Lock()
-	s.p, s.n = p, 0
-	s.mu.Unlock()
-}
-
-func (s *switchPrompter) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.n
-}
-
-func (s *switchPrompter) PIN(ctx context.Context, req prompt.Request) ([]byte, error) {
-	s.mu.Lock()
-	p := s.p
-	s.n++
-	s.mu.Unlock()
-	return p.PIN(ctx, req)
 }
 
 func startAgent(t testing.TB, p prompt.Prompter, opts Options) *agentUnderTest {
@@ -274,7 +248,7 @@ func tokenOf(t testing.TB, m msg) *token.Token {
 func TestEndToEnd(t *testing.T) {
 	p := pcsctest.Require(t)
 	card, pki := e2eCard(t)
-	sw := &switchPrompter{p: promptFunc(func(context.Context, prompt.Request) ([]byte, error) { return []byte(markerPIN), nil })}
+	sw := prompttest.NewSwitch(prompttest.Func(func(context.Context, prompt.Request) ([]byte, error) { return []byte(markerPIN), nil }))
 	a := startAgent(t, sw, Options{})
 	slot := p.Insert(t, 0, card, vcard.Options{})
 	a.waitCard(t, agent.CardReady)
@@ -296,7 +270,7 @@ func TestEndToEnd(t *testing.T) {
 
 	t.Run("authenticate", func(t *testing.T) {
 		var got prompt.Request
-		sw.set(promptFunc(func(_ context.Context, req prompt.Request) ([]byte, error) {
+		sw.Set(prompttest.Func(func(_ context.Context, req prompt.Request) ([]byte, error) {
 			got = req
 			return []byte(markerPIN), nil
 		}))
@@ -328,7 +302,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("wrong PIN", func(t *testing.T) {
-		sw.set(promptFunc(func(context.Context, prompt.Request) ([]byte, error) { return []byte("000000"), nil }))
+		sw.Set(prompttest.Func(func(context.Context, prompt.Request) ([]byte, error) { return []byte("000000"), nil }))
 		before := card.PINTries()
 		m := c.authenticate(t, 3, testChallenge)
 		e, _ := m["error"].(map[string]any)
@@ -337,7 +311,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 		// The next prompt shows the tries left; the right PIN resets them.
 		var got prompt.Request
-		sw.set(promptFunc(func(_ context.Context, req prompt.Request) ([]byte, error) {
+		sw.Set(prompttest.Func(func(_ context.Context, req prompt.Request) ([]byte, error) {
 			got = req
 			return []byte(markerPIN), nil
 		}))
@@ -357,7 +331,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("cancel", func(t *testing.T) {
-		sw.set(promptFunc(func(context.Context, prompt.Request) ([]byte, error) { return nil, prompt.ErrCancelled }))
+		sw.Set(prompttest.Func(func(context.Context, prompt.Request) ([]byte, error) { return nil, prompt.ErrCancelled }))
 		before := card.Signatures()
 		if m := c.authenticate(t, 5, testChallenge); errCode(m) != "user_cancelled" {
 			t.Fatalf("reply %v", m)
@@ -370,7 +344,7 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("busy: 20 concurrent sign-ins", func(t *testing.T) {
 		release := make(chan struct{})
 		shown := make(chan struct{}, 20)
-		sw.set(promptFunc(func(ctx context.Context, _ prompt.Request) ([]byte, error) {
+		sw.Set(prompttest.Func(func(ctx context.Context, _ prompt.Request) ([]byte, error) {
 			shown <- struct{}{}
 			select {
 			case <-release:
@@ -429,13 +403,13 @@ func TestEndToEnd(t *testing.T) {
 		}
 		close(release)
 		wg.Wait()
-		if tokens != 1 || codes["busy"] != n-1 || sw.count() != 1 {
-			t.Errorf("%d tokens, codes %v, %d prompts; want 1 token, %d busy, 1 prompt", tokens, codes, sw.count(), n-1)
+		if tokens != 1 || codes["busy"] != n-1 || sw.Calls() != 1 {
+			t.Errorf("%d tokens, codes %v, %d prompts; want 1 token, %d busy, 1 prompt", tokens, codes, sw.Calls(), n-1)
 		}
 	})
 
 	t.Run("disallowed origin refused before any prompt", func(t *testing.T) {
-		sw.set(promptFunc(func(context.Context, prompt.Request) ([]byte, error) { return []byte(markerPIN), nil }))
+		sw.Set(prompttest.Func(func(context.Context, prompt.Request) ([]byte, error) { return []byte(markerPIN), nil }))
 		for _, o := range []string{"https://good.example.evil", "http://good.example", "null", ""} {
 			h := http.Header{}
 			if o != "" {
@@ -446,15 +420,15 @@ func TestEndToEnd(t *testing.T) {
 				t.Errorf("origin %q: %v (%v)", o, err, resp)
 			}
 		}
-		if sw.count() != 0 {
-			t.Errorf("%d prompts for refused origins", sw.count())
+		if sw.Calls() != 0 {
+			t.Errorf("%d prompts for refused origins", sw.Calls())
 		}
 	})
 
 	t.Run("card removed during the prompt", func(t *testing.T) {
 		shown := make(chan struct{}, 1)
 		closed := make(chan error, 1)
-		sw.set(promptFunc(func(ctx context.Context, _ prompt.Request) ([]byte, error) {
+		sw.Set(prompttest.Func(func(ctx context.Context, _ prompt.Request) ([]byte, error) {
 			shown <- struct{}{}
 			<-ctx.Done()
 			closed <- context.Cause(ctx)
@@ -489,11 +463,11 @@ func TestEndToEnd(t *testing.T) {
 
 	t.Run("no card", func(t *testing.T) {
 		a.waitCard(t, "")
-		sw.set(promptFunc(func(context.Context, prompt.Request) ([]byte, error) { return []byte(markerPIN), nil }))
+		sw.Set(prompttest.Func(func(context.Context, prompt.Request) ([]byte, error) { return []byte(markerPIN), nil }))
 		if m := c.authenticate(t, 7, testChallenge); errCode(m) != "no_card" {
 			t.Fatalf("reply %v", m)
 		}
-		if sw.count() != 0 {
+		if sw.Calls() != 0 {
 			t.Error("prompted without a card")
 		}
 	})
@@ -554,7 +528,7 @@ func TestEndToEndPinentry(t *testing.T) {
 		t.Fatalf("building the scripted pinentry: %v\n%s", err, out)
 	}
 	card, pki := e2eCard(t)
-	sw := &switchPrompter{}
+	sw := &prompttest.Switch{}
 	a := startAgent(t, sw, Options{})
 	p.Insert(t, 0, card, vcard.Options{})
 	a.waitCard(t, agent.CardReady)
@@ -573,7 +547,7 @@ func TestEndToEndPinentry(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sw.set(&prompt.Pinentry{Path: bin, Args: tt.args})
+			sw.Set(&prompt.Pinentry{Path: bin, Args: tt.args})
 			ch, err := v.NewChallenge()
 			if err != nil {
 				t.Fatal(err)

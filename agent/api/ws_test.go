@@ -13,6 +13,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/prompt/prompttest"
 	"github.com/cardagent/cardagent/agent/token"
 	"github.com/cardagent/cardagent/pcsc"
 )
@@ -251,7 +252,7 @@ func TestPromptRateLimit(t *testing.T) {
 	}
 	var mu sync.Mutex
 	shown := map[string]int{}
-	p := promptFunc(func(_ context.Context, req prompt.Request) ([]byte, error) {
+	p := prompttest.Func(func(_ context.Context, req prompt.Request) ([]byte, error) {
 		mu.Lock()
 		shown[req.Origin]++
 		mu.Unlock()
@@ -297,10 +298,6 @@ func TestPromptLimiterRefills(t *testing.T) {
 		t.Fatal("refill is not one token per 10 s")
 	}
 }
-
-type promptFunc func(ctx context.Context, req prompt.Request) ([]byte, error)
-
-func (f promptFunc) PIN(ctx context.Context, req prompt.Request) ([]byte, error) { return f(ctx, req) }
 
 // TestNoPrompter: without a prompter the agent still serves status, and
 // authenticate says prompt_unavailable (through the real error path).

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/prompt/prompttest"
 	"github.com/cardagent/cardagent/pcsc/vcard"
 )
 
@@ -161,7 +162,7 @@ func TestCardFaults(t *testing.T) {
 			noLeaks(t)
 			e := newCardEnv(t)
 			e.insert(t)
-			sw := &switchPrompter{p: fixedPIN(tt.pin)}
+			sw := prompttest.NewSwitch(fixedPIN(tt.pin))
 			a := startAgent(t, sw, agentOpts{})
 			a.waitCard(t, agent.CardReady, 10*time.Second)
 			c := dial(t, a.port)
@@ -205,8 +206,8 @@ func TestCardFaults(t *testing.T) {
 			if n := e.card.WriteCount(); n != 0 {
 				t.Errorf("%d write commands reached the card", n)
 			}
-			if sw.count() != tt.prompts {
-				t.Errorf("%d prompts, want %d", sw.count(), tt.prompts)
+			if sw.Calls() != tt.prompts {
+				t.Errorf("%d prompts, want %d", sw.Calls(), tt.prompts)
 			}
 
 			// The agent keeps serving: status at once, and a sign-in with
@@ -219,7 +220,7 @@ func TestCardFaults(t *testing.T) {
 				e.insert(t)
 			}
 			a.waitCard(t, agent.CardReady, 10*time.Second)
-			sw.set(fixedPIN(markerPIN))
+			sw.Set(fixedPIN(markerPIN))
 			c.signIn(t, 2)
 			if got := e.card.PINTries(); got != 3 {
 				t.Errorf("after a good sign-in the card has %d tries", got)

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/prompt/prompttest"
 	"github.com/cardagent/cardagent/pcsc"
 	"github.com/cardagent/cardagent/pcsc/vcard"
 )
@@ -106,7 +107,7 @@ func TestMuteCard(t *testing.T) {
 			if timeout == 0 {
 				bound = defaultAPDUTimeout + 3*time.Second
 			}
-			sw := &switchPrompter{p: fixedPIN(markerPIN)}
+			sw := prompttest.NewSwitch(fixedPIN(markerPIN))
 			a := startAgent(t, sw, agentOpts{Open: openWithTimeout(timeout)})
 			if tt.atInsertion {
 				e.inj.Arm(tt.match, vcard.Action{Fault: vcard.Mute}, 1)
@@ -136,8 +137,8 @@ func TestMuteCard(t *testing.T) {
 					t.Errorf("card_error after %v, want within %v", took, bound)
 				}
 				t.Logf("card_error after %v (APDU timeout %v)", took.Round(time.Millisecond), timeout)
-				if sw.count() != tt.prompts {
-					t.Errorf("%d prompts, want %d", sw.count(), tt.prompts)
+				if sw.Calls() != tt.prompts {
+					t.Errorf("%d prompts, want %d", sw.Calls(), tt.prompts)
 				}
 				if _, v := e.sentCount(); v != tt.verifies {
 					t.Errorf("%d VERIFY with the PIN sent, want %d", v, tt.verifies)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/prompt/prompttest"
 )
 
 // pinentryRecord is the part of the scripted pinentry's record we use.
@@ -97,7 +98,7 @@ func TestPromptFaults(t *testing.T) {
 			if tt.path != "" {
 				pe = &prompt.Pinentry{Path: tt.path}
 			}
-			sw := &switchPrompter{p: pe}
+			sw := prompttest.NewSwitch(pe)
 			a := startAgent(t, sw, agentOpts{PromptTimeout: promptTimeout})
 			a.waitCard(t, agent.CardReady, 10*time.Second)
 			other := dial(t, a.port) // another page, connected throughout
@@ -145,7 +146,7 @@ func TestPromptFaults(t *testing.T) {
 				t.Errorf("%d write commands reached the card", n)
 			}
 			// The agent serves the next sign-in (the other page).
-			sw.set(&prompt.Pinentry{Path: bin, Args: []string{"-pin", markerPIN}})
+			sw.Set(&prompt.Pinentry{Path: bin, Args: []string{"-pin", markerPIN}})
 			if card, svc := other.status(t, "st"); card != agent.CardReady || svc != "up" {
 				t.Errorf("status: card %q, service %q", card, svc)
 			}

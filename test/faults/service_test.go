@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/prompt/prompttest"
 	"github.com/cardagent/cardagent/pcsc/vcard"
 )
 
@@ -25,15 +26,15 @@ func TestPCSCDKilled(t *testing.T) {
 		name string
 		// during starts the sign-in and returns once it is at the point
 		// where pcscd is to be killed; after is called once it was killed.
-		during func(t *testing.T, e *cardEnv, sw *switchPrompter, c *wsClient) (after func())
+		during func(t *testing.T, e *cardEnv, sw *prompttest.Switch, c *wsClient) (after func())
 		// sentMore is whether APDUs may follow the kill point (none may).
 		verifies int
 	}{
 		{
 			name: "while the PIN prompt is open",
-			during: func(t *testing.T, e *cardEnv, sw *switchPrompter, c *wsClient) func() {
+			during: func(t *testing.T, e *cardEnv, sw *prompttest.Switch, c *wsClient) func() {
 				bp := newBlockingPrompt()
-				sw.set(bp)
+				sw.Set(bp)
 				c.authenticate(t, 1)
 				within(t, bp.shown, 10*time.Second, "prompt shown")
 				return func() {
@@ -48,7 +49,7 @@ func TestPCSCDKilled(t *testing.T) {
 		},
 		{
 			name: "during the signature",
-			during: func(t *testing.T, e *cardEnv, sw *switchPrompter, c *wsClient) func() {
+			during: func(t *testing.T, e *cardEnv, sw *prompttest.Switch, c *wsClient) func() {
 				reached, hold := make(chan []byte, 1), make(chan struct{})
 				e.inj.Arm(vcard.Unchained(vcard.INS(insGenAuth)), vcard.Action{Reached: reached, Hold: hold, Fault: vcard.Drop}, 1)
 				c.authenticate(t, 1)
@@ -68,7 +69,7 @@ func TestPCSCDKilled(t *testing.T) {
 			noLeaks(t)
 			e := newCardEnv(t)
 			e.insert(t)
-			sw := &switchPrompter{p: fixedPIN(markerPIN)}
+			sw := prompttest.NewSwitch(fixedPIN(markerPIN))
 			a := startAgent(t, sw, agentOpts{})
 			a.waitCard(t, agent.CardReady, 10*time.Second)
 			c := dial(t, a.port)
@@ -104,7 +105,7 @@ func TestReaderGone(t *testing.T) {
 	noLeaks(t)
 	e := newCardEnv(t)
 	e.insert(t)
-	sw := &switchPrompter{p: fixedPIN(markerPIN)}
+	sw := prompttest.NewSwitch(fixedPIN(markerPIN))
 	a := startAgent(t, sw, agentOpts{})
 	a.waitCard(t, agent.CardReady, 10*time.Second)
 	c := dial(t, a.port)
@@ -129,7 +130,7 @@ func TestReaderGone(t *testing.T) {
 // gone the agent answers at once with service_unavailable; once pcscd is back
 // and the card inserted, status is right and a sign-in works. No PIN try was
 // spent and nothing was written.
-func checkServiceRecovers(t *testing.T, e *cardEnv, a *agentUT, sw *switchPrompter, c *wsClient) {
+func checkServiceRecovers(t *testing.T, e *cardEnv, a *agentUT, sw *prompttest.Switch, c *wsClient) {
 	t.Helper()
 	deadline := time.Now().Add(boundService)
 	for {
@@ -142,13 +143,13 @@ func checkServiceRecovers(t *testing.T, e *cardEnv, a *agentUT, sw *switchPrompt
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	sw.set(fixedPIN(markerPIN))
+	sw.Set(fixedPIN(markerPIN))
 	t0 := time.Now()
 	c.authenticate(t, "down")
 	if m := c.reply(t, "down", 5*time.Second); errCode(m) != "service_unavailable" || time.Since(t0) > time.Second {
 		t.Errorf("sign-in with pcscd gone: %v after %v, want service_unavailable at once", m, time.Since(t0))
 	}
-	if sw.count() != 0 {
+	if sw.Calls() != 0 {
 		t.Error("a PIN prompt was shown with pcscd gone")
 	}
 

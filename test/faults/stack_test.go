@@ -515,33 +515,6 @@ type fixedPIN string
 
 func (p fixedPIN) PIN(context.Context, prompt.Request) ([]byte, error) { return []byte(p), nil }
 
-// switchPrompter forwards to the prompter a test sets.
-type switchPrompter struct {
-	mu sync.Mutex
-	p  prompt.Prompter
-	n  int
-}
-
-func (s *switchPrompter) set(p prompt.Prompter) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.p, s.n = p, 0
-}
-
-func (s *switchPrompter) count() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.n
-}
-
-func (s *switchPrompter) PIN(ctx context.Context, req prompt.Request) ([]byte, error) {
-	s.mu.Lock()
-	p := s.p
-	s.n++
-	s.mu.Unlock()
-	return p.PIN(ctx, req)
-}
-
 // blockingPrompt signals when it is shown and waits for ctx to end (the
 // prompt was closed by the agent), reporting why on closed.
 type blockingPrompt struct {
