@@ -263,12 +263,14 @@ func freePortPair() (int, error) {
 // presence every 400 ms, so pcscd notices an insertion or removal late.
 func (p *PCSCD) WaitCard(tb testing.TB, slot int, present bool) {
 	tb.Helper()
-	if err := p.waitCard(slot, present, 10*time.Second); err != nil {
+	if err := p.AwaitCard(slot, present, 10*time.Second); err != nil {
 		tb.Fatal(err)
 	}
 }
 
-func (p *PCSCD) waitCard(slot int, present bool, timeout time.Duration) error {
+// AwaitCard is WaitCard that returns an error after timeout instead of
+// failing the test, for a caller that recovers (restarts pcscd, retries).
+func (p *PCSCD) AwaitCard(slot int, present bool, timeout time.Duration) error {
 	reader := ReaderNames[slot]
 	deadline := time.Now().Add(timeout)
 	for {

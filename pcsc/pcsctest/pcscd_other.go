@@ -5,6 +5,7 @@ package pcsctest
 import (
 	"errors"
 	"testing"
+	"time"
 )
 
 // PCSCD is a private pcscd; it only runs on Linux (vpcd, unshare).
@@ -38,6 +39,9 @@ func (p *PCSCD) Stop()                {}
 func (p *PCSCD) Kill()                {}
 func (p *PCSCD) Restart() error       { return errors.New(Reason()) }
 func (p *PCSCD) Log() string          { return "" }
+
+// AwaitCard fails off Linux.
+func (p *PCSCD) AwaitCard(int, bool, time.Duration) error { return errors.New(Reason()) }
 
 // WaitCard skips off Linux.
 func (p *PCSCD) WaitCard(tb testing.TB, slot int, present bool) { tb.Skip(Reason()) }

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ebfe/scard"
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
@@ -89,13 +88,13 @@ func (e *cardEnv) insert(t testing.TB) {
 	t.Helper()
 	e.remove(t)
 	for attempt := 0; ; attempt++ {
-		if err := waitPresent(false, 5*time.Second); err == nil {
+		if err := e.p.AwaitCard(0, false, 5*time.Second); err == nil {
 			slot, err := vcard.Insert(e.p.Addr(0), e.inj.Card(e.card), e.inj.Options(vcard.Options{BeforeAPDU: e.record}))
 			if err != nil {
 				t.Fatalf("inserting the card: %v", err)
 			}
 			e.slot = slot
-			if err := waitPresent(true, 3*time.Second); err == nil {
+			if err := e.p.AwaitCard(0, true, 3*time.Second); err == nil {
 				return
 			}
 			e.remove(t)
@@ -119,7 +118,7 @@ func (e *cardEnv) remove(t testing.TB) {
 	}
 	e.slot.Remove()
 	e.slot = nil
-	_ = waitPresent(false, 3*time.Second)
+	_ = e.p.AwaitCard(0, false, 3*time.Second)
 }
 
 // gone reports whether the card's connection to vpcd has ended (the card was pulled by a fault).
@@ -133,36 +132,6 @@ func (e *cardEnv) gone() bool {
 	default:
 		return false
 	}
-}
-
-// waitPresent waits until pcscd reports a card in reader (or none).
-func waitPresent(present bool, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	var last error
-	for {
-		got, err := cardPresent()
-		if err == nil && got == present {
-			return nil
-		}
-		last = err
-		if time.Now().After(deadline) {
-			return fmt.Errorf("card present = %v after %v, want %v (%v)", got, timeout, present, last)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func cardPresent() (bool, error) {
-	ctx, err := scard.EstablishContext()
-	if err != nil {
-		return false, err
-	}
-	defer ctx.Release()
-	st := []scard.ReaderState{{Reader: reader, CurrentState: scard.StateUnaware}}
-	if err := ctx.GetStatusChange(st, 0); err != nil {
-		return false, err
-	}
-	return st[0].EventState&scard.StatePresent != 0, nil
 }
 
 // record notes every APDU the host sends (before any fault applies).
