@@ -13,6 +13,34 @@ import (
 	"time"
 )
 
+// agentChannel makes the channel an agent passes its tray, names the tray's
+// ends in EnvChannel (as descriptors it owns, as a child's inherited ones)
+// and returns the agent's ends, closed when the test ends.
+func agentChannel(t *testing.T) (toTray, fromTray *os.File) {
+	t.Helper()
+	toTrayR, toTrayW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromTrayR, fromTrayW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { toTrayW.Close(); fromTrayR.Close() })
+	r, err := syscall.Dup(int(toTrayR.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := syscall.Dup(int(fromTrayW.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	toTrayR.Close()
+	fromTrayW.Close()
+	t.Setenv(EnvChannel, fmt.Sprintf("%d,%d", r, w))
+	return toTrayW, fromTrayR
+}
+
 // TestRunProcessWithoutUI: a tray program without the icon answers
 // ErrNoTray and closes its channel at once, so its agent sees it go.
 func TestRunProcessWithoutUI(t *testing.T) {
@@ -24,28 +52,7 @@ func TestRunProcessWithoutUI(t *testing.T) {
 		{"stub UI", func(context.Context, func(UI, <-chan Click) error) error { return ErrNoTray }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			toTrayR, toTrayW, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer toTrayW.Close()
-			fromTrayR, fromTrayW, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer fromTrayR.Close()
-			// The tray's ends, as descriptors it owns (as a child's inherited ones).
-			r, err := syscall.Dup(int(toTrayR.Fd()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			w, err := syscall.Dup(int(fromTrayW.Fd()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			toTrayR.Close()
-			fromTrayW.Close()
-			t.Setenv(EnvChannel, fmt.Sprintf("%d,%d", r, w))
+			_, fromTrayR := agentChannel(t)
 
 			if err := RunProcess(context.Background(), ProcessOptions{RunUI: tc.runUI}); !errors.Is(err, ErrNoTray) {
 				t.Errorf("RunProcess: %v, want ErrNoTray", err)
@@ -74,26 +81,7 @@ func TestRunProcessAgentGoneBeforeIcon(t *testing.T) {
 		{"more than the backlog", maxBacklog + 1<<20, errBacklog},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			toTrayR, toTrayW, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			fromTrayR, fromTrayW, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer fromTrayR.Close()
-			r, err := syscall.Dup(int(toTrayR.Fd()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			w, err := syscall.Dup(int(fromTrayW.Fd()))
-			if err != nil {
-				t.Fatal(err)
-			}
-			toTrayR.Close()
-			fromTrayW.Close()
-			t.Setenv(EnvChannel, fmt.Sprintf("%d,%d", r, w))
+			toTrayW, _ := agentChannel(t)
 
 			waiting := make(chan struct{})
 			neverReady := func(ctx context.Context, _ func(UI, <-chan Click) error) error {
