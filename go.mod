@@ -1,6 +1,6 @@
 module github.com/cardagent/cardagent
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/chromedp/cdproto v0.0.0-20250724212937-08a3db8b4327
@@ -14,6 +14,7 @@ require (
 	github.com/ncruces/zenity v0.10.14
 	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
+	golang.org/x/sync v0.24.0
 	golang.org/x/sys v0.43.0
 )
 

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
@@ -313,28 +314,16 @@ func (s *Server) Serve(ctx context.Context) error {
 		},
 	}
 	// A listener that fails ends the whole server.
-	lctx, stop := context.WithCancel(ctx)
-	defer stop()
-	var (
-		lwg     sync.WaitGroup
-		errMu   sync.Mutex
-		serveEr error
-	)
+	g, gctx := errgroup.WithContext(ctx)
 	for _, l := range listeners {
-		lwg.Add(1)
-		go func() {
-			defer lwg.Done()
+		g.Go(func() error {
 			if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
-				errMu.Lock()
-				if serveEr == nil {
-					serveEr = fmt.Errorf("serving on %s: %w", l.Addr(), err)
-				}
-				errMu.Unlock()
-				stop()
+				return fmt.Errorf("serving on %s: %w", l.Addr(), err)
 			}
-		}()
+			return nil
+		})
 	}
-	<-lctx.Done()
+	<-gctx.Done()
 	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	if err := srv.Shutdown(sctx); err != nil {
 		srv.Close()
@@ -347,8 +336,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
-	lwg.Wait()
-	return serveEr
+	return g.Wait()
 }
 
 // ServeHTTP does every security check, in this order, before any handler:

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"sync"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/api"
@@ -122,28 +122,17 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 // serveAll runs every fn until ctx ends or one of them fails; then it
 // cancels the others and waits for them.
 func serveAll(ctx context.Context, fns ...func(context.Context) error) error {
+	g, ctx := errgroup.WithContext(ctx)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
 	for _, fn := range fns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := fn(ctx)
-			if err != nil && !errors.Is(err, context.Canceled) {
-				mu.Lock()
-				if first == nil {
-					first = err
-				}
-				mu.Unlock()
+		g.Go(func() error {
+			defer cancel() // one ending, even without an error, ends all
+			if err := fn(ctx); !errors.Is(err, context.Canceled) {
+				return err
 			}
-			cancel()
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	return first
+	return g.Wait()
 }
