@@ -322,7 +322,7 @@ func (s *CardService) setPIN(cs *cardSlot, tries int, success bool) {
 	pin := &PINReport{TriesLeft: tries, Blocked: tries == 0}
 	changed := cs.pin == nil || *cs.pin != *pin
 	cs.pin = pin
-	if changed && !cs.detached && cs.openDone {
+	if changed && !cs.detached {
 		// The tray (tries left, blocked) and pages hear of it at once.
 		s.emitLocked(Event{Kind: EventCardChanged, Reader: cs.reader, Card: s.cardStateLocked(cs, s.Now())})
 	}
