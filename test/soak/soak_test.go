@@ -370,6 +370,21 @@ func measure() memStats {
 	return m
 }
 
+// dialAll connects n clients, closed when the test ends.
+func dialAll(t *testing.T, port, n int) []*client {
+	t.Helper()
+	clients := make([]*client, n)
+	for i := range clients {
+		c, err := dial(port)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		clients[i] = c
+		t.Cleanup(c.close)
+	}
+	return clients
+}
+
 func isCardEvent(k agent.EventKind) bool {
 	return k == agent.EventCardReading || k == agent.EventCardInserted || k == agent.EventCardRemoved
 }
@@ -422,19 +437,7 @@ func TestSoak(t *testing.T) {
 	defer unsub()
 
 	const nClients = 50
-	clients := make([]*client, nClients)
-	for i := range clients {
-		c, err := dial(a.port)
-		if err != nil {
-			t.Fatalf("client %d: %v", i, err)
-		}
-		clients[i] = c
-	}
-	defer func() {
-		for _, c := range clients {
-			c.close()
-		}
-	}()
+	clients := dialAll(t, a.port, nClients)
 
 	b.toggle(0)
 	b.toggle(1)
@@ -600,19 +603,7 @@ func TestConnectionCap(t *testing.T) {
 	a := startAgent(t, 0) // api.DefaultMaxConnections
 	capacity := api.DefaultMaxConnections
 	const existing, attempts = 50, 500
-	clients := make([]*client, existing)
-	for i := range clients {
-		c, err := dial(a.port)
-		if err != nil {
-			t.Fatalf("client %d: %v", i, err)
-		}
-		clients[i] = c
-	}
-	defer func() {
-		for _, c := range clients {
-			c.close()
-		}
-	}()
+	clients := dialAll(t, a.port, existing)
 
 	var (
 		mu       sync.Mutex
