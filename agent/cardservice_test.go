@@ -48,16 +48,12 @@ func pki(t testing.TB) *testpki.PKI {
 // newCard issues an NHS-style virtual PIV card; adjust changes its config.
 func newCard(t testing.TB, spec testpki.CardSpec, adjust func(*vpiv.Config)) *vpiv.Card {
 	t.Helper()
-	creds, err := pki(t).IssueCard(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := vpiv.NHSConfig(creds)
-	cfg.PIN = markerPIN
-	if adjust != nil {
-		adjust(&cfg)
-	}
-	c, err := vpiv.New(cfg)
+	c, err := vpiv.NewNHS(pki(t), spec, func(c *vpiv.Config) {
+		c.PIN = markerPIN
+		if adjust != nil {
+			adjust(c)
+		}
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,16 +68,12 @@ func nhsCard(t *testing.T, days int, adjust func(*vpiv.Config)) *vpiv.Card {
 	if err != nil {
 		t.Fatal(err)
 	}
-	creds, err := p.IssueCard(testpki.CardSpec{Surname: "SMITH", Forename: "MARY", DaysLeft: days, KeyType: testpki.P256})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := vpiv.NHSConfig(creds)
-	cfg.PIN = markerPIN
-	if adjust != nil {
-		adjust(&cfg)
-	}
-	c, err := vpiv.New(cfg)
+	c, err := vpiv.NewNHS(p, testpki.CardSpec{Surname: "SMITH", Forename: "MARY", DaysLeft: days, KeyType: testpki.P256}, func(c *vpiv.Config) {
+		c.PIN = markerPIN
+		if adjust != nil {
+			adjust(c)
+		}
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

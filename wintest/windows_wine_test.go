@@ -76,13 +76,8 @@ func TestWindowsUnderWine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	creds, err := pki.IssueCard(testpki.CardSpec{UUID: cardUUID, Surname: "RANDOM", Forename: "USERQ", DaysLeft: 400})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := vpiv.NHSConfig(creds)
-	cfg.PIN = cardPIN
-	card, err := vpiv.New(cfg)
+	card, err := vpiv.NewNHS(pki, testpki.CardSpec{UUID: cardUUID, Surname: "RANDOM", Forename: "USERQ", DaysLeft: 400},
+		func(c *vpiv.Config) { c.PIN = cardPIN })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,13 +38,8 @@ func e2eCard(t testing.TB) (*vpiv.Card, *testpki.PKI) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	creds, err := pki.IssueCard(testpki.CardSpec{UUID: "555253521108", Surname: "RANDOM", Forename: "USERQ", DaysLeft: 400})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := vpiv.NHSConfig(creds)
-	cfg.PIN = markerPIN
-	card, err := vpiv.New(cfg)
+	card, err := vpiv.NewNHS(pki, testpki.CardSpec{UUID: "555253521108", Surname: "RANDOM", Forename: "USERQ", DaysLeft: 400},
+		func(c *vpiv.Config) { c.PIN = markerPIN })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,13 +53,7 @@ func TestRunSignIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	creds, err := pki.IssueCard(testpki.CardSpec{DaysLeft: 400})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgCard := vpiv.NHSConfig(creds)
-	cfgCard.PIN = pin
-	card, err := vpiv.New(cfgCard)
+	card, err := vpiv.NewNHS(pki, testpki.CardSpec{DaysLeft: 400}, func(c *vpiv.Config) { c.PIN = pin })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,13 +28,18 @@ func NHSConfig(creds *testpki.CardCreds) Config {
 }
 
 // NewNHS issues a card for spec from p and returns it loaded into an NHS
-// style virtual card (see NHSConfig) with PIN DefaultPIN and PUK DefaultPUK.
+// style virtual card (see NHSConfig) with PIN DefaultPIN and PUK DefaultPUK,
+// after each adjust has changed the configuration (a PIN, a slot).
 // Card.Certificate(SlotAuthentication) and (SlotSignature) give the
 // certificates back.
-func NewNHS(p *testpki.PKI, spec testpki.CardSpec) (*Card, error) {
+func NewNHS(p *testpki.PKI, spec testpki.CardSpec, adjust ...func(*Config)) (*Card, error) {
 	creds, err := p.IssueCard(spec)
 	if err != nil {
 		return nil, err
 	}
-	return New(NHSConfig(creds))
+	cfg := NHSConfig(creds)
+	for _, a := range adjust {
+		a(&cfg)
+	}
+	return New(cfg)
 }
