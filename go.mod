@@ -77,5 +77,6 @@ require (
 	golang.org/x/crypto v0.50.0 // indirect
 	golang.org/x/image v0.20.0 // indirect
 	golang.org/x/net v0.52.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
 	gopkg.in/warnings.v0 v0.1.2 // indirect
 )

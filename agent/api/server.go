@@ -222,38 +222,14 @@ func (s *Server) Listen() (int, error) {
 	if s.port != 0 {
 		return s.port, nil
 	}
-	v6 := true
-	if l, err := net.Listen("tcp6", "[::1]:0"); err != nil {
-		s.log.Warn("no IPv6 loopback; listening on 127.0.0.1 only", zap.Error(err))
-		v6 = false
-	} else {
-		l.Close()
+	ls, port, err := ListenLoopback(s.log, s.opts.Ports)
+	if err != nil {
+		return 0, fmt.Errorf("%w (tried %v)", ErrNoPort, s.opts.Ports)
 	}
-	for _, p := range s.opts.Ports {
-		for try := 0; try < 1 || (p == 0 && try < 20); try++ {
-			l4, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
-			if err != nil {
-				s.log.Debug("port not free", zap.Int("port", p), zap.Error(err))
-				break
-			}
-			port := l4.Addr().(*net.TCPAddr).Port
-			ls := []net.Listener{l4}
-			if v6 {
-				l6, err := net.Listen("tcp6", net.JoinHostPort("::1", strconv.Itoa(port)))
-				if err != nil {
-					l4.Close()
-					s.log.Debug("port not free on ::1", zap.Int("port", port), zap.Error(err))
-					continue
-				}
-				ls = append(ls, l6)
-			}
-			s.listeners, s.port = ls, port
-			ps := strconv.Itoa(port)
-			s.hosts = map[string]bool{"127.0.0.1:" + ps: true, "localhost:" + ps: true, "[::1]:" + ps: true}
-			return port, nil
-		}
-	}
-	return 0, fmt.Errorf("%w (tried %v)", ErrNoPort, s.opts.Ports)
+	s.listeners, s.port = ls, port
+	ps := strconv.Itoa(port)
+	s.hosts = map[string]bool{"127.0.0.1:" + ps: true, "localhost:" + ps: true, "[::1]:" + ps: true}
+	return port, nil
 }
 
 // Port is the bound port (0 before Listen).

@@ -159,6 +159,11 @@ func policyCmd(_ context.Context, env *Env, args []string) error {
 		file = config.DefaultPath()
 	}
 	origins := cfg.AllowedOrigins()
+	for _, o := range cfg.SigningOrigins() { // prescribing pages reach the agent too
+		if !slices.Contains(origins, o) {
+			origins = append(origins, o)
+		}
+	}
 	source := file + " (environment " + cfg.Environment + ")"
 	if *all {
 		origins, source = allOrigins(cfg), file+" (every environment)"
@@ -189,7 +194,7 @@ func allOrigins(c config.Config) []string {
 	sort.Strings(names)
 	var out []string
 	for _, n := range names {
-		for _, o := range c.Environments[n].Origins {
+		for _, o := range slices.Concat(c.Environments[n].Origins, c.Environments[n].SigningOrigins) {
 			if !slices.Contains(out, o) {
 				out = append(out, o)
 			}

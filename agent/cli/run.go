@@ -11,6 +11,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/api"
+	"github.com/cardagent/cardagent/agent/cm"
 	"github.com/cardagent/cardagent/agent/config"
 	"github.com/cardagent/cardagent/agent/logfile"
 	"github.com/cardagent/cardagent/pcsc/p11"
@@ -110,11 +111,32 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		log.Warn("NO ALLOWED ORIGINS: every sign-in page will be refused. Set environments.<name>.origins or allowed_origins in " + config.DefaultPath())
 	}
 
+	serve := []func(context.Context) error{svc.Serve, srv.Serve}
+	if cmc := cfg.CredentialManagement; cmc.Enabled {
+		// The NHS Credential Management compatible endpoint (Port Service +
+		// signing hub). Its ports may be held for a while by outgoing
+		// connections: Serve keeps trying, and doctor reports it.
+		cmSrv, err := cm.New(log.Named("cm"), svc, prompter, cm.Options{
+			Ports:            cmc.Ports,
+			SigningOrigins:   cfg.SigningOrigins(),
+			MaxPayloads:      cmc.MaxPayloads,
+			MaxPayloadBytes:  cmc.MaxPayloadBytes,
+			PromptsPerMinute: cfg.Limits.PromptsPerMinutePerOrigin,
+			HandshakeTimeout: cfg.Limits.HandshakeTimeout(),
+			RequestTimeout:   cfg.Limits.RequestTimeout(),
+			BindRetry:        true,
+		})
+		if err != nil {
+			return fmt.Errorf("configuration: %w", err)
+		}
+		serve = append(serve, cmSrv.Serve)
+	}
+
 	// The tray's Quit ends the agent the same way SIGTERM does.
 	ctx, quit := context.WithCancel(ctx)
 	defer quit()
 	sup := traySupervisor(log, cfg, svc, prompter, port, why, quit)
-	err = serveAll(ctx, svc.Serve, srv.Serve, sup.Serve)
+	err = serveAll(ctx, append(serve, sup.Serve)...)
 	log.Info("cardagent stopped")
 	return err
 }

@@ -56,6 +56,9 @@ type Config struct {
 	Expiry Expiry `json:"expiry"`
 	// Tray sets what the notification-area icon offers.
 	Tray Tray `json:"tray"`
+	// CredentialManagement sets the NHS Credential Management compatible
+	// endpoint (the Port Service and the signing hub).
+	CredentialManagement CredentialManagement `json:"credential_management"`
 
 	// sources maps a key path ("listen.port", "environments.live") to the
 	// source that set it; keys that are absent were not set by any file.
@@ -93,6 +96,10 @@ type Environment struct {
 	// RenewalURL is the page where a user renews an expiring certificate
 	// (https), or "" when none is configured.
 	RenewalURL string `json:"renewal_url"`
+	// SigningOrigins are the web origins (prescribing systems) allowed to
+	// have the card's signing key sign through the Credential Management
+	// compatible endpoint, in the same form as Origins. None by default.
+	SigningOrigins []string `json:"signing_origins"`
 }
 
 // Prompt backends.
@@ -208,6 +215,25 @@ type Tray struct {
 	HideQuit bool `json:"hide_quit"`
 }
 
+// CredentialManagement sets the NHS Credential Management compatible
+// endpoint: the NHS Port Service ports and the signing hub that prescribing
+// pages call (docs/credential-management.md).
+type CredentialManagement struct {
+	// Enabled serves the endpoint (default true; it refuses every page until
+	// the active environment lists signing_origins).
+	Enabled bool `json:"enabled"`
+	// Ports are the Port Service ports tried in order; the first free one is
+	// used (default the five NHS Port Service ports).
+	Ports []int `json:"ports"`
+	// MaxPayloads bounds the items one request may sign (default 50).
+	MaxPayloads int `json:"max_payloads"`
+	// MaxPayloadBytes bounds one item's decoded size (default 16384).
+	MaxPayloadBytes int `json:"max_payload_bytes"`
+}
+
+// DefaultCMPorts are the NHS Port Service ports.
+var DefaultCMPorts = []int{43487, 44213, 45031, 46478, 48853}
+
 // Logging sets the agent's log output.
 type Logging struct {
 	// Level is "debug", "info" (default), "warn" or "error".
@@ -227,10 +253,10 @@ func Default() Config {
 		Listen:      Listen{Port: 43800, PortRange: 10},
 		Environment: "live",
 		Environments: map[string]Environment{
-			"live":        {Origins: []string{}},
-			"training":    {Origins: []string{}},
-			"integration": {Origins: []string{}},
-			"development": {Origins: []string{"https://localhost:8443"}},
+			"live":        {Origins: []string{}, SigningOrigins: []string{}},
+			"training":    {Origins: []string{}, SigningOrigins: []string{}},
+			"integration": {Origins: []string{}, SigningOrigins: []string{}},
+			"development": {Origins: []string{"https://localhost:8443"}, SigningOrigins: []string{"https://localhost:8443"}},
 		},
 		ExtraOrigins: []string{},
 		Prompt: Prompt{
@@ -256,6 +282,12 @@ func Default() Config {
 		Log:    Logging{Level: "info", Format: "json"},
 		Expiry: Expiry{WarningDays: 90, UrgentDays: 14},
 		Tray:   Tray{HideQuit: false},
+		CredentialManagement: CredentialManagement{
+			Enabled:         true,
+			Ports:           slices.Clone(DefaultCMPorts),
+			MaxPayloads:     50,
+			MaxPayloadBytes: 16384,
+		},
 	}
 }
 
@@ -277,6 +309,12 @@ func (c Config) AllowedOrigins() []string {
 		}
 	}
 	return out
+}
+
+// SigningOrigins is every origin allowed to sign through the Credential
+// Management compatible endpoint in the active environment.
+func (c Config) SigningOrigins() []string {
+	return slices.Clone(c.Environments[c.Environment].SigningOrigins)
 }
 
 // RenewalURL is the active environment's certificate renewal page, or "".
@@ -337,11 +375,13 @@ func (c Config) clone() Config {
 		d.Environments = make(map[string]Environment, len(c.Environments))
 		for k, e := range c.Environments {
 			e.Origins = slices.Clone(e.Origins)
+			e.SigningOrigins = slices.Clone(e.SigningOrigins)
 			d.Environments[k] = e
 		}
 	}
 	d.ExtraOrigins = slices.Clone(c.ExtraOrigins)
 	d.PKCS11.Kinds = slices.Clone(c.PKCS11.Kinds)
+	d.CredentialManagement.Ports = slices.Clone(c.CredentialManagement.Ports)
 	d.sources = c.Sources()
 	d.notes = slices.Clone(c.notes)
 	return d

@@ -152,9 +152,13 @@ func (c *Config) normalize() {
 	}
 	for name, e := range c.Environments {
 		e.Origins = fix(e.Origins)
+		e.SigningOrigins = fix(e.SigningOrigins)
 		c.Environments[name] = e
 	}
 	c.ExtraOrigins = fix(c.ExtraOrigins)
+	if c.CredentialManagement.Ports == nil {
+		c.CredentialManagement.Ports = []int{}
+	}
 	if c.PKCS11.Kinds == nil {
 		c.PKCS11.Kinds = []string{}
 	}

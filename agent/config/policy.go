@@ -22,8 +22,8 @@ import (
 // macOS managed preferences (/Library/Managed Preferences/org.cardagent.agent.plist,
 // written by an MDM configuration profile) or, on Linux, /etc/cardagent/policy.json.
 // Nothing a user controls is layered above it. While a policy is in force,
-// the security settings (environment, environments, allowed_origins and
-// pin) come only from the system configuration file and the policy: a file
+// the security settings (environment, environments, allowed_origins, pin
+// and credential_management) come only from the system configuration file and the policy: a file
 // named with --config cannot change them.
 
 // Policy is the IT policy read from one place.
@@ -56,7 +56,7 @@ type PolicySource interface {
 
 // SecurityKeys are the settings no file named with --config may change while
 // an IT policy is in force.
-var SecurityKeys = []string{"environment", "environments", "allowed_origins", "pin"}
+var SecurityKeys = []string{"environment", "environments", "allowed_origins", "pin", "credential_management"}
 
 type policyKind int
 
@@ -93,6 +93,7 @@ var policyNames = []policyName{
 	{"LogLevel", "log.level", kindString},
 	{"ExpiryWarningDays", "expiry.warning_days", kindInt},
 	{"TrayHideQuit", "tray.hide_quit", kindBool},
+	{"CredentialManagementEnabled", "credential_management.enabled", kindBool},
 }
 
 // LoadEffective loads the configuration as the agent runs with it: the
@@ -151,6 +152,7 @@ func lockSecurity(c Config, path, location string) (Config, error) {
 	d := c.clone()
 	sys = sys.clone()
 	d.Environment, d.Environments, d.ExtraOrigins, d.PIN = sys.Environment, sys.Environments, sys.ExtraOrigins, sys.PIN
+	d.CredentialManagement = sys.CredentialManagement
 	for k := range d.sources {
 		if isSecurityKey(k) {
 			delete(d.sources, k)

@@ -80,6 +80,7 @@ func (v *validator) check() {
 		}
 		env := c.Environments[name]
 		v.origins(key+".origins", env.Origins)
+		v.origins(key+".signing_origins", env.SigningOrigins)
 		if env.RenewalURL != "" {
 			if err := checkRenewalURL(env.RenewalURL); err != nil {
 				v.bad(key+".renewal_url", env.RenewalURL, err.Error())
@@ -87,6 +88,16 @@ func (v *validator) check() {
 		}
 	}
 	v.origins("allowed_origins", c.ExtraOrigins)
+
+	cm := c.CredentialManagement
+	if len(cm.Ports) < 1 || len(cm.Ports) > 10 {
+		v.bad("credential_management.ports", cm.Ports, "want 1 to 10 ports")
+	}
+	for i, p := range cm.Ports {
+		v.intRange(fmt.Sprintf("credential_management.ports[%d]", i), p, 1024, 65535)
+	}
+	v.intRange("credential_management.max_payloads", cm.MaxPayloads, 1, 500)
+	v.intRange("credential_management.max_payload_bytes", cm.MaxPayloadBytes, 256, 65536)
 
 	v.oneOf("prompt.backend", c.Prompt.Backend, BackendAuto, BackendDialog, BackendPinentry)
 	if c.Prompt.Pinentry != "" && !filepath.IsAbs(c.Prompt.Pinentry) {

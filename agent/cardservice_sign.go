@@ -1,0 +1,208 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/pcsc"
+)
+
+// ErrNoSigningCertificate: the card has no signing (non-repudiation) certificate.
+var ErrNoSigningCertificate = &Error{Code: CodeNoCertificate, Message: "the card has no signing certificate", TriesLeft: -1}
+
+// SignRequest is a request to sign documents with the card's signing key.
+type SignRequest struct {
+	// Origin is the page that asked (from the checked request, never from its body).
+	Origin string
+	// Hash is the digest algorithm: crypto.SHA1 or crypto.SHA256 (RSASSA-PKCS1-v1_5).
+	Hash crypto.Hash
+	// Documents are the bytes to sign, each hashed with Hash and signed once.
+	Documents [][]byte
+	// Noun names one document in the prompt ("prescription"); "document" when empty.
+	Noun string
+}
+
+// SignResult is what SignDocuments made.
+type SignResult struct {
+	// Certificate is the signing certificate, whose key made the signatures.
+	Certificate *x509.Certificate
+	// Signatures are the raw signatures, one per document, in order.
+	Signatures [][]byte
+	// Holder is the certificate holder's name, for the audit log.
+	Holder string
+}
+
+// SignDocuments has the card's signing (non-repudiation) key sign each
+// document, after one PIN prompt naming the origin, the holder, the number
+// of documents and the tries left. The PIN is never taken from the PIN
+// cache. The signing key may demand the PIN before every signature (PIV
+// slot 9C does): each signature verifies the typed PIN and signs in one card
+// transaction. A wrong PIN stops at the first signature and is never
+// retried; any failure stops the batch and nothing is returned. The PIN is
+// zeroed after use. Errors are *Error values (Classify).
+func (s *CardService) SignDocuments(ctx context.Context, req SignRequest, p prompt.Prompter) (res *SignResult, err error) {
+	s.init()
+	start := time.Now()
+	log := s.Log.With(zap.String("origin", req.Origin))
+	reader := ""
+	defer func() {
+		if err != nil {
+			e := Classify(err)
+			err = e
+			log.Info("signing failed", zap.String("reader", reader), zap.Int("documents", len(req.Documents)),
+				zap.String("code", string(e.Code)), zap.Int("tries_left", e.TriesLeft), zap.NamedError("cause", e.Err),
+				zap.Duration("took", time.Since(start)))
+			return
+		}
+		// The audit line: who signed how many for which site; never the documents or the PIN.
+		log.Info("signed", zap.String("reader", reader), zap.String("holder", res.Holder),
+			zap.Int("documents", len(res.Signatures)), zap.Duration("took", time.Since(start)))
+	}()
+	if req.Origin == "" || len(req.Documents) == 0 {
+		return nil, &Error{Code: CodeBadRequest, Message: "nothing to sign", TriesLeft: -1}
+	}
+	if req.Hash != crypto.SHA1 && req.Hash != crypto.SHA256 {
+		return nil, &Error{Code: CodeBadRequest, Message: "unsupported digest algorithm", TriesLeft: -1}
+	}
+	cs, err := s.pick(ctx)
+	if err != nil {
+		return nil, err
+	}
+	reader = cs.reader
+	if !cs.busy.CompareAndSwap(false, true) {
+		return nil, ErrBusy
+	}
+	defer cs.busy.Store(false)
+
+	res, err = s.signDocuments(ctx, cs, req, p)
+	if err != nil && cs.ctx.Err() != nil {
+		return nil, Classify(context.Cause(cs.ctx))
+	}
+	if errors.Is(err, pcsc.ErrNoAnswer) {
+		s.markMute(cs)
+	}
+	return res, err
+}
+
+func (s *CardService) signDocuments(ctx context.Context, cs *cardSlot, req SignRequest, p prompt.Prompter) (*SignResult, error) {
+	card := s.cardOf(cs)
+	if card == nil {
+		return nil, Classify(pcsc.ErrCardRemoved)
+	}
+	certs, err := card.Certificates(ctx) // cached by the driver: no APDU
+	if err != nil {
+		return nil, err
+	}
+	var signCert *x509.Certificate
+	for i := range certs {
+		if certs[i].Key == pcsc.KeySignature {
+			signCert = certs[i].Cert
+		}
+	}
+	if signCert == nil {
+		return nil, ErrNoSigningCertificate
+	}
+	pub, ok := signCert.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return nil, &Error{Code: CodeUnsupportedCard, Message: "the card's signing key is not an RSA key", TriesLeft: -1}
+	}
+
+	st, err := card.PINStatus(ctx)
+	if err != nil {
+		if errors.Is(err, pcsc.ErrPINBlocked) {
+			s.setPIN(cs, 0, false)
+		}
+		return nil, cardFailure(err)
+	}
+	s.setPIN(cs, st.Retries, false)
+	if st.Blocked {
+		return nil, Classify(pcsc.ErrPINBlocked)
+	}
+	if p == nil {
+		return nil, ErrPromptUnavailable
+	}
+	preq := prompt.Request{
+		Origin:    req.Origin,
+		CardType:  s.typeOf(cs),
+		TriesLeft: st.Retries,
+		Purpose:   signPurpose(len(req.Documents), req.Noun),
+		Timeout:   s.PromptTimeout,
+	}
+	holder := ""
+	if h := holderOf(certs); h != nil {
+		holder, preq.Holder = h.Name, h.Name
+	}
+	pin, err := s.askPIN(ctx, cs, p, preq)
+	if err != nil {
+		return nil, err
+	}
+	defer prompt.Zero(pin)
+
+	// Card pulled or page gone during the prompt: nothing is sent to the card.
+	if cs.ctx.Err() != nil {
+		return nil, context.Cause(cs.ctx)
+	}
+	if ctx.Err() != nil {
+		return nil, context.Cause(ctx)
+	}
+	// The driver asks for the PIN once per signature; each time it gets a
+	// copy of the one the user typed, which it zeroes after use.
+	key, err := card.PrivateKey(pcsc.KeySignature, func() ([]byte, error) { return bytes.Clone(pin), nil })
+	if err != nil {
+		return nil, err
+	}
+	sigs := make([][]byte, 0, len(req.Documents))
+	for _, doc := range req.Documents {
+		if cs.ctx.Err() != nil {
+			return nil, context.Cause(cs.ctx)
+		}
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		h := req.Hash.New()
+		h.Write(doc)
+		digest := h.Sum(nil)
+		var sig []byte
+		if ks, ok := key.(contextSigner); ok {
+			sig, err = ks.SignContext(ctx, rand.Reader, digest, req.Hash)
+		} else {
+			sig, err = key.Sign(rand.Reader, digest, req.Hash)
+		}
+		if err != nil {
+			var auth *pcsc.AuthError
+			if errors.As(err, &auth) && !auth.PUK {
+				s.setPIN(cs, auth.Retries, false)
+				s.dropCachedPIN(cs)
+			}
+			return nil, cardFailure(err)
+		}
+		// A signature that does not verify is the card's failure, never sent on.
+		if err := rsa.VerifyPKCS1v15(pub, req.Hash, digest, sig); err != nil {
+			return nil, cardFailure(fmt.Errorf("the card's signature does not verify: %w", err))
+		}
+		sigs = append(sigs, sig)
+	}
+	s.setPIN(cs, -1, true)
+	return &SignResult{Certificate: signCert, Signatures: sigs, Holder: holder}, nil
+}
+
+// signPurpose is the prompt's purpose: "sign 1 prescription", "sign 3 prescriptions".
+func signPurpose(n int, noun string) string {
+	if noun == "" {
+		noun = "document"
+	}
+	if n == 1 {
+		return "sign 1 " + noun
+	}
+	return fmt.Sprintf("sign %d %ss", n, noun)
+}

@@ -1,0 +1,230 @@
+package cm
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+
+	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/signalr"
+)
+
+// Reply is requestToSign's result, fields in Credential Management's order.
+// Failures are replies too (never hub errors): status_code is 0 only on
+// success, and then certificate and signatures are set.
+type Reply struct {
+	// Certificate is the signing certificate, base64 (standard, padded) of its DER, no PEM armour.
+	Certificate string `json:"certificate"`
+	// Signatures has one entry per payload, in the request's order; null on failure.
+	Signatures []Signature `json:"signatures"`
+	// FailedSignatures is [] on success and null on failure (a request is
+	// signed whole or not at all).
+	FailedSignatures []Signature `json:"failed_signatures"`
+	StatusCode       uint32      `json:"status_code"`
+	StatusString     string      `json:"status_string"`
+	Message          string      `json:"message"`
+	// Timestamp is UTC in .NET's round-trip form, 7 fractional digits.
+	Timestamp string `json:"timestamp"`
+}
+
+// Signature is one payload's signature: base64 (standard, padded) of the raw RSA signature.
+type Signature struct {
+	ID        string `json:"id"`
+	Signature string `json:"signature"`
+}
+
+// Status codes. The two 0x5349xxxx codes are Credential Management's own;
+// the 0x4341xxxx codes are cardagent's (docs/credential-management.md).
+const (
+	StatusOK              uint32 = 0
+	StatusBadRequest      uint32 = 0x53494703 // the argument is not a readable signing request
+	StatusNoCertificate   uint32 = 0x53494705 // no card, or no signing certificate on it
+	StatusCancelled       uint32 = 0x43410001 // the user cancelled the PIN prompt
+	StatusWrongPIN        uint32 = 0x43410002 // the card refused the PIN; the message gives the tries left
+	StatusPINBlocked      uint32 = 0x43410003 // the card's PIN is blocked
+	StatusCardRemoved     uint32 = 0x43410004 // the card was removed
+	StatusBusy            uint32 = 0x43410005 // another card operation is in progress
+	StatusRateLimited     uint32 = 0x43410006 // too many PIN prompts for this origin
+	StatusNoPrompt        uint32 = 0x43410007 // no PIN prompt can be shown on this desktop
+	StatusTooLarge        uint32 = 0x43410008 // too many payloads, or a payload too large
+	StatusAlgorithm       uint32 = 0x43410009 // the algorithm is not RS1 or RS256
+	StatusTimeout         uint32 = 0x4341000A // the PIN prompt or the request timed out
+	StatusPINFormat       uint32 = 0x4341000B // the PIN typed cannot be a PIN of this card (no try spent)
+	StatusUnsupportedCard uint32 = 0x4341000C // the card or its signing key cannot be used
+	StatusServiceDown     uint32 = 0x4341000D // the smart-card service is not running
+	StatusCardError       uint32 = 0x4341000E // the card or reader failed
+	StatusInternal        uint32 = 0x4341000F // anything else
+	statusStringOK               = "SUCCESS"
+	statusStringError            = "ERROR"
+	messageNoCertificate         = "Unable to locate a Smartcard on the local system that contains an appropriate X.509 Digital Certificate that can be used to perform a signing operation. Error Code: (0x53494705) No X.509 Signing certificate found"
+	messageBadRequest            = "Failed to process inbound JSON request. Check logs for futher information. Error Code: (0x53494703) An Internal error occurred"
+)
+
+// statusOf maps a card service error code to a status code and its short text.
+var statusOf = map[agent.Code]struct {
+	code uint32
+	text string
+}{
+	agent.CodeNoCard:             {StatusNoCertificate, ""},
+	agent.CodeNoCertificate:      {StatusNoCertificate, ""},
+	agent.CodeBadRequest:         {StatusBadRequest, ""},
+	agent.CodeUserCancelled:      {StatusCancelled, "The PIN prompt was cancelled; the card was not used"},
+	agent.CodeWrongPIN:           {StatusWrongPIN, "Wrong PIN"},
+	agent.CodePINBlocked:         {StatusPINBlocked, "The card's PIN is blocked; it must be unblocked (PUK or Registration Authority)"},
+	agent.CodeCardRemoved:        {StatusCardRemoved, "The card was removed"},
+	agent.CodeBusy:               {StatusBusy, "Another card operation is in progress; try again"},
+	agent.CodeRateLimited:        {StatusRateLimited, "Too many PIN requests from this site; wait a minute and try again"},
+	agent.CodePromptUnavailable:  {StatusNoPrompt, "No PIN prompt can be shown on this desktop"},
+	agent.CodeTimeout:            {StatusTimeout, "The PIN prompt timed out; the card was not used"},
+	agent.CodePINFormat:          {StatusPINFormat, "The PIN typed has a format the card cannot take; no try was spent"},
+	agent.CodeUnsupportedCard:    {StatusUnsupportedCard, "This card's signing key cannot be used"},
+	agent.CodeServiceUnavailable: {StatusServiceDown, "The smart-card service is not running"},
+	agent.CodeCardError:          {StatusCardError, "The card did not complete the operation"},
+	agent.CodeInternalError:      {StatusInternal, "Internal error"},
+}
+
+// errorMessage is the reply's message for a status: Credential Management's
+// words for its own codes; for cardagent's, the text and the code in CM's style.
+func errorMessage(code uint32, text string, triesLeft int) string {
+	switch code {
+	case StatusNoCertificate:
+		return messageNoCertificate
+	case StatusBadRequest:
+		return messageBadRequest
+	}
+	if code == StatusWrongPIN && triesLeft >= 0 {
+		text = fmt.Sprintf("Wrong PIN: %s; the card was not used", prompt.TriesLeft(triesLeft))
+	}
+	return fmt.Sprintf("%s. Error Code: (0x%08X)", text, code)
+}
+
+// signingHub is the SignalR hub "signingHub" with its one method.
+type signingHub struct {
+	log      *zap.Logger
+	backend  Backend
+	prompter prompt.Prompter
+	opts     Options
+
+	mu       sync.Mutex
+	limiters map[string]*rate.Limiter // per origin; bounded by the signing origins
+}
+
+func newSigningHub(log *zap.Logger, b Backend, p prompt.Prompter, opts Options) *signingHub {
+	return &signingHub{log: log, backend: b, prompter: p, opts: opts, limiters: map[string]*rate.Limiter{}}
+}
+
+// Invoke runs signingHub.requestToSign (method names compare without case,
+// as the stock server's do).
+func (h *signingHub) Invoke(ctx context.Context, inv signalr.Invocation) (any, error) {
+	if !strings.EqualFold(inv.Method, methodRequestToSign) || len(inv.Args) != 1 {
+		return nil, signalr.ErrUnknownMethod
+	}
+	var arg string
+	if err := json.Unmarshal(inv.Args[0], &arg); err != nil {
+		return h.failure(StatusBadRequest, "", -1), nil
+	}
+	return h.requestToSign(ctx, inv.Origin, arg), nil
+}
+
+func (h *signingHub) requestToSign(ctx context.Context, origin, arg string) *Reply {
+	req, err := ParseRequest(arg, Limits{MaxPayloads: h.opts.MaxPayloads, MaxPayloadBytes: h.opts.MaxPayloadBytes})
+	if err != nil {
+		code := StatusBadRequest
+		switch {
+		case errors.Is(err, errTooLarge):
+			code = StatusTooLarge
+		case errors.Is(err, errAlgorithm):
+			code = StatusAlgorithm
+		}
+		h.log.Info("signing request refused", zap.String("origin", origin), zap.String("reason", err.Error()))
+		text := ""
+		if code == StatusTooLarge {
+			text = fmt.Sprintf("At most %d payloads of at most %d bytes each can be signed in one request", h.opts.MaxPayloads, h.opts.MaxPayloadBytes)
+		} else if code == StatusAlgorithm {
+			text = "The algorithm must be RS1 or RS256"
+		}
+		return h.failure(code, text, -1)
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.opts.RequestTimeout)
+	defer cancel()
+	docs := make([][]byte, len(req.Payloads))
+	for i, p := range req.Payloads {
+		docs[i] = p.Data
+	}
+	var p prompt.Prompter
+	if h.prompter != nil {
+		p = limitedPrompter{p: h.prompter, allow: func() bool { return h.limiter(origin).Allow() }}
+	}
+	res, err := h.backend.SignDocuments(ctx, agent.SignRequest{Origin: origin, Hash: req.Hash, Documents: docs, Noun: "prescription"}, p)
+	if err != nil {
+		e := agent.Classify(err)
+		st, ok := statusOf[e.Code]
+		if !ok {
+			st = statusOf[agent.CodeInternalError]
+		}
+		return h.failure(st.code, st.text, e.TriesLeft)
+	}
+	sigs := make([]Signature, len(res.Signatures))
+	for i, sig := range res.Signatures {
+		sigs[i] = Signature{ID: req.Payloads[i].ID, Signature: base64.StdEncoding.EncodeToString(sig)}
+	}
+	return &Reply{
+		Certificate:      base64.StdEncoding.EncodeToString(res.Certificate.Raw),
+		Signatures:       sigs,
+		FailedSignatures: []Signature{},
+		StatusCode:       StatusOK,
+		StatusString:     statusStringOK,
+		Message:          fmt.Sprintf("Signed %d of %d", len(sigs), len(sigs)),
+		Timestamp:        netTimestamp(h.opts.Now()),
+	}
+}
+
+func (h *signingHub) failure(code uint32, text string, triesLeft int) *Reply {
+	return &Reply{
+		StatusCode:   code,
+		StatusString: statusStringError,
+		Message:      errorMessage(code, text, triesLeft),
+		Timestamp:    netTimestamp(h.opts.Now()),
+	}
+}
+
+// limiter is origin's prompt rate limiter: PromptsPerMinute tokens, refilled evenly.
+func (h *signingHub) limiter(origin string) *rate.Limiter {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	l, ok := h.limiters[origin]
+	if !ok {
+		n := h.opts.PromptsPerMinute
+		l = rate.NewLimiter(rate.Every(time.Minute/time.Duration(n)), n)
+		h.limiters[origin] = l
+	}
+	return l
+}
+
+// limitedPrompter refuses a prompt beyond the origin's rate limit. Only
+// prompts really shown count.
+type limitedPrompter struct {
+	p     prompt.Prompter
+	allow func() bool
+}
+
+func (lp limitedPrompter) PIN(ctx context.Context, req prompt.Request) ([]byte, error) {
+	if !lp.allow() {
+		return nil, agent.ErrRateLimited
+	}
+	return lp.p.PIN(ctx, req)
+}
+
+// netTimestamp formats t as .NET's round-trip UTC form: 2023-12-19T09:08:37.6560010Z.
+func netTimestamp(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.0000000Z")
+}
