@@ -71,10 +71,10 @@ type cmReply struct {
 	Certificate      string `json:"certificate"`
 	Signatures       []struct{ ID, Signature string }
 	FailedSignatures []struct{ ID, Signature string } `json:"failed_signatures"`
-	StatusCode       uint32                          `json:"status_code"`
-	StatusString     string                          `json:"status_string"`
-	Message          string                          `json:"message"`
-	Timestamp        string                          `json:"timestamp"`
+	StatusCode       uint32                           `json:"status_code"`
+	StatusString     string                           `json:"status_string"`
+	Message          string                           `json:"message"`
+	Timestamp        string                           `json:"timestamp"`
 }
 
 // cmOutcome is what the page's test hooks return for one call.

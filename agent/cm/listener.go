@@ -23,8 +23,8 @@ type peerListener struct {
 	ready     chan net.Conn
 	done      chan struct{}
 	closeOnce sync.Once
-	acceptErr error
-	errOnce   sync.Once
+	mu        sync.Mutex
+	acceptErr error // why the accept loop ended
 }
 
 func newPeerListener(l net.Listener, check func(us, peer netip.AddrPort) error, max int, log *zap.Logger) *peerListener {
@@ -38,7 +38,9 @@ func (pl *peerListener) loop() {
 	for {
 		c, err := pl.Listener.Accept()
 		if err != nil {
-			pl.errOnce.Do(func() { pl.acceptErr = err })
+			pl.mu.Lock()
+			pl.acceptErr = err
+			pl.mu.Unlock()
 			pl.Close()
 			return
 		}
@@ -74,6 +76,8 @@ func (pl *peerListener) Accept() (net.Conn, error) {
 	case c := <-pl.ready:
 		return c, nil
 	case <-pl.done:
+		pl.mu.Lock()
+		defer pl.mu.Unlock()
 		if pl.acceptErr != nil {
 			return nil, pl.acceptErr
 		}

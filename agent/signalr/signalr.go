@@ -361,24 +361,42 @@ func (s *Server) negotiate(w http.ResponseWriter, q url.Values, origin string) {
 
 // checkConnectionData accepts "" or a JSON list of {"name": hub} naming served hubs.
 func (s *Server) checkConnectionData(v string) error {
+	names, err := ParseConnectionData(v)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if !s.hubs[strings.ToLower(n)] {
+			return fmt.Errorf("'%s' Hub could not be resolved.", n)
+		}
+	}
+	return nil
+}
+
+// ParseConnectionData reads the connectionData parameter: "" (no hubs) or
+// a JSON list of {"name": hub}, at most 1 KiB.
+func ParseConnectionData(v string) ([]string, error) {
 	if v == "" {
-		return nil
+		return nil, nil
 	}
 	if len(v) > maxConnectionData {
-		return errors.New("connectionData too long")
+		return nil, errors.New("connectionData too long")
 	}
 	var hubs []struct {
 		Name string `json:"name"`
 	}
-	if err := json.Unmarshal([]byte(v), &hubs); err != nil {
-		return errors.New("connectionData is not a JSON list of hubs")
+	dec := json.NewDecoder(strings.NewReader(v))
+	if err := dec.Decode(&hubs); err != nil || dec.More() || hubs == nil {
+		return nil, errors.New("connectionData is not a JSON list of hubs")
 	}
-	for _, h := range hubs {
-		if !s.hubs[strings.ToLower(h.Name)] {
-			return fmt.Errorf("'%s' Hub could not be resolved.", h.Name)
+	names := make([]string, len(hubs))
+	for i, h := range hubs {
+		if h.Name == "" {
+			return nil, errors.New("connectionData names a hub without a name")
 		}
+		names[i] = h.Name
 	}
-	return nil
+	return names, nil
 }
 
 // lookup finds the connection of token for origin. Without one it returns
@@ -648,8 +666,8 @@ func (s *Server) oldestIdleLocked(origin string) *conn {
 }
 
 // endLocked ends c with a fatal message: at once when no call runs (its
-// pending poll gets the message; without one, its next poll does), else
-// once its calls are done.
+// pending poll gets the message; without one, its next poll finds the
+// connection unknown, which is fatal too), else once its calls are done.
 func (s *Server) endLocked(c *conn, msg string) {
 	if _, live := s.conns[c.token]; !live {
 		return
@@ -666,16 +684,8 @@ func (s *Server) endLocked(c *conn, msg string) {
 	if c.poll != nil {
 		c.poll <- pollEnd{fatal: c.ending}
 		c.poll = nil
-		s.removeLocked(c)
-		return
 	}
-	if !c.connected || s.closed {
-		s.removeLocked(c)
-		return
-	}
-	// Connected, between polls: the next poll gets the message (the
-	// client re-polls at once); the idle timer removes it otherwise.
-	s.idleLocked(c)
+	s.removeLocked(c)
 }
 
 func (s *Server) removeLocked(c *conn) {
