@@ -166,6 +166,9 @@ func New(log *zap.Logger, backend Backend, p prompt.Prompter, opts Options) (*Se
 	return s, nil
 }
 
+// ServerName is the Server header of every reply.
+const ServerName = "cardagent"
+
 // ErrNoPort is returned by Listen when every Port Service port is taken.
 var ErrNoPort = errors.New("no Port Service port is free")
 
@@ -265,6 +268,7 @@ func (s *Server) Serve(ctx context.Context) error {
 // checked when the connection was accepted.)
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
+	h.Set("Server", ServerName) // so doctor tells cardagent from another program on these ports
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Cache-Control", "no-cache, no-store")
 	h.Set("Referrer-Policy", "no-referrer")

@@ -52,6 +52,7 @@ const (
 	CheckBrowserPolicy = "browser_policy"
 	CheckTray          = "tray"
 	CheckLegacy        = "legacy"
+	CheckPortService   = "port_service"
 )
 
 // Result is one check's outcome.
@@ -120,6 +121,28 @@ type Probe struct {
 	Detail string
 }
 
+// PortServiceProber asks one NHS Port Service port who holds it.
+type PortServiceProber interface {
+	ProbePortService(ctx context.Context, port int, origin string) PortServiceProbe
+}
+
+// PortServiceProbe is what one Port Service port showed.
+type PortServiceProbe struct {
+	// Free: nothing holds the port.
+	Free bool
+	// Busy: nothing listens, yet it cannot be bound (an outgoing connection holds it for now).
+	Busy bool
+	// Agent: this user's cardagent answered; Fault is its fault message, if any.
+	Agent bool
+	Fault string
+	// Refused: a cardagent refused the request (the origin is not a signing origin).
+	Refused bool
+	// Closed: something accepted and closed the connection unanswered (another user's agent).
+	Closed bool
+	// Other describes another program that answered.
+	Other string
+}
+
 // BrowserPolicies reports which browsers' Local Network Access policies
 // list the origins.
 type BrowserPolicies interface {
@@ -159,6 +182,7 @@ type Doctor struct {
 	ConfigPath string
 	Scanner    CardScanner
 	Prober     AgentProber
+	PortProber PortServiceProber
 	Policies   BrowserPolicies
 	Tray       TrayHost
 	Legacy     LegacyDetector
@@ -182,6 +206,9 @@ func (d *Doctor) defaults() {
 	}
 	if d.Prober == nil {
 		d.Prober = HTTPProber{Timeout: time.Second}
+	}
+	if d.PortProber == nil {
+		d.PortProber = PortServiceHTTPProber{Timeout: time.Second}
 	}
 	if d.Policies == nil {
 		d.Policies = SystemBrowserPolicies()
@@ -210,6 +237,7 @@ func (d *Doctor) Run(ctx context.Context) *Report {
 	d.checkOrigins(cfg, cfgOK, add)
 	d.checkCards(ctx, cfg, add)
 	d.checkAgent(ctx, cfg, add)
+	d.checkPortService(ctx, cfg, add)
 	d.checkAutostart(add)
 	d.checkBrowserPolicy(cfg, add)
 	d.checkTray(ctx, add)
@@ -428,6 +456,63 @@ func (d *Doctor) checkAgent(ctx context.Context, cfg config.Config, add func(Res
 	res.Fix = "Start it: `cardagent service start` (or sign out and in again). If it starts and stops, run `cardagent run` in a terminal to see why."
 	if len(refused)+len(others) == cfg.Listen.PortRange {
 		res.Fix = fmt.Sprintf("Every port from %d to %d is taken: widen listen.port_range.", first, last)
+	}
+	add(res)
+}
+
+// checkPortService checks the NHS Credential Management compatible endpoint:
+// which of the Port Service ports this user's agent holds, and what holds
+// the others. Prescribing pages need it; sign-in does not, so it never fails.
+func (d *Doctor) checkPortService(ctx context.Context, cfg config.Config, add func(Result)) {
+	res := Result{ID: CheckPortService, Title: "Prescription signing (NHS Port Service)"}
+	cm := cfg.CredentialManagement
+	if !cm.Enabled {
+		res.Status, res.Message = Info, "The Credential Management compatible endpoint is turned off (credential_management.enabled)."
+		add(res)
+		return
+	}
+	origins := cfg.SigningOrigins()
+	origin := "https://cardagent-doctor.invalid"
+	if len(origins) > 0 {
+		origin = origins[0]
+	}
+	var notes []string
+	ours := 0
+	fault := ""
+	for _, port := range cm.Ports {
+		p := d.PortProber.ProbePortService(ctx, port, origin)
+		switch {
+		case p.Agent:
+			ours, fault = port, p.Fault
+		case p.Refused:
+			ours = port
+		case p.Free:
+			notes = append(notes, fmt.Sprintf("%d free", port))
+		case p.Busy:
+			notes = append(notes, fmt.Sprintf("%d held by an outgoing connection for now (the agent keeps trying)", port))
+		case p.Closed:
+			notes = append(notes, fmt.Sprintf("%d another user's cardagent", port))
+		default:
+			notes = append(notes, fmt.Sprintf("%d another program (%s): NHS Credential Management's own Port Service?", port, p.Other))
+		}
+		if ours != 0 {
+			break
+		}
+	}
+	switch {
+	case ours != 0 && fault != "":
+		res.Status, res.Message = Warn, fmt.Sprintf("cardagent answers the Port Service on port %d, but with a fault: %s", ours, fault)
+		res.Fix = "A PIN prompt must be possible on this desktop: see the prompt check, or `cardagent run` in a terminal."
+	case ours != 0 && len(origins) == 0:
+		res.Status, res.Message = Info, fmt.Sprintf("cardagent holds Port Service port %d, but no signing origin is configured: every prescribing page is refused.", ours)
+		res.Fix = "List the prescribing systems' origins in environments." + cfg.Environment + ".signing_origins (docs/credential-management.md)."
+	case ours != 0:
+		res.Status, res.Message = OK, fmt.Sprintf("cardagent answers the Port Service on port %d for %s.", ours, strings.Join(origins, ", "))
+	default:
+		res.Status = Warn
+		res.Message = "No cardagent of yours answers the Port Service ports: prescribing pages cannot sign. Ports: " + strings.Join(notes, "; ") + "."
+		res.Fix = "Start the agent (`cardagent service start`). If another program holds the ports, remove NHS Credential Management's Port Service; on a shared computer, at most " +
+			fmt.Sprint(len(cm.Ports)) + " users' agents can each hold one."
 	}
 	add(res)
 }

@@ -67,7 +67,16 @@ func (a autostart) Installed() (bool, string, error) {
 }
 
 func goodConfig() (config.Config, error) {
-	return config.Parse([]byte(`{"environments": {"live": {"origins": ["https://signin.example.org"], "renewal_url": "https://renew.example.org/"}}}`), "/etc/cardagent/config.json")
+	return config.Parse([]byte(`{"environments": {"live": {"origins": ["https://signin.example.org"], "renewal_url": "https://renew.example.org/", "signing_origins": ["https://rx.example.org"]}}}`), "/etc/cardagent/config.json")
+}
+
+type portProber map[int]doctor.PortServiceProbe
+
+func (p portProber) ProbePortService(_ context.Context, port int, _ string) doctor.PortServiceProbe {
+	if r, ok := p[port]; ok {
+		return r
+	}
+	return doctor.PortServiceProbe{Free: true}
 }
 
 func cert(usage string, daysLeft int) certinfo.Summary {
@@ -94,6 +103,7 @@ func healthy() *doctor.Doctor {
 		ConfigPath: "/etc/cardagent/config.json",
 		Scanner:    scanner{inv: card(nil)},
 		Prober:     prober{43801: {Listening: true, Agent: true, Version: "1.2.3"}},
+		PortProber: portProber{43487: {Closed: true}, 44213: {Agent: true}},
 		Policies:   policies{{Browser: "Google Chrome", Where: "/etc/opt/chrome/policies/managed/cardagent.json", Present: true}},
 		Tray:       tray{ok: true, detail: "tray found"},
 		Legacy:     legacy(nil),
@@ -111,6 +121,9 @@ func TestHealthy(t *testing.T) {
 		if res.Status != doctor.OK {
 			t.Errorf("%s: %s %s", res.ID, res.Status, res.Message)
 		}
+	}
+	if got := r.Result(doctor.CheckPortService).Message; !strings.Contains(got, "44213") || !strings.Contains(got, "https://rx.example.org") {
+		t.Errorf("port service message %q", got)
 	}
 	if got := r.Result(doctor.CheckAgent).Message; !strings.Contains(got, "1.2.3") || !strings.Contains(got, "43801") {
 		t.Errorf("agent message %q", got)
@@ -186,6 +199,23 @@ func TestEachProblem(t *testing.T) {
 			}
 			d.Prober = p
 		}, doctor.CheckAgent, doctor.Fail, "widen listen.port_range", true},
+		{"no agent on the Port Service", func(d *doctor.Doctor) {
+			d.PortProber = portProber{43487: {Busy: true}, 44213: {Other: `HTTP 200, server ""`}, 45031: {Closed: true}}
+		}, doctor.CheckPortService, doctor.Warn, "43487 held by an outgoing connection for now (the agent keeps trying); 44213 another program", false},
+		{"Port Service fault", func(d *doctor.Doctor) {
+			d.PortProber = portProber{43487: {Agent: true, Fault: "cannot show a PIN prompt"}}
+		}, doctor.CheckPortService, doctor.Warn, "cannot show a PIN prompt", false},
+		{"no signing origin", func(d *doctor.Doctor) {
+			d.LoadConfig = func() (config.Config, error) {
+				return config.Parse([]byte(`{"environments": {"live": {"origins": ["https://signin.example.org"]}}}`), "c.json")
+			}
+			d.PortProber = portProber{43487: {Refused: true}}
+		}, doctor.CheckPortService, doctor.Info, "signing_origins", false},
+		{"Port Service off", func(d *doctor.Doctor) {
+			d.LoadConfig = func() (config.Config, error) {
+				return config.Parse([]byte(`{"environments": {"live": {"origins": ["https://signin.example.org"]}}, "credential_management": {"enabled": false}}`), "c.json")
+			}
+		}, doctor.CheckPortService, doctor.Info, "turned off", false},
 		{"no autostart", func(d *doctor.Doctor) { d.Autostart = autostart{} }, doctor.CheckAutostart, doctor.Warn, "not set to start", false},
 		{"autostart unreadable", func(d *doctor.Doctor) { d.Autostart = autostart{err: errors.New("access denied")} }, doctor.CheckAutostart, doctor.Warn, "access denied", false},
 		{"no browser policy", func(d *doctor.Doctor) {
