@@ -394,7 +394,7 @@ func TestStatusCodes(t *testing.T) {
 		{agent.Classify(pcsc.ErrNoCard), StatusNoCertificate, messageNoCertificate},
 		{agent.ErrNoSigningCertificate, StatusNoCertificate, messageNoCertificate},
 		{agent.Classify(prompt.ErrCancelled), StatusCancelled, "(0x43410001)"},
-		{agent.Classify(&pcsc.AuthError{Retries: 2}), StatusWrongPIN, "Wrong PIN: 2 tries left"},
+		{agent.Classify(&pcsc.AuthError{Retries: 2}), StatusWrongPIN, "Wrong PIN. 2 tries left before the card is blocked. Error Code: (0x43410002)"},
 		{agent.Classify(pcsc.ErrPINBlocked), StatusPINBlocked, "(0x43410003)"},
 		{agent.Classify(pcsc.ErrCardRemoved), StatusCardRemoved, "(0x43410004)"},
 		{agent.ErrBusy, StatusBusy, "(0x43410005)"},

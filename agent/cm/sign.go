@@ -101,10 +101,11 @@ func errorMessage(code uint32, text string, triesLeft int) string {
 	case StatusBadRequest:
 		return messageBadRequest
 	}
+	msg := text + "."
 	if code == StatusWrongPIN && triesLeft >= 0 {
-		text = fmt.Sprintf("Wrong PIN: %s; the card was not used", prompt.TriesLeft(triesLeft))
+		msg = "Wrong PIN. " + prompt.TriesLeft(triesLeft) // "2 tries left before the card is blocked."
 	}
-	return fmt.Sprintf("%s. Error Code: (0x%08X)", text, code)
+	return fmt.Sprintf("%s Error Code: (0x%08X)", msg, code)
 }
 
 // signingHub is the SignalR hub "signingHub" with its one method.

@@ -253,11 +253,7 @@ func (s *Server) Handle(w http.ResponseWriter, r *http.Request, origin string) {
 	}
 	c, status := s.lookup(q.Get("connectionToken"), origin)
 	if c == nil {
-		if status == http.StatusOK { // a poll of an unknown connection: tell it to stop
-			writeJSON(w, persistent{C: "0", M: []json.RawMessage{}, E: msgUnknown})
-			return
-		}
-		writeError(w, status, "unknown connection")
+		s.unknown(w, r, verb, status)
 		return
 	}
 	switch verb {
@@ -272,6 +268,33 @@ func (s *Server) Handle(w http.ResponseWriter, r *http.Request, origin string) {
 	case "abort":
 		s.abort(w, c)
 	}
+}
+
+// unknown answers a request whose connection is not (or no longer) known
+// with status; for 200 (a token that may have been valid) the client is told
+// in a way it acts on: a poll gets a fatal reply (the client stops), a send
+// gets the call's error (the page's call fails instead of waiting forever).
+func (s *Server) unknown(w http.ResponseWriter, r *http.Request, verb string, status int) {
+	if status == http.StatusOK {
+		switch verb {
+		case "poll", "reconnect":
+			writeJSON(w, persistent{C: "0", M: []json.RawMessage{}, E: msgUnknown})
+			return
+		case "send":
+			body, ok := readBody(w, r, s.opts.MaxSendBytes)
+			if !ok {
+				return
+			}
+			if _, id, err := ParseSend(body); id != "" || err == nil {
+				writeJSON(w, hubResult{I: id, E: msgUnknown})
+				return
+			}
+			status = http.StatusBadRequest
+		default:
+			status = http.StatusForbidden
+		}
+	}
+	writeError(w, status, "unknown connection")
 }
 
 // Route returns the SignalR verb a path names, by its last segment under
