@@ -12,6 +12,8 @@
 //	POST /api/challenge  {} -> {"challenge", "origin", "expires_in"}
 //	POST /api/verify     {"token": {...}, "challenge": "..."} -> {"holder", "certificate", "algorithm", "origin"}
 //	                     or {"error": <reason code>, "message": <words>}
+//	GET  /prescribe      the prescription-signing page (static/prescribe.html, prescribe.go)
+//	POST /api/prescriptions, /api/prescriptions/verify (prescribe.go)
 //
 // Every response carries a Content-Security-Policy that allows nothing but
 // the site itself and the loopback agent. POSTs must be JSON and, when the
@@ -120,6 +122,7 @@ type Site struct {
 	cfg    Config
 	static fs.FS
 	mux    *http.ServeMux
+	rx     prescriptions
 }
 
 // New checks cfg and builds the site.
@@ -143,14 +146,17 @@ func New(cfg Config) (*Site, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Site{cfg: cfg, static: sub, mux: http.NewServeMux()}
+	s := &Site{cfg: cfg, static: sub, mux: http.NewServeMux(), rx: prescriptions{items: map[string]prepared{}}}
 	s.mux.HandleFunc("GET /{$}", s.file("index.html"))
-	for _, name := range []string{"app.js", "messages.js", "style.css", "favicon.svg"} {
+	s.mux.HandleFunc("GET /prescribe", s.file("prescribe.html"))
+	for _, name := range []string{"app.js", "messages.js", "style.css", "favicon.svg", "prescribe.js"} {
 		s.mux.HandleFunc("GET /"+name, s.file(name))
 	}
 	s.mux.HandleFunc("GET /cardagent.js", s.client)
 	s.mux.HandleFunc("POST /api/challenge", s.api(s.challenge))
 	s.mux.HandleFunc("POST /api/verify", s.api(s.verify))
+	s.mux.HandleFunc("POST /api/prescriptions", s.api(s.prepare))
+	s.mux.HandleFunc("POST /api/prescriptions/verify", s.api(s.verifySigned))
 	return s, nil
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/cardagent/cardagent/agent/cm"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/prompt/prompttest"
+	"github.com/cardagent/cardagent/demo"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 	"github.com/cardagent/cardagent/pcsc/vcard"
 	"github.com/cardagent/cardagent/pcsc/vcard/testpki"
@@ -64,6 +65,7 @@ type cmEnv struct {
 
 	allowed, other       string // the page's two origins
 	allowedURL, otherURL string // the page, without its query
+	demo                 string // the demo relying party's origin (a signing origin too)
 }
 
 // cmReply is requestToSign's reply, as the page's SignalR client decoded it.
@@ -269,6 +271,41 @@ func TestCredentialManagement(t *testing.T) {
 		}
 		if n := e.srv.OpenConnections(); n > 3 {
 			t.Errorf("%d hub connections open after seven calls from one page, want at most 3", n)
+		}
+	})
+
+	t.Run("demo prescription page", func(t *testing.T) {
+		// The demo relying party's page: its own small client of the same
+		// interface, then EPS-style verification on the site.
+		rec := e.usePinentry(t, "pin", markerPIN)
+		sigs := e.piv.Signatures()
+		dtab, closeTab := chromedp.NewContext(e.browser)
+		defer closeTab()
+		ctx, cancel := context.WithTimeout(dtab, caseTimeout)
+		defer cancel()
+		var verified, holder, state, msg string
+		err := chromedp.Run(ctx,
+			chromedp.Navigate(e.demo+"/prescribe?ports="+joinInts(e.ports)),
+			chromedp.WaitReady(`body[data-state="ready"]`, chromedp.ByQuery),
+			chromedp.SetValue("#count", "3", chromedp.ByQuery),
+			chromedp.Click("#sign", chromedp.ByQuery),
+			chromedp.WaitReady(`body[data-state="signed"], body[data-state="error"]`, chromedp.ByQuery),
+			chromedp.Evaluate(`document.body.dataset.state`, &state),
+			chromedp.Text("#message", &msg, chromedp.ByQuery),
+			chromedp.Evaluate(`document.getElementById("verified").textContent`, &verified),
+			chromedp.Evaluate(`document.getElementById("holder").textContent`, &holder),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if state != "signed" || verified != "3 prescriptions" || holder != e.holder.Name {
+			t.Fatalf("demo page: state %q (%q), %q signed by %q; want 3 prescriptions by %q", state, msg, verified, holder, e.holder.Name)
+		}
+		if got := e.piv.Signatures() - sigs; got != 3 {
+			t.Errorf("card made %d signatures, want 3", got)
+		}
+		if recs := readRecords(t, rec); len(recs) != 1 || !strings.Contains(recs[0].Desc, e.demo) || !strings.Contains(recs[0].Desc, "sign 3 prescriptions") {
+			t.Errorf("prompts %+v", recs)
 		}
 	})
 
@@ -570,6 +607,7 @@ func setupCM(t *testing.T) *cmEnv {
 
 	e.allowed, e.allowedURL = servePrescribing(t, "localhost", client)
 	e.other, e.otherURL = servePrescribing(t, "127.0.0.1", client)
+	e.demo, _ = serveDemo(t, "localhost", demo.StaticTrust{Roots: pki.Roots(), Intermediates: pki.Intermediates()}, nil, zap.NewNop())
 
 	core, logs := observer.New(zap.DebugLevel)
 	e.agentLog = logs
@@ -581,7 +619,7 @@ func setupCM(t *testing.T) *cmEnv {
 	e.ports = freePorts(t, 5)
 	e.srv, err = cm.New(e.log.Named("cm"), e.svc, e.prompter, cm.Options{
 		Ports:            e.ports,
-		SigningOrigins:   []string{e.allowed},
+		SigningOrigins:   []string{e.allowed, e.demo},
 		PromptsPerMinute: 60,
 	})
 	if err != nil {
@@ -608,6 +646,14 @@ func setupCM(t *testing.T) *cmEnv {
 		wg.Wait()
 	})
 	return e
+}
+
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
 }
 
 // freePorts returns n distinct ports free on 127.0.0.1 and ::1 when asked.

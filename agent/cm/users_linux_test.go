@@ -22,6 +22,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/pcsc/pcsctest"
 )
 
 // The shared-host tests run this test binary as another OS user (nobody) in
@@ -40,7 +41,9 @@ func TestMain(m *testing.M) {
 	if v := os.Getenv("CARDAGENT_TEST_CM_PROBE"); v != "" {
 		os.Exit(childProbe(v, os.Getenv("CARDAGENT_TEST_CM_ORIGIN")))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	pcsctest.Shutdown()
+	os.Exit(code)
 }
 
 func parsePorts(v string) []int {
