@@ -65,6 +65,8 @@ type CardService struct {
 	nextSub uint64
 	events  *queue[Event]
 	wg      sync.WaitGroup // card openers and closers
+	// activity is the signing in progress (nil: none), for the tray.
+	activity *Activity
 
 	dispatchMu sync.Mutex // held while one event is delivered
 }
@@ -109,6 +111,10 @@ const (
 	EventReaderRemoved EventKind = "reader_removed"
 	EventServiceDown   EventKind = "service_down"
 	EventServiceUp     EventKind = "service_up"
+	// EventActivity: a signing for a prescribing page started or ended
+	// (Activity). For the agent's own tray only: the API never sends it to
+	// pages, so one page never learns of another origin's signing.
+	EventActivity EventKind = "activity"
 )
 
 // Event is a change pushed to subscribers.

@@ -42,6 +42,39 @@ type SignResult struct {
 	Holder string
 }
 
+// Activity is a signing in progress, for the tray ("Signing 3 prescriptions
+// for https://…").
+type Activity struct {
+	Origin    string
+	Documents int
+	Noun      string
+	Since     time.Time
+}
+
+// Words describes the activity: "Signing 3 prescriptions for https://rx.example".
+func (a Activity) Words() string {
+	return "Signing " + countOf(a.Documents, a.Noun) + " for " + a.Origin
+}
+
+// Activity returns the signing in progress, or nil.
+func (s *CardService) Activity() *Activity {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.activity == nil {
+		return nil
+	}
+	a := *s.activity
+	return &a
+}
+
+// setActivity records a (nil: none) and tells the tray.
+func (s *CardService) setActivity(a *Activity) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.activity = a
+	s.emitLocked(Event{Kind: EventActivity})
+}
+
 // SignDocuments has the card's signing (non-repudiation) key sign each
 // document, after one PIN prompt naming the origin, the holder, the number
 // of documents and the tries left. The PIN is never taken from the PIN
@@ -83,6 +116,8 @@ func (s *CardService) SignDocuments(ctx context.Context, req SignRequest, p prom
 		return nil, ErrBusy
 	}
 	defer cs.busy.Store(false)
+	s.setActivity(&Activity{Origin: req.Origin, Documents: len(req.Documents), Noun: req.Noun, Since: s.Now()})
+	defer s.setActivity(nil)
 
 	res, err = s.signDocuments(ctx, cs, req, p)
 	if err != nil && cs.ctx.Err() != nil {
@@ -197,12 +232,15 @@ func (s *CardService) signDocuments(ctx context.Context, cs *cardSlot, req SignR
 }
 
 // signPurpose is the prompt's purpose: "sign 1 prescription", "sign 3 prescriptions".
-func signPurpose(n int, noun string) string {
+func signPurpose(n int, noun string) string { return "sign " + countOf(n, noun) }
+
+// countOf is "1 prescription", "3 prescriptions" ("document" when noun is "").
+func countOf(n int, noun string) string {
 	if noun == "" {
 		noun = "document"
 	}
 	if n == 1 {
-		return "sign 1 " + noun
+		return "1 " + noun
 	}
-	return fmt.Sprintf("sign %d %ss", n, noun)
+	return fmt.Sprintf("%d %ss", n, noun)
 }

@@ -343,6 +343,10 @@ func TestCredentialManagement(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), caseTimeout)
 		defer cancel()
 		waitRecords(t, ctx, rec, 1)
+		// The tray shows the signing while it runs.
+		if a := e.svc.Activity(); a == nil || a.Words() != "Signing 1 prescription for "+e.allowed {
+			t.Errorf("activity during the prompt: %+v", a)
+		}
 		e.piv.ClearLog()
 		if err := pivSlot.Remove(); err != nil {
 			t.Fatal(err)
@@ -361,6 +365,9 @@ func TestCredentialManagement(t *testing.T) {
 		}
 		if e.piv.PINTries() != tries || e.piv.Signatures() != sigs {
 			t.Error("a pulled card spent a try or signed")
+		}
+		if a := e.svc.Activity(); a != nil {
+			t.Errorf("activity after the request: %+v", a)
 		}
 	})
 

@@ -134,6 +134,9 @@ func Build(in Input) View {
 		state, words = cardState(in.Status, card, policy)
 	}
 	v.State = state
+	if in.Agent.Activity != "" && state != StateAgentProblem {
+		words = in.Agent.Activity // a signing for a prescribing page, as it happens
+	}
 	v.Menu.Status = words
 	v.Tooltip = truncate("cardagent: "+words, maxTooltip)
 

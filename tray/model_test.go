@@ -169,6 +169,18 @@ func TestBuild(t *testing.T) {
 	}
 }
 
+// A signing for a prescribing page shows in the status line and tooltip while it runs.
+func TestBuildActivity(t *testing.T) {
+	const words = "Signing 3 prescriptions for https://rx.example.nhs.uk"
+	v := Build(Input{Connected: true, Status: withReaders(readyCard(t, 400)), Agent: AgentInfo{Activity: words}})
+	if v.Menu.Status != words || v.Tooltip != "cardagent: "+words || v.State != StateReady {
+		t.Errorf("view %+v", v)
+	}
+	if v := Build(Input{Connected: true, Status: withReaders(readyCard(t, 400))}); strings.Contains(v.Tooltip, "Signing") {
+		t.Errorf("no activity, tooltip %q", v.Tooltip)
+	}
+}
+
 func TestBuildIsPure(t *testing.T) {
 	in := Input{Connected: true, Status: withReaders(readyCard(t, 60)), Agent: AgentInfo{RenewalURL: "https://r.example"}}
 	a, b := Build(in), Build(in)

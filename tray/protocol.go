@@ -75,6 +75,9 @@ type AgentInfo struct {
 	PromptBackend string `json:"prompt_backend,omitempty"`
 	// HideQuit hides the Quit item (IT policy).
 	HideQuit bool `json:"hide_quit,omitempty"`
+	// Activity is the signing in progress, in words ("Signing 3
+	// prescriptions for https://rx.example"), "" when none.
+	Activity string `json:"activity,omitempty"`
 	// WarnDays and UrgentDays are the expiry thresholds (0: defaults).
 	WarnDays   int `json:"warn_days,omitempty"`
 	UrgentDays int `json:"urgent_days,omitempty"`

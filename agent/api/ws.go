@@ -131,6 +131,9 @@ func (c *wsConn) run() {
 	c.log.Debug("client connected")
 	context.AfterFunc(c.ctx, c.closeNow)
 	unsubscribe := c.s.backend.Subscribe(func(ev agent.Event) {
+		if ev.Kind == agent.EventActivity { // the tray's alone: never another origin's business
+			return
+		}
 		c.send(eventMessage{Type: "event", Event: ev})
 	})
 	wdone := make(chan struct{})

@@ -47,6 +47,8 @@ func TestHelloStatusCertificatesEvents(t *testing.T) {
 		t.Errorf("authenticate reply %v", m)
 	}
 
+	// The tray's activity event never reaches a page: the next event read is the card's.
+	b.emit(agent.Event{Kind: agent.EventActivity, Time: time.Now()})
 	b.emit(agent.Event{Kind: agent.EventCardRemoved, Reader: "Reader 0", Time: time.Now()})
 	m = readMsg(t, c)
 	if m["type"] != "event" || m["event"] != "card_removed" || m["reader"] != "Reader 0" {

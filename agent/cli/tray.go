@@ -63,7 +63,13 @@ func traySupervisor(log *zap.Logger, cfg config.Config, svc *agent.CardService, 
 			Log:      log.Named("tray"),
 			Backend:  svc,
 			Prompter: p,
-			Info:     func() tray.AgentInfo { return info },
+			Info: func() tray.AgentInfo {
+				i := info
+				if a := svc.Activity(); a != nil {
+					i.Activity = a.Words()
+				}
+				return i
+			},
 		},
 		OnQuit: quit,
 	}
