@@ -56,8 +56,16 @@ type Applet struct {
 // String is the name and the AID in hex, as CardInfo.Applet reports it.
 func (a Applet) String() string { return a.Name + " " + hex.EncodeToString(a.AID) }
 
-// AIDCardManager is the GlobalPlatform card manager, selected to read the CPLC.
-var AIDCardManager = []byte{0xA0, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00}
+// AIDCardManager is the GlobalPlatform card manager, selected to read the
+// CPLC, in the 7-byte form OpenSC's gp.c sends to real Oberthur cards (a
+// leading part of the 8-byte AID A000000003000000 many cards register,
+// which ISO 7816-4 partial selection matches).
+var AIDCardManager = []byte{0xA0, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00}
+
+// AIDCardManagerLong is the 8-byte card manager AID. The driver never sends
+// it; the probe tries it beside AIDCardManager so a real card's transcript
+// tells which forms it accepts.
+var AIDCardManagerLong = []byte{0xA0, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00}
 
 // Applets are the Oberthur applets a series 8 card could carry, in the order
 // the driver tries them (SERIES8.md part B).
@@ -97,7 +105,10 @@ const (
 	insLogout     = 0x2E // CLA 80
 	insMSE        = 0x22
 	insPSO        = 0x2A
-	pinRef        = 0x81
+	pinRef        = 0x81 // user PIN for VERIFY: reference 01 with the local bit 80
+	pinRefChange  = 0x01 // user PIN for CHANGE REFERENCE DATA and RESET RETRY COUNTER (OpenSC)
+	soPINRef      = 0x84 // local SO PIN: the PUK
+	fidPUKFile    = 0x2000
 	pinPadLen     = 64
 	pukPadLen     = 16
 )
