@@ -551,7 +551,7 @@ func secretForms(s string) []string {
 	return []string{s, h, strings.ToUpper(h), sp, strings.ToLower(sp)}
 }
 
-// TestProbe checks that the probe sends exactly the commands of SERIES8.md
+// TestProbe checks that the probe sends exactly the commands of docs/series8.md
 // and nothing that carries a PIN or writes.
 func TestProbe(t *testing.T) {
 	for _, tc := range []struct {

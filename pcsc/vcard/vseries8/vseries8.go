@@ -1,41 +1,50 @@
 // Package vseries8 is a virtual NHS series 8 card: an emulation of the
-// Oberthur AuthentIC v2.2 applet with the AWP file layout, as far as public
-// sources describe it (OpenSC's card-oberthur.c and pkcs15-oberthur.c; see
-// SERIES8.md). The real NHS series 8 applet is not publicly documented, so
-// this card is a HYPOTHESIS of how it behaves: it implements exactly the
-// commands cardagent's series 8 driver (package pcsc/series8) sends, with the
-// status words ISO 7816-4 and OpenSC lead one to expect. A trace of a real
-// card (cardagent cards --trace-apdu) is what settles it.
+// Oberthur AuthentIC v2.2 applet with the AWP file layout, as OpenSC's
+// card-oberthur.c and pkcs15-oberthur.c (written against real Oberthur
+// cards) expect it to answer; docs/series8.md lists every assumption and
+// its source. The real NHS series 8 applet is not publicly documented, so
+// this card is a HYPOTHESIS of how it behaves; a trace of a real card
+// (cardagent cards --trace-apdu) is what settles it. OpenSC's own tools read
+// it (pcsc/series8's OpenSC tests).
 //
 // What it emulates:
 //
-//   - SELECT by name (00 A4 04 0C) of the card manager A0000000030000 and of
-//     one applet AID (AuthentIC v2.2 by default); no FCI is returned.
+//   - SELECT by name (00 A4 04 0C) of the card manager A000000003000000 and
+//     of one applet AID (AuthentIC v2.2 by default); a leading part of an
+//     AID of at least 5 bytes selects it too (ISO 7816-4 partial DF name),
+//     so OpenSC's 7-byte card manager AID A0000000030000 works. No FCI.
 //   - GET DATA CPLC (80 CA 9F 7F, 45 bytes, IC serial in bytes 15-18) while
 //     the card manager is selected (or nothing is, after reset).
-//   - SELECT by file identifier, one FID at a time (00 A4 00 00 02 FID),
-//     answering an FCI 6F { 82 type, 83 FID, 80 or 85 size, 86 access }.
-//     A FID is found among the MF, the current DF's children, its parent and
-//     the parent's children (ISO 7816-4).
-//   - The AWP layout: 3F00/5011 with token info 1000, containers 3000
+//   - SELECT by file identifier, one FID at a time (00 A4 00 00 02 FID), and
+//     SELECT PARENT (00 A4 03 00), answering an FCI 6F { 82 type, 83 FID,
+//     80 size (transparent files) or 85 size (every other type: bytes of a
+//     record file, bits of a key, children of a DF), 86 access }. A FID is
+//     found among the MF, the current DF's children, its parent and the
+//     parent's children (ISO 7816-4).
+//   - The AWP layout: 3F00/5011 with token info 1000, PUK file 2000 (the
+//     16-byte unblock code, readable with the SO PIN), containers 3000
 //     (linear records), public object list 4000, private object list 5000,
 //     DF 9001 (public keys 10xx, certificates 20xx, info files |0100) and DF
-//     9002 (private keys 30xx and their info files).
+//     9002 (private keys 30xx and their info files, with dates and subject).
 //   - READ BINARY (00 B0, 6282 when the file ends before Le), READ RECORD
 //     (00 B2 nn 04), public key components (80 B4 01/02 00).
-//   - User PIN 81 (local to DF 5011): VERIFY with the ASCII PIN padded with
-//     FF to 64 bytes, empty VERIFY for the status, CHANGE REFERENCE DATA,
-//     unblock with the PUK (00 2C 00 01), logout (80 2E 00 21 / 22).
+//   - User PIN 81 and SO PIN 84 (the PUK), local to DF 5011: VERIFY with the
+//     ASCII value padded with FF to 64 bytes, empty VERIFY for the state
+//     (9000 verified, 63Cx tries left, 6983 blocked; the global SO PIN 04 is
+//     6A88); CHANGE REFERENCE DATA 00 24 00 01 80 old||new; RESET RETRY
+//     COUNTER 00 2C 00 01 50 code(16)||new PIN(64) with the SO PIN verified;
+//     logout 80 2E 00 21 / 22 (user PIN) and 24 (SO PIN).
 //   - Signing: MSE SET (00 22 41 B6 03 80 01 11) on a selected private key
 //     file and PSO COMPUTE DIGITAL SIGNATURE (00 2A 9E 9A) over a DigestInfo,
-//     PKCS#1 v1.5, only while the PIN is verified.
+//     PKCS#1 v1.5, only while the PIN is verified. Deciphering: MSE SET
+//     00 22 41 B8 and PSO DECIPHER 00 2A 80 86 (CLA 10 for the first 8 bytes
+//     of a 256-byte cryptogram), with the authentication key only.
 //
-// CHANGE REFERENCE DATA is emulated as 00 24 00 81 80 old(64)||new(64), each
-// padded with FF, checked against the PIN's retry counter like VERIFY; on
-// success the new PIN is verified (as ISO 7816-4 cards commonly do), so the
-// driver logs out afterwards. Unblock (00 2C 00 01 50 PUK(16)||new PIN(64))
-// checks the PUK against its own retry counter; on success it sets the PIN and
-// resets both counters, leaving the PIN not verified.
+// A CHANGE REFERENCE DATA with the right old PIN leaves the new PIN verified
+// (as ISO 7816-4 cards commonly do), so drivers log out afterwards. RESET
+// RETRY COUNTER sets the PIN and resets its counter, leaving it not
+// verified; a wrong unblock code is 6A80 and spends nothing (the PUK's tries
+// are spent by VERIFY 84).
 //
 // Anything else answers 6D00 (6E00 for an unknown class).
 package vseries8
@@ -55,7 +64,7 @@ import (
 	"github.com/cardagent/cardagent/pcsc/vcard/testpki"
 )
 
-// Answers to reset of Oberthur cards (SERIES8.md part B). ATROberthur64k is
+// Answers to reset of Oberthur cards (docs/series8.md). ATROberthur64k is
 // the default.
 var (
 	ATROberthur64k   = []byte{0x3B, 0x7D, 0x18, 0x00, 0x00, 0x00, 0x31, 0x80, 0x71, 0x8E, 0x64, 0x77, 0xE3, 0x01, 0x00, 0x82, 0x90, 0x00}
