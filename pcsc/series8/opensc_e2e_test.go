@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -206,6 +207,36 @@ func TestOpenSCReadsSeries8(t *testing.T) {
 		if got := driverTries(); got != 3 {
 			t.Errorf("the native driver reads %d tries after the right PIN, want 3", got)
 		}
+	})
+
+	t.Run("decipher", func(t *testing.T) {
+		// OpenSC deciphers with the authentication key through PKCS#11:
+		// MSE 00 22 41 B8, PSO DECIPHER 00 2A 80 86 with the first 8 bytes
+		// of the 256-byte cryptogram chained under CLA 10.
+		dir := t.TempDir()
+		in, out := filepath.Join(dir, "cryptogram"), filepath.Join(dir, "plain")
+		secret := []byte("session key for OpenSC")
+		ct, err := rsa.EncryptPKCS1v15(rand.Reader, creds.AuthCert.PublicKey.(*rsa.PublicKey), secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(in, ct, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		vc.ClearLog()
+		mustP11(t, o, "--login", "--pin", vseries8.DefaultPIN, "--decrypt", "-m", "RSA-PKCS", "--id", keyID(creds.AuthCert.PublicKey), "-i", in, "-o", out)
+		got, err := os.ReadFile(out)
+		if err != nil || !bytes.Equal(got, secret) {
+			t.Errorf("OpenSC deciphered %q (%v), want %q", got, err, secret)
+		}
+		chained := false
+		for _, a := range vc.APDUs() {
+			chained = chained || bytes.HasPrefix(a, []byte{0x10, 0x2A, 0x80, 0x86, 0x08})
+		}
+		if !chained {
+			t.Error("OpenSC did not send the chained PSO DECIPHER")
+		}
+		vc.Reset()
 	})
 
 	t.Run("sign", func(t *testing.T) {
