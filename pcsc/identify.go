@@ -30,7 +30,7 @@ const (
 var aidPIV = []byte{0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00}
 
 // series8AIDs are the Oberthur applications a series 8 card may carry
-// (SERIES8.md section B), probed in this order with P1=04 P2=0C: AuthentIC
+// (docs/series8.md), probed in this order with P1=04 P2=0C: AuthentIC
 // v2.2 / AWP (OpenSC's oberthur driver), AuthentIC v3.1 on Cosmo v7, and
 // IAS-ECC on Cosmo v8. Which one NHS cards answer is not publicly known.
 var series8AIDs = [][]byte{
@@ -39,7 +39,7 @@ var series8AIDs = [][]byte{
 	{0xA0, 0x00, 0x00, 0x00, 0x77, 0x01, 0x08, 0x00, 0x07, 0x00, 0x00, 0xFE, 0x00, 0x00, 0x01, 0x00},
 }
 
-// atrHints are ATRs known from public lists (SERIES8.md). They only decide
+// atrHints are ATRs known from public lists (docs/series8.md). They only decide
 // when no application answers: a selected applet always wins.
 var atrHints = []struct {
 	atr  string

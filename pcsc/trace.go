@@ -22,7 +22,9 @@ import (
 //   - YubiKey SET MANAGEMENT KEY (FF) and IMPORT KEY (FE);
 //   - PUT DATA (DB) of the PIV printed-information object 5FC109, and the
 //     answer (and its GET RESPONSE continuation) to GET DATA (CB) of it:
-//     management tools store a PIN-protected management key there.
+//     management tools store a PIN-protected management key there;
+//   - the answers to READ BINARY (B0) after a SELECT of file 2000 by its
+//     identifier: the series 8 PUK file, whose content unblocks the PIN.
 //
 // Signatures, challenges, certificates and status words are not secret and
 // are written in full. A line looks like
@@ -36,6 +38,7 @@ type Tracer struct {
 
 	mu         sync.Mutex
 	redactResp bool // the previous command's answer was redacted; so are its GET RESPONSE parts
+	secretEF   bool // the current EF holds a secret: its READ BINARY answers are redacted
 }
 
 var _ Transmitter = (*Tracer)(nil)
@@ -53,7 +56,11 @@ func (tr *Tracer) Transmit(cmd []byte) ([]byte, error) {
 	defer tr.mu.Unlock()
 	start := tr.now()
 	fmt.Fprintf(tr.w, "%s > %s\n", start.Format("15:04:05.000000"), FormatCommand(cmd))
-	redactResp := secretResponse(cmd) || (tr.redactResp && len(cmd) >= 2 && cmd[1] == 0xC0)
+	if len(cmd) >= 4 && cmd[1] == 0xA4 {
+		tr.secretEF = secretFile(cmd)
+	}
+	redactResp := secretResponse(cmd) || (tr.redactResp && len(cmd) >= 2 && cmd[1] == 0xC0) ||
+		(tr.secretEF && len(cmd) >= 2 && cmd[1] == 0xB0)
 	tr.redactResp = redactResp
 	resp, err := tr.t.Transmit(cmd)
 	end := tr.now()
@@ -123,6 +130,16 @@ func secretCommand(cmd []byte) bool {
 		return bytes.Contains(cmd[4:], printedInfo)
 	}
 	return false
+}
+
+// pukFile is the file identifier of the series 8 (Oberthur AWP) PUK file,
+// which holds the code that unblocks the user PIN.
+var pukFile = []byte{0x20, 0x00}
+
+// secretFile reports whether a SELECT selects a file whose content is a
+// secret: SELECT by file identifier of the series 8 PUK file 2000.
+func secretFile(cmd []byte) bool {
+	return len(cmd) >= 7 && cmd[2] == 0x00 && cmd[4] == 0x02 && bytes.Equal(cmd[5:7], pukFile)
 }
 
 // secretResponse reports whether a command's answer may hold a secret.

@@ -3,7 +3,7 @@ package series8
 import "bytes"
 
 // knownATRs are answers to reset of cards a series 8 reader may see
-// (SERIES8.md). They only describe a card in the probe's transcript: the
+// (docs/series8.md). They only describe a card in the probe's transcript: the
 // driver decides by the applets that answer, never by the ATR.
 var knownATRs = []struct {
 	atr  []byte

@@ -26,15 +26,17 @@ func (c *Card) checkPIN(pin []byte) ([]byte, error) {
 	return pcsc.PadSecret(pin, pinPadLen), nil
 }
 
-// checkPUK checks the PUK: exactly 16 bytes, the size of the AWP unblock
-// code (a hypothesis: OpenSC pads shorter codes with FF to 16 bytes, but no
-// public source says what NHS series 8 PUKs look like). A PUK of another
-// length gives pcsc.ErrPINFormat without spending a try.
+// checkPUK checks the PUK: exactly 16 characters (a hypothesis: no public
+// source says what NHS series 8 PUKs look like; 16 bytes is the AWP unblock
+// code's size and OpenSC's PUK limit) and returns it padded with FF to 64
+// bytes, the form the card's SO PIN 84 is verified with. A PUK of another
+// length gives pcsc.ErrPINFormat without spending a try. The caller zeroes
+// the result.
 func checkPUK(puk []byte) ([]byte, error) {
 	if len(puk) != pukPadLen {
 		return nil, fmt.Errorf("%w: a PUK has %d characters", pcsc.ErrPINFormat, pukPadLen)
 	}
-	return pcsc.PadSecret(puk, pukPadLen), nil
+	return pcsc.PadSecret(puk, pinPadLen), nil
 }
 
 // verifyPIN sends VERIFY 00 20 00 81 with the padded PIN. It is sent exactly once.
@@ -81,11 +83,12 @@ func (c *Card) PINStatus(ctx context.Context) (pcsc.PINStatus, error) {
 	return st, nil
 }
 
-// ChangePIN changes the user PIN with CHANGE REFERENCE DATA (00 24 00 81 80,
-// old and new PIN each padded with FF to 64 bytes). Both PINs are
-// format-checked first. A wrong old PIN is a *pcsc.AuthError; the PIN is
-// never sent twice. The driver logs out afterwards. oldPIN and newPIN are not
-// modified; the driver's padded copies are zeroed.
+// ChangePIN changes the user PIN with CHANGE REFERENCE DATA 00 24 00 01 80
+// (old and new PIN each padded with FF to 64 bytes; the PIN named 01,
+// without the local bit, as OpenSC sends it). Both PINs are format-checked
+// first. A wrong old PIN is a *pcsc.AuthError; the PIN is never sent twice.
+// The driver logs out afterwards. oldPIN and newPIN are not modified; the
+// driver's padded copies are zeroed.
 func (c *Card) ChangePIN(ctx context.Context, oldPIN, newPIN []byte) error {
 	oldP, err := c.checkPIN(oldPIN)
 	if err != nil {
@@ -101,7 +104,7 @@ func (c *Card) ChangePIN(ctx context.Context, oldPIN, newPIN []byte) error {
 		if err := c.begin(t); err != nil {
 			return err
 		}
-		sw, err := pcsc.TransmitSecret(t, insChangeRef, 0x00, pinRef, oldP, newP)
+		sw, err := pcsc.TransmitSecret(t, insChangeRef, 0x00, pinRefChange, oldP, newP)
 		if err != nil {
 			return err
 		}
@@ -117,10 +120,15 @@ func (c *Card) ChangePIN(ctx context.Context, oldPIN, newPIN []byte) error {
 	return nil
 }
 
-// UnblockPIN sets a new PIN with the PUK (00 2C 00 01 50: the 16-byte PUK,
-// then the new PIN padded with FF to 64 bytes), which also resets the PIN's retry
-// counter. A wrong PUK is a *pcsc.AuthError with PUK set; a blocked PUK is
-// pcsc.ErrPUKBlocked.
+// UnblockPIN sets a new PIN with the PUK the way OpenSC's oberthur driver
+// does (card-oberthur.c, auth_pin_reset_oberthur_style): VERIFY the local
+// SO PIN 84 with the PUK padded with FF to 64 bytes; SELECT the PUK file
+// 2000 in DF 5011 and READ BINARY its 16-byte unblock code; RESET RETRY
+// COUNTER 00 2C 00 01 50 with the code and the new PIN padded with FF to 64
+// bytes, which also resets the PIN's retry counter. It then ends the SO
+// PIN's verified state (80 2E 00 24). A wrong PUK is a *pcsc.AuthError with
+// PUK set; a blocked PUK is pcsc.ErrPUKBlocked. The PUK, the unblock code
+// and the new PIN are zeroed after use.
 func (c *Card) UnblockPIN(ctx context.Context, puk, newPIN []byte) error {
 	pukP, err := checkPUK(puk)
 	if err != nil {
@@ -136,15 +144,69 @@ func (c *Card) UnblockPIN(ctx context.Context, puk, newPIN []byte) error {
 		if err := c.begin(t); err != nil {
 			return err
 		}
-		sw, err := pcsc.TransmitSecret(t, insUnblock, 0x00, 0x01, pukP, newP)
+		sw, err := pcsc.TransmitSecret(t, insVerify, 0x00, soPINRef, pukP)
 		if err != nil {
 			return err
 		}
-		return pcsc.AuthStatus(sw, true)
+		pcsc.Zero(pukP)
+		if err := pcsc.AuthStatus(sw, true); err != nil {
+			return err
+		}
+		err = c.resetRetryCounter(t, newP)
+		if isTransport(err) {
+			return err
+		}
+		if lerr := c.logoutSO(t); err == nil {
+			err = lerr
+		}
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("unblocking PIN: %w", err)
 	}
 	c.log.Info("PIN unblocked")
+	return nil
+}
+
+// resetRetryCounter reads the unblock code from file 2000 (the SO PIN is
+// verified, DF 5011 selected) and sends RESET RETRY COUNTER with it and the
+// padded new PIN.
+func (c *Card) resetRetryCounter(t pcsc.Transmitter, newP []byte) error {
+	f, err := selectFID(t, fidPUKFile)
+	if err != nil {
+		return fmt.Errorf("PUK file: %w", err)
+	}
+	if f.Type != typeTransparent || f.Size < pukPadLen {
+		return fmt.Errorf("%w: PUK file 2000 of type %02X and %d bytes", errMalformed, f.Type, f.Size)
+	}
+	resp, err := pcsc.Exchange(t, pcsc.Command{INS: insReadBinary, Le: pukPadLen})
+	if err != nil {
+		return err
+	}
+	defer pcsc.Zero(resp.Data)
+	if !resp.OK() {
+		return fmt.Errorf("reading PUK file: %w", resp.Err())
+	}
+	if len(resp.Data) != pukPadLen {
+		return fmt.Errorf("%w: PUK file gave %d bytes", errMalformed, len(resp.Data))
+	}
+	sw, err := pcsc.TransmitSecret(t, insUnblock, 0x00, pinRefChange, resp.Data, newP)
+	if err != nil {
+		return err
+	}
+	return pcsc.AuthStatus(sw, false)
+}
+
+// logoutSO ends the SO PIN's verified state (80 2E 00 24), so the unblock
+// code stays unreadable for other programs. A card that refuses is logged,
+// not an error.
+func (c *Card) logoutSO(t pcsc.Transmitter) error {
+	resp, err := pcsc.Exchange(t, pcsc.Command{CLA: 0x80, INS: insLogout, P2: 0x24, Le: -1})
+	if err != nil {
+		return fmt.Errorf("logging out the PUK: %w", err)
+	}
+	if !resp.OK() {
+		c.log.Warn("card refused to log out the PUK; it may stay verified until the card is reset", zap.Stringer("sw", swString(resp.SW)))
+	}
 	return nil
 }

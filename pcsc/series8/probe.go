@@ -9,21 +9,29 @@ import (
 	"github.com/cardagent/cardagent/pcsc"
 )
 
-// Probe runs, in one transaction, the read-only probe of SERIES8.md ("What a
-// real card must be probed for") and writes a redacted transcript to w, for
-// IT to send when a series 8 card does not work (cardagent cards
-// --trace-apdu). It sends exactly:
+// Probe runs, in one transaction, the read-only probe of a series 8 card
+// and writes a redacted transcript to w, for IT to send when a series 8
+// card does not work (cardagent cards --trace-apdu). It sends exactly:
 //
-//  1. SELECT the card manager (00 A4 04 0C A0000000030000) and GET DATA CPLC (80 CA 9F 7F 2D);
-//  2. SELECT each applet of Applets (00 A4 04 0C AID; once more with P2=00
+//  1. OpenSC's start-up sequence for Oberthur cards (card-oberthur.c
+//     auth_init, then the AWP emulator pkcs15-oberthur.c): SELECT the card
+//     manager with the 7-byte AID (00 A4 04 0C 07 A0000000030000), GET DATA
+//     CPLC (80 CA 9F 7F 2D), SELECT AuthentIC v2.2 (00 A4 04 0C 10 AID),
+//     SELECT 3F00 and 5011 (00 A4 00 00 02 FID), and the PIN states with
+//     empty VERIFY commands: global SO PIN 04, local SO PIN 84 (the PUK),
+//     user PIN 81 (00 20 00 ref);
+//  2. the card manager with the 8-byte AID (00 A4 04 0C 08 A000000003000000)
+//     and GET DATA CPLC again, so the transcript shows which form the card
+//     accepts;
+//  3. SELECT each applet of Applets (00 A4 04 0C AID; once more with P2=00
 //     if the card answers 6A86, as the driver does);
-//  3. for each applet that answered: SELECT it again, then SELECT 3F00 and
-//     5011 (00 A4 00 00 02 FID 00) and the PIN status VERIFY with no data
-//     (00 20 00 81); when none answered, the same under the card's default
-//     application.
+//  4. for each applet that answered: SELECT it again, then SELECT 3F00 and
+//     5011 (00 A4 00 00 02 FID 00) and the user PIN status (00 20 00 81);
+//     when none answered, the same under the card's default application.
 //
-// It never sends a PIN, never signs, never writes. SW errors are part of the
-// transcript; only a transport error (or a cancelled ctx) is returned.
+// An empty VERIFY reads a PIN's state without spending a try (ISO 7816-4).
+// The probe never sends a PIN, never signs, never writes. SW errors are part
+// of the transcript; only a transport error (or a cancelled ctx) is returned.
 func Probe(ctx context.Context, s pcsc.Session, w io.Writer) error {
 	fmt.Fprintf(w, "# cardagent series 8 probe, %s\n", time.Now().UTC().Format(time.RFC3339))
 	fmt.Fprintf(w, "# read-only: no PIN is sent, nothing is written; secrets would appear as <redacted N bytes>\n")
@@ -35,16 +43,37 @@ func Probe(ctx context.Context, s pcsc.Session, w io.Writer) error {
 	fmt.Fprintln(w)
 	err := s.Transact(ctx, func(raw pcsc.Transmitter) error {
 		tr := pcsc.NewTracer(raw, w)
-		tr.Note("card manager and CPLC (IC serial number in bytes 15-18)")
-		if _, err := pcsc.Exchange(tr, pcsc.Command{INS: insSelect, P1: 0x04, P2: 0x0C, Data: AIDCardManager, Le: -1}); err != nil {
+		send := func(cmds ...pcsc.Command) error {
+			for _, c := range cmds {
+				resp, err := pcsc.Exchange(tr, c)
+				if err != nil {
+					return err
+				}
+				if c.INS == insGetData {
+					if serial := cplcSerial(resp.Data); resp.OK() && serial != nil {
+						tr.Note("CPLC IC serial: %s", pcsc.HexString(serial))
+					}
+				}
+			}
+			return nil
+		}
+		selectCM := func(aid []byte) pcsc.Command {
+			return pcsc.Command{INS: insSelect, P1: 0x04, P2: 0x0C, Data: aid, Le: -1}
+		}
+		getCPLC := pcsc.Command{CLA: 0x80, INS: insGetData, P1: 0x9F, P2: 0x7F, Le: 0x2D}
+		status := func(ref byte) pcsc.Command { return pcsc.Command{INS: insVerify, P2: ref, Le: -1} }
+		selectFIDNoLe := func(fid uint16) pcsc.Command {
+			return pcsc.Command{INS: insSelect, Data: []byte{byte(fid >> 8), byte(fid)}, Le: -1}
+		}
+
+		tr.Note("OpenSC's start-up sequence for Oberthur AuthentIC/AWP cards (card manager 7-byte AID, CPLC, AuthentIC v2.2, 3F00, 5011, PIN states 04, 84, 81)")
+		if err := send(selectCM(AIDCardManager), getCPLC, selectCM(Applets[0].AID), selectFIDNoLe(fidMF), selectFIDNoLe(fidAWP),
+			status(0x04), status(soPINRef), status(pinRef)); err != nil {
 			return err
 		}
-		resp, err := pcsc.Exchange(tr, pcsc.Command{CLA: 0x80, INS: insGetData, P1: 0x9F, P2: 0x7F, Le: 0x2D})
-		if err != nil {
+		tr.Note("card manager 8-byte AID and CPLC")
+		if err := send(selectCM(AIDCardManagerLong), getCPLC); err != nil {
 			return err
-		}
-		if serial := cplcSerial(resp.Data); resp.OK() && serial != nil {
-			tr.Note("CPLC IC serial: %s", pcsc.HexString(serial))
 		}
 		var answered []Applet
 		for _, app := range Applets {
@@ -67,8 +96,7 @@ func Probe(ctx context.Context, s pcsc.Session, w io.Writer) error {
 					return nil
 				}
 			}
-			_, err := pcsc.Exchange(tr, pcsc.Command{INS: insVerify, P2: pinRef, Le: -1})
-			return err
+			return send(status(pinRef))
 		}
 		if len(answered) == 0 {
 			tr.Note("no known applet answered; AWP layout and PIN status with the default applet")

@@ -4,22 +4,29 @@
 // HYPOTHESIS. The series 8 applet is not publicly documented. This driver is
 // built from public knowledge of the Oberthur AuthentIC v2.2 applet and the
 // AWP file layout of Oberthur's middleware, as OpenSC's card-oberthur.c and
-// pkcs15-oberthur.c implement them (see SERIES8.md). It has been tested
-// against an emulation of that knowledge (package pcsc/vcard/vseries8), not
-// against a real NHS card. What it assumes:
+// pkcs15-oberthur.c implement them against real Oberthur cards, and it
+// sends only command forms OpenSC's oberthur driver sends (one exception,
+// the SO PIN logout; docs/series8.md lists each assumption and its source).
+// It has been tested against an emulation of that knowledge (package
+// pcsc/vcard/vseries8) which OpenSC's own tools read, not against a real NHS
+// card. What it assumes:
 //
 //   - the card answers one of the known Oberthur applet AIDs (Applets, tried in
 //     turn; CardInfo.Applet names the one that answered), and the AWP file
 //     system 3F00/5011 is reachable after selecting it;
-//   - the card manager answers GET DATA CPLC (80 CA 9F 7F) with the IC serial
-//     number in bytes 15-18, used as the card's identity;
+//   - the card manager (selected with OpenSC's 7-byte AID) answers GET DATA
+//     CPLC (80 CA 9F 7F) with the IC serial number in bytes 15-18, used as
+//     the card's identity;
 //   - the containers file 3000 lists the authentication key as a container's
 //     exchange key and the signing key as a signature key (otherwise the
 //     object lists 4000/5000 and the certificates' key usage decide);
 //   - certificates are plain DER in transparent files 20xx of DF 9001;
-//   - the user PIN is reference 81, local to DF 5011, sent as ASCII padded
-//     with FF to 64 bytes; an empty VERIFY reads its state without spending a
-//     try; 80 2E 00 21 logs out;
+//   - the user PIN is reference 81 (VERIFY) / 01 (CHANGE REFERENCE DATA,
+//     RESET RETRY COUNTER), local to DF 5011, sent as ASCII padded with FF
+//     to 64 bytes; an empty VERIFY reads its state without spending a try;
+//     80 2E 00 21 logs out;
+//   - the PUK is the local SO PIN 84; unblocking verifies it, reads the
+//     unblock code from file 2000 and sends RESET RETRY COUNTER with it;
 //   - signing is MSE 00 22 41 B6 {80 01 11} on the private key file 30xx of DF
 //     9002, then PSO 00 2A 9E 9A over a DigestInfo (PKCS#1 v1.5 by the card).
 //
@@ -56,11 +63,19 @@ type Applet struct {
 // String is the name and the AID in hex, as CardInfo.Applet reports it.
 func (a Applet) String() string { return a.Name + " " + hex.EncodeToString(a.AID) }
 
-// AIDCardManager is the GlobalPlatform card manager, selected to read the CPLC.
-var AIDCardManager = []byte{0xA0, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00}
+// AIDCardManager is the GlobalPlatform card manager, selected to read the
+// CPLC, in the 7-byte form OpenSC's gp.c sends to real Oberthur cards (a
+// leading part of the 8-byte AID A000000003000000 many cards register,
+// which ISO 7816-4 partial selection matches).
+var AIDCardManager = []byte{0xA0, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00}
+
+// AIDCardManagerLong is the 8-byte card manager AID. The driver never sends
+// it; the probe tries it beside AIDCardManager so a real card's transcript
+// tells which forms it accepts.
+var AIDCardManagerLong = []byte{0xA0, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00}
 
 // Applets are the Oberthur applets a series 8 card could carry, in the order
-// the driver tries them (SERIES8.md part B).
+// the driver tries them (docs/series8.md).
 var Applets = []Applet{
 	{"AuthentIC v2.2", []byte{0xA0, 0x00, 0x00, 0x00, 0x77, 0x01, 0x03, 0x03, 0x00, 0x00, 0x00, 0xF1, 0x00, 0x00, 0x00, 0x02}},
 	{"AuthentIC v3.1", []byte{0xA0, 0x00, 0x00, 0x00, 0x77, 0x01, 0x00, 0x70, 0x0A, 0x10, 0x00, 0xF1, 0x00, 0x00, 0x01, 0x00}},
@@ -97,7 +112,10 @@ const (
 	insLogout     = 0x2E // CLA 80
 	insMSE        = 0x22
 	insPSO        = 0x2A
-	pinRef        = 0x81
+	pinRef        = 0x81 // user PIN for VERIFY: reference 01 with the local bit 80
+	pinRefChange  = 0x01 // user PIN for CHANGE REFERENCE DATA and RESET RETRY COUNTER (OpenSC)
+	soPINRef      = 0x84 // local SO PIN: the PUK
+	fidPUKFile    = 0x2000
 	pinPadLen     = 64
 	pukPadLen     = 16
 )

@@ -506,7 +506,12 @@ const marker = "Zq7Xw9k2"
 // TestTraceRedactsSeries8 drives the series 8 driver through a Tracer and
 // checks that no PIN or PUK used reaches the transcript.
 func TestTraceRedactsSeries8(t *testing.T) {
-	card, _ := newVCard(t, testpki.RSA2048, func(c *vseries8.Config) { c.PIN = []byte(marker); c.PUK = []byte(marker + marker) })
+	code := []byte("UnblockCode-0123")
+	card, _ := newVCard(t, testpki.RSA2048, func(c *vseries8.Config) {
+		c.PIN = []byte(marker)
+		c.PUK = []byte(marker + marker)
+		c.UnblockCode = code
+	})
 	var buf bytes.Buffer
 	s := &pcsc.LocalSession{T: pcsc.NewTracer(card, &buf), CardATR: card.ATR()}
 	c := open(t, s)
@@ -525,12 +530,13 @@ func TestTraceRedactsSeries8(t *testing.T) {
 		t.Fatal(err)
 	}
 	trace := buf.String()
-	for _, want := range []string{"00 20 00 81 40 <redacted 64 bytes>", "00 24 00 81 80 <redacted 128 bytes>", "00 2C 00 01 50 <redacted 80 bytes>", "00 2A 9E 9A 33 30 31"} {
+	for _, want := range []string{"00 20 00 81 40 <redacted 64 bytes>", "00 24 00 01 80 <redacted 128 bytes>",
+		"00 20 00 84 40 <redacted 64 bytes>", "00 B0 00 00 10\n", "< <redacted 16 bytes> 90 00", "00 2C 00 01 50 <redacted 80 bytes>", "00 2A 9E 9A 33 30 31"} {
 		if !strings.Contains(trace, want) {
 			t.Errorf("trace lacks %q", want)
 		}
 	}
-	for _, secret := range []string{marker, "Zq7Xw9k3"} {
+	for _, secret := range []string{marker, "Zq7Xw9k3", string(code)} {
 		for _, form := range secretForms(secret) {
 			if strings.Contains(trace, form) {
 				t.Errorf("trace contains %q", form)
@@ -545,7 +551,7 @@ func secretForms(s string) []string {
 	return []string{s, h, strings.ToUpper(h), sp, strings.ToLower(sp)}
 }
 
-// TestProbe checks that the probe sends exactly the commands of SERIES8.md
+// TestProbe checks that the probe sends exactly the commands of docs/series8.md
 // and nothing that carries a PIN or writes.
 func TestProbe(t *testing.T) {
 	for _, tc := range []struct {
@@ -554,6 +560,14 @@ func TestProbe(t *testing.T) {
 		want []string
 	}{
 		{"AuthentIC v2.2", vseries8.AIDAuthentIC, []string{
+			"00 A4 04 0C 07 A0 00 00 00 03 00 00",
+			"80 CA 9F 7F 2D",
+			"00 A4 04 0C 10 A0 00 00 00 77 01 03 03 00 00 00 F1 00 00 00 02",
+			"00 A4 00 00 02 3F 00",
+			"00 A4 00 00 02 50 11",
+			"00 20 00 04",
+			"00 20 00 84",
+			"00 20 00 81",
 			"00 A4 04 0C 08 A0 00 00 00 03 00 00 00",
 			"80 CA 9F 7F 2D",
 			"00 A4 04 0C 10 A0 00 00 00 77 01 03 03 00 00 00 F1 00 00 00 02",
@@ -565,6 +579,14 @@ func TestProbe(t *testing.T) {
 			"00 20 00 81",
 		}},
 		{"none", []byte{0xA0, 0x00, 0x00, 0x00, 0x01}, []string{
+			"00 A4 04 0C 07 A0 00 00 00 03 00 00",
+			"80 CA 9F 7F 2D",
+			"00 A4 04 0C 10 A0 00 00 00 77 01 03 03 00 00 00 F1 00 00 00 02",
+			"00 A4 00 00 02 3F 00",
+			"00 A4 00 00 02 50 11",
+			"00 20 00 04",
+			"00 20 00 84",
+			"00 20 00 81",
 			"00 A4 04 0C 08 A0 00 00 00 03 00 00 00",
 			"80 CA 9F 7F 2D",
 			"00 A4 04 0C 10 A0 00 00 00 77 01 03 03 00 00 00 F1 00 00 00 02",
@@ -596,7 +618,7 @@ func TestProbe(t *testing.T) {
 			if tc.name == "AuthentIC v2.2" && !strings.Contains(out, "< 63 C3") {
 				t.Errorf("transcript lacks the PIN status:\n%s", out)
 			}
-			if card.WriteCount() != 0 || card.PINTries() != 3 {
+			if card.WriteCount() != 0 || card.PINTries() != 3 || card.PUKTries() != 10 {
 				t.Error("the probe wrote or spent a PIN try")
 			}
 		})

@@ -1,41 +1,50 @@
 // Package vseries8 is a virtual NHS series 8 card: an emulation of the
-// Oberthur AuthentIC v2.2 applet with the AWP file layout, as far as public
-// sources describe it (OpenSC's card-oberthur.c and pkcs15-oberthur.c; see
-// SERIES8.md). The real NHS series 8 applet is not publicly documented, so
-// this card is a HYPOTHESIS of how it behaves: it implements exactly the
-// commands cardagent's series 8 driver (package pcsc/series8) sends, with the
-// status words ISO 7816-4 and OpenSC lead one to expect. A trace of a real
-// card (cardagent cards --trace-apdu) is what settles it.
+// Oberthur AuthentIC v2.2 applet with the AWP file layout, as OpenSC's
+// card-oberthur.c and pkcs15-oberthur.c (written against real Oberthur
+// cards) expect it to answer; docs/series8.md lists every assumption and
+// its source. The real NHS series 8 applet is not publicly documented, so
+// this card is a HYPOTHESIS of how it behaves; a trace of a real card
+// (cardagent cards --trace-apdu) is what settles it. OpenSC's own tools read
+// it (pcsc/series8's OpenSC tests).
 //
 // What it emulates:
 //
-//   - SELECT by name (00 A4 04 0C) of the card manager A0000000030000 and of
-//     one applet AID (AuthentIC v2.2 by default); no FCI is returned.
+//   - SELECT by name (00 A4 04 0C) of the card manager A000000003000000 and
+//     of one applet AID (AuthentIC v2.2 by default); a leading part of an
+//     AID of at least 5 bytes selects it too (ISO 7816-4 partial DF name),
+//     so OpenSC's 7-byte card manager AID A0000000030000 works. No FCI.
 //   - GET DATA CPLC (80 CA 9F 7F, 45 bytes, IC serial in bytes 15-18) while
 //     the card manager is selected (or nothing is, after reset).
-//   - SELECT by file identifier, one FID at a time (00 A4 00 00 02 FID),
-//     answering an FCI 6F { 82 type, 83 FID, 80 or 85 size, 86 access }.
-//     A FID is found among the MF, the current DF's children, its parent and
-//     the parent's children (ISO 7816-4).
-//   - The AWP layout: 3F00/5011 with token info 1000, containers 3000
+//   - SELECT by file identifier, one FID at a time (00 A4 00 00 02 FID), and
+//     SELECT PARENT (00 A4 03 00), answering an FCI 6F { 82 type, 83 FID,
+//     80 size (transparent files) or 85 size (every other type: bytes of a
+//     record file, bits of a key, children of a DF), 86 access }. A FID is
+//     found among the MF, the current DF's children, its parent and the
+//     parent's children (ISO 7816-4).
+//   - The AWP layout: 3F00/5011 with token info 1000, PUK file 2000 (the
+//     16-byte unblock code, readable with the SO PIN), containers 3000
 //     (linear records), public object list 4000, private object list 5000,
 //     DF 9001 (public keys 10xx, certificates 20xx, info files |0100) and DF
-//     9002 (private keys 30xx and their info files).
+//     9002 (private keys 30xx and their info files, with dates and subject).
 //   - READ BINARY (00 B0, 6282 when the file ends before Le), READ RECORD
 //     (00 B2 nn 04), public key components (80 B4 01/02 00).
-//   - User PIN 81 (local to DF 5011): VERIFY with the ASCII PIN padded with
-//     FF to 64 bytes, empty VERIFY for the status, CHANGE REFERENCE DATA,
-//     unblock with the PUK (00 2C 00 01), logout (80 2E 00 21 / 22).
+//   - User PIN 81 and SO PIN 84 (the PUK), local to DF 5011: VERIFY with the
+//     ASCII value padded with FF to 64 bytes, empty VERIFY for the state
+//     (9000 verified, 63Cx tries left, 6983 blocked; the global SO PIN 04 is
+//     6A88); CHANGE REFERENCE DATA 00 24 00 01 80 old||new; RESET RETRY
+//     COUNTER 00 2C 00 01 50 code(16)||new PIN(64) with the SO PIN verified;
+//     logout 80 2E 00 21 / 22 (user PIN) and 24 (SO PIN).
 //   - Signing: MSE SET (00 22 41 B6 03 80 01 11) on a selected private key
 //     file and PSO COMPUTE DIGITAL SIGNATURE (00 2A 9E 9A) over a DigestInfo,
-//     PKCS#1 v1.5, only while the PIN is verified.
+//     PKCS#1 v1.5, only while the PIN is verified. Deciphering: MSE SET
+//     00 22 41 B8 and PSO DECIPHER 00 2A 80 86 (CLA 10 for the first 8 bytes
+//     of a 256-byte cryptogram), with the authentication key only.
 //
-// CHANGE REFERENCE DATA is emulated as 00 24 00 81 80 old(64)||new(64), each
-// padded with FF, checked against the PIN's retry counter like VERIFY; on
-// success the new PIN is verified (as ISO 7816-4 cards commonly do), so the
-// driver logs out afterwards. Unblock (00 2C 00 01 50 PUK(16)||new PIN(64))
-// checks the PUK against its own retry counter; on success it sets the PIN and
-// resets both counters, leaving the PIN not verified.
+// A CHANGE REFERENCE DATA with the right old PIN leaves the new PIN verified
+// (as ISO 7816-4 cards commonly do), so drivers log out afterwards. RESET
+// RETRY COUNTER sets the PIN and resets its counter, leaving it not
+// verified; a wrong unblock code is 6A80 and spends nothing (the PUK's tries
+// are spent by VERIFY 84).
 //
 // Anything else answers 6D00 (6E00 for an unknown class).
 package vseries8
@@ -49,12 +58,13 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"math/big"
 	"sync"
 
 	"github.com/cardagent/cardagent/pcsc/vcard/testpki"
 )
 
-// Answers to reset of Oberthur cards (SERIES8.md part B). ATROberthur64k is
+// Answers to reset of Oberthur cards (docs/series8.md). ATROberthur64k is
 // the default.
 var (
 	ATROberthur64k   = []byte{0x3B, 0x7D, 0x18, 0x00, 0x00, 0x00, 0x31, 0x80, 0x71, 0x8E, 0x64, 0x77, 0xE3, 0x01, 0x00, 0x82, 0x90, 0x00}
@@ -64,7 +74,13 @@ var (
 
 // Application identifiers.
 var (
+	// AIDCardManager is the GlobalPlatform issuer security domain (card
+	// manager) as cards register it. SELECT by name matches a leading part
+	// of an AID too (ISO 7816-4 partial DF name), so the 7-byte form
+	// AIDCardManagerShort that OpenSC sends selects it as well.
 	AIDCardManager = []byte{0xA0, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00, 0x00}
+	// AIDCardManagerShort is the card manager AID as OpenSC's gp.c selects it.
+	AIDCardManagerShort = []byte{0xA0, 0x00, 0x00, 0x00, 0x03, 0x00, 0x00}
 	// AIDAuthentIC is the AuthentIC v2.2 applet OpenSC's oberthur driver selects (the default).
 	AIDAuthentIC = []byte{0xA0, 0x00, 0x00, 0x00, 0x77, 0x01, 0x03, 0x03, 0x00, 0x00, 0x00, 0xF1, 0x00, 0x00, 0x00, 0x02}
 	// AIDAuthentICv3 is AuthentIC v3.1 (ID-One Cosmo v7).
@@ -86,9 +102,16 @@ const (
 	FIDPrivateDF    = 0x9002
 	ContainerRecLen = 141
 	PINRef          = 0x81
-	pinLen          = 64
-	pukLen          = 16
-	maxDigestInfo   = 96
+	// SOPINRef is the local SO PIN of DF 5011: the PUK. OpenSC's AWP
+	// emulator reads its state with an empty VERIFY and its driver verifies
+	// it before unblocking the user PIN.
+	SOPINRef = 0x84
+	// PINRefChange is the reference CHANGE REFERENCE DATA and RESET RETRY
+	// COUNTER name the user PIN by: without the local bit 80, as OpenSC sends them.
+	PINRefChange  = 0x01
+	pinLen        = 64
+	pukLen        = 16
+	maxDigestInfo = 96
 )
 
 // File types (FCI tag 82, first byte).
@@ -137,6 +160,10 @@ type Config struct {
 	// CertSlack allocates certificate files this many bytes larger than the
 	// certificate (zero-filled), as cards created with a fixed file size do.
 	CertSlack int
+	// UnblockCode is the content of the PUK file 2000 (16 bytes): what
+	// RESET RETRY COUNTER (00 2C 00 01) takes before the new PIN, readable
+	// only while the SO PIN 84 (the PUK) is verified. Default: 16 random bytes.
+	UnblockCode []byte
 }
 
 type file struct {
@@ -172,14 +199,18 @@ type Card struct {
 	cfg Config
 	mf  *file
 
-	pin, puk           []byte // padded
+	pin, puk           []byte // padded to 64 bytes
+	unblockCode        []byte
 	pinTries, pukTries int
 
 	// volatile state, cleared by Reset
 	cmSelected, appSelected bool
 	curDF, curEF            *file
-	verified                bool
+	verified                bool // user PIN 81
+	soVerified              bool // SO PIN 84 (the PUK)
 	mseKey                  *file
+	mseOp                   byte   // B6 sign, B8 decipher
+	chain                   []byte // PSO DECIPHER data received with CLA 10
 
 	writes     int
 	signatures int
@@ -221,12 +252,22 @@ func New(cfg Config) (*Card, error) {
 	if cfg.Sign != nil && cfg.Sign.Index == cfg.Auth.Index {
 		return nil, errors.New("authentication and signing keys need different indexes")
 	}
+	if cfg.UnblockCode == nil {
+		cfg.UnblockCode = make([]byte, pukLen)
+		if _, err := rand.Read(cfg.UnblockCode); err != nil {
+			return nil, err
+		}
+	}
+	if len(cfg.UnblockCode) != pukLen {
+		return nil, fmt.Errorf("the unblock code has %d bytes", pukLen)
+	}
 	c := &Card{
-		cfg:      cfg,
-		pin:      pad(cfg.PIN, pinLen),
-		puk:      pad(cfg.PUK, pukLen),
-		pinTries: cfg.PINTries,
-		pukTries: cfg.PUKTries,
+		cfg:         cfg,
+		pin:         pad(cfg.PIN, pinLen),
+		puk:         pad(cfg.PUK, pinLen),
+		unblockCode: bytes.Clone(cfg.UnblockCode),
+		pinTries:    cfg.PINTries,
+		pukTries:    cfg.PUKTries,
 	}
 	if err := c.build(); err != nil {
 		return nil, err
@@ -240,10 +281,42 @@ func pad(b []byte, n int) []byte {
 	return out
 }
 
+// Access bytes (FCI tag 86), in the order OpenSC's card-oberthur.c reads
+// them per file type: 00 always, 21 user PIN, 24 SO PIN (84 for unblocking),
+// FF never.
 var (
-	aclPublic  = [8]byte{0x24, 0x24, 0x00, 0x24, 0xFF, 0xFF, 0xFF, 0xFF} // read always, write by SO
-	aclPrivate = [8]byte{0x24, 0x24, 0x21, 0x24, 0x21, 0xFF, 0xFF, 0xFF} // use with the user PIN
-	aclDF      = [8]byte{0x24, 0x24, 0x00, 0x24, 0x00, 0xFF, 0xFF, 0xFF}
+	// Transparent EF: write, update, read, erase. Read always, change by SO.
+	aclPublic = [8]byte{0x24, 0x24, 0x00, 0x24, 0xFF, 0xFF, 0xFF, 0xFF}
+	// The PUK file 2000: read only with the SO PIN.
+	aclPUKFile = [8]byte{0xFF, 0x24, 0x24, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}
+	// RSA public key: update, -, encrypt, -, verify, -, external authenticate.
+	aclPublicKey = [8]byte{0x24, 0xFF, 0x00, 0xFF, 0x00, 0xFF, 0x00, 0xFF}
+	// RSA private key: update, decipher, -, sign, -, internal authenticate.
+	// The authentication (exchange) key deciphers and signs; the signing
+	// key only signs.
+	aclPrivateAuth = [8]byte{0x24, 0x21, 0xFF, 0x21, 0xFF, 0x21, 0xFF, 0xFF}
+	aclPrivateSign = [8]byte{0x24, 0xFF, 0xFF, 0x21, 0xFF, 0xFF, 0xFF, 0xFF}
+	// DF: create, crypto, list, delete, PIN define, PIN change (user PIN),
+	// PIN reset (SO PIN, which OpenSC maps to the local 84), -.
+	aclDF = [8]byte{0x24, 0x00, 0x00, 0x24, 0x24, 0x21, 0x24, 0xFF}
+)
+
+// Info file flags, as OpenSC's pkcs15-oberthur.c decodes them into key usage.
+const (
+	attrEncrypt = 0x0008
+	attrDecrypt = 0x0010
+	attrSign    = 0x0020
+	attrVerify  = 0x0040
+	attrWrap    = 0x0200
+	attrUnwrap  = 0x0400
+)
+
+// Token info flags (bytes 34-35 of file 1000).
+const (
+	tokenPRNGeneration   = 0x0001
+	tokenLoginRequired   = 0x0004
+	tokenUserPINInit     = 0x0008
+	tokenTokenInitalised = 0x0400
 )
 
 // build lays out the AWP file system.
@@ -253,9 +326,9 @@ func (c *Card) build() error {
 	label := make([]byte, 36)
 	copy(label, bytes.Repeat([]byte{' '}, 32))
 	copy(label, c.cfg.Label)
-	label[0x23] = 0x01 // flags: PRN generation
+	put16(label[0x22:], tokenPRNGeneration|tokenLoginRequired|tokenUserPINInit|tokenTokenInitalised)
 	awp.add(&file{fid: FIDTokenInfo, typ: typeTransparent, data: label, acl: aclPublic})
-	awp.add(&file{fid: FIDPUKFile, typ: typeTransparent, data: make([]byte, 16), acl: [8]byte{0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}})
+	awp.add(&file{fid: FIDPUKFile, typ: typeTransparent, data: bytes.Clone(c.unblockCode), acl: aclPUKFile})
 	pubDF := &file{fid: FIDPublicDF, typ: typeDF, acl: aclDF}
 	prvDF := &file{fid: FIDPrivateDF, typ: typeDF, acl: aclDF}
 
@@ -274,22 +347,31 @@ func (c *Card) build() error {
 		certFID := 0x2000 | uint16(k.Index)
 		prvFID := 0x3000 | uint16(k.Index)
 
-		pubDF.add(&file{fid: pubFID, typ: typeRSAPublic, pub: &k.Key.PublicKey, acl: aclPublic})
-		pubDF.add(&file{fid: pubFID | 0x0100, typ: typeTransparent, data: infoBlob(0x0001, k.Label, id, nil), acl: aclPublic})
-		pubList = appendListEntry(pubList, pubFID, bits)
-		prvDF.add(&file{fid: prvFID, typ: typeRSACRT, prv: k.Key, pub: &k.Key.PublicKey, acl: aclPrivate})
-		prvDF.add(&file{fid: prvFID | 0x0100, typ: typeTransparent, data: infoBlob(0x0002, k.Label, id, nil), acl: aclPublic})
-		prvList = appendListEntry(prvList, prvFID, bits)
-		var certFIDInRecord uint16
+		// The authentication key (exchange key of its container) deciphers
+		// and signs; the signing key signs only.
+		prvFlags, pubFlags, prvACL := uint16(attrDecrypt|attrSign|attrUnwrap), uint16(attrEncrypt|attrVerify|attrWrap), aclPrivateAuth
+		if i == 1 {
+			prvFlags, pubFlags, prvACL = attrSign, attrVerify, aclPrivateSign
+		}
+		var cert *x509.Certificate
 		if k.Cert != nil {
-			cert, err := x509.ParseCertificate(k.Cert)
-			if err != nil {
+			var err error
+			if cert, err = x509.ParseCertificate(k.Cert); err != nil {
 				return fmt.Errorf("key %d: %w", i, err)
 			}
+		}
+		pubDF.add(&file{fid: pubFID, typ: typeRSAPublic, pub: &k.Key.PublicKey, acl: aclPublicKey})
+		pubDF.add(&file{fid: pubFID | 0x0100, typ: typeTransparent, data: pubKeyInfo(pubFlags, k.Label, id, cert), acl: aclPublic})
+		pubList = appendListEntry(pubList, pubFID, bits)
+		prvDF.add(&file{fid: prvFID, typ: typeRSACRT, prv: k.Key, pub: &k.Key.PublicKey, acl: prvACL})
+		prvDF.add(&file{fid: prvFID | 0x0100, typ: typeTransparent, data: prvKeyInfo(prvFlags, k.Label, id, cert, &k.Key.PublicKey), acl: aclPublic})
+		prvList = appendListEntry(prvList, prvFID, bits)
+		var certFIDInRecord uint16
+		if cert != nil {
 			data := make([]byte, len(k.Cert)+c.cfg.CertSlack)
 			copy(data, k.Cert)
 			pubDF.add(&file{fid: certFID, typ: typeTransparent, data: data, acl: aclPublic})
-			pubDF.add(&file{fid: certFID | 0x0100, typ: typeTransparent, data: infoBlob(0x0000, k.Label, id, cert), acl: aclPublic})
+			pubDF.add(&file{fid: certFID | 0x0100, typ: typeTransparent, data: certInfo(0x0000, k.Label, id, cert), acl: aclPublic})
 			pubList = appendListEntry(pubList, certFID, len(data))
 			certFIDInRecord = certFID
 		}
@@ -333,23 +415,60 @@ func keyID(pub *rsa.PublicKey) []byte {
 	return sum[:]
 }
 
-// infoBlob builds an object's info file: 2-byte flags, then 2-byte
-// big-endian length + value fields: label, ID, and for a certificate the
-// subject, issuer and serial number (DER).
-func infoBlob(flags uint16, label string, id []byte, cert *x509.Certificate) []byte {
+// Object info files (the object's FID | 0100), as OpenSC's
+// pkcs15-oberthur.c reads them: 2-byte flags (key usage bits), then 2-byte
+// big-endian length + value fields, with fixed-size parts between:
+//
+//	certificate:  flags, label, ID, subject DER, issuer DER, serial number
+//	public key:   flags, label, ID, start date (8 ASCII), end date (8 ASCII), 00 00
+//	private key:  flags, label, ID, start date (8 ASCII), end date (8 ASCII),
+//	              subject DER, modulus (its length), exponent (1-byte length)
+//
+// The ID is the SHA-1 of the modulus. The dates are the certificate's
+// validity as YYYYMMDD (zeros without a certificate).
+
+func appendField(b, v []byte) []byte {
+	b = append(b, byte(len(v)>>8), byte(len(v)))
+	return append(b, v...)
+}
+
+func infoHead(flags uint16, label string, id []byte) []byte {
 	b := []byte{byte(flags >> 8), byte(flags)}
-	field := func(v []byte) {
-		b = append(b, byte(len(v)>>8), byte(len(v)))
-		b = append(b, v...)
+	b = appendField(b, []byte(label))
+	return appendField(b, id)
+}
+
+func infoDates(b []byte, cert *x509.Certificate) []byte {
+	if cert == nil {
+		return append(b, make([]byte, 16)...)
 	}
-	field([]byte(label))
-	field(id)
+	b = append(b, cert.NotBefore.UTC().Format("20060102")...)
+	return append(b, cert.NotAfter.UTC().Format("20060102")...)
+}
+
+func certInfo(flags uint16, label string, id []byte, cert *x509.Certificate) []byte {
+	b := infoHead(flags, label, id)
+	b = appendField(b, cert.RawSubject)
+	b = appendField(b, cert.RawIssuer)
+	return appendField(b, cert.SerialNumber.Bytes())
+}
+
+func pubKeyInfo(flags uint16, label string, id []byte, cert *x509.Certificate) []byte {
+	b := infoDates(infoHead(flags, label, id), cert)
+	return append(b, 0x00, 0x00)
+}
+
+func prvKeyInfo(flags uint16, label string, id []byte, cert *x509.Certificate, pub *rsa.PublicKey) []byte {
+	b := infoDates(infoHead(flags, label, id), cert)
+	var subject []byte
 	if cert != nil {
-		field(cert.RawSubject)
-		field(cert.RawIssuer)
-		field(cert.SerialNumber.Bytes())
+		subject = cert.RawSubject
 	}
-	return b
+	b = appendField(b, subject)
+	b = appendField(b, pub.N.Bytes())
+	e := big.NewInt(int64(pub.E)).Bytes()
+	b = append(b, byte(len(e)))
+	return append(b, e...)
 }
 
 // ATR returns the card's answer to reset.
@@ -365,8 +484,8 @@ func (c *Card) Reset() {
 func (c *Card) resetLocked() {
 	c.cmSelected, c.appSelected = false, false
 	c.curDF, c.curEF = nil, nil
-	c.verified = false
-	c.mseKey = nil
+	c.verified, c.soVerified = false, false
+	c.mseKey, c.mseOp, c.chain = nil, 0, nil
 }
 
 // PINTries is the number of PIN tries left.
@@ -381,6 +500,20 @@ func (c *Card) PUKTries() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.pukTries
+}
+
+// SOVerified reports whether the SO PIN 84 (the PUK) is verified in the card's security state.
+func (c *Card) SOVerified() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.soVerified
+}
+
+// UnblockCode returns the content of the PUK file 2000.
+func (c *Card) UnblockCode() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return bytes.Clone(c.unblockCode)
 }
 
 // Verified reports whether the PIN is verified in the card's security state.
@@ -538,6 +671,9 @@ func (c *Card) Transmit(cmd []byte) ([]byte, error) {
 	if !ok {
 		return sw(swWrongLength), nil
 	}
+	if a.ins != 0x2A {
+		c.chain = nil // a chain ends at the next command that does not continue it
+	}
 	switch {
 	case a.cla == 0x00 && a.ins == 0xA4:
 		return c.selectFile(a), nil
@@ -567,12 +703,20 @@ func (c *Card) Transmit(cmd []byte) ([]byte, error) {
 		return c.logout(a), nil
 	case a.cla == 0x00 && a.ins == 0x22:
 		return c.mse(a), nil
-	case a.cla == 0x00 && a.ins == 0x2A:
+	case (a.cla == 0x00 || a.cla == 0x10) && a.ins == 0x2A:
 		return c.pso(a), nil
 	case a.cla == 0x00 || a.cla == 0x80:
 		return sw(swINSNotSupported), nil
 	}
 	return sw(swCLANotSupported), nil
+}
+
+// matchAID reports whether a SELECT by name with data selects aid: the
+// whole AID, or a leading part of it of at least 5 bytes (the registered
+// application provider identifier), as ISO 7816-4 partial DF name
+// selection allows.
+func matchAID(data, aid []byte) bool {
+	return len(data) >= 5 && len(data) <= len(aid) && bytes.Equal(aid[:len(data)], data)
 }
 
 func (c *Card) selectFile(a apdu) []byte {
@@ -582,10 +726,10 @@ func (c *Card) selectFile(a apdu) []byte {
 			return sw(swWrongP1P2)
 		}
 		switch {
-		case bytes.Equal(a.data, AIDCardManager):
+		case matchAID(a.data, AIDCardManager):
 			c.resetLocked()
 			c.cmSelected = true
-		case bytes.Equal(a.data, c.cfg.AID):
+		case matchAID(a.data, c.cfg.AID):
 			c.resetLocked()
 			c.appSelected = true
 			c.curDF = c.mf
@@ -593,16 +737,29 @@ func (c *Card) selectFile(a apdu) []byte {
 			return sw(swNotFound)
 		}
 		return sw(swOK)
-	case 0x00: // by FID, one at a time
+	case 0x00, 0x03: // by FID, one at a time; 03: the parent of the current DF
 		if !c.appSelected {
 			return sw(swNotFound)
 		}
-		if len(a.data) != 2 || (a.p2 != 0x00 && a.p2 != 0x0C) {
+		if a.p2 != 0x00 && a.p2 != 0x0C {
 			return sw(swWrongP1P2)
 		}
-		f := c.find(uint16(a.data[0])<<8 | uint16(a.data[1]))
-		if f == nil {
-			return sw(swNotFound)
+		var f *file
+		if a.p1 == 0x03 {
+			if len(a.data) != 0 {
+				return sw(swWrongLength)
+			}
+			if c.curDF == nil || c.curDF.parent == nil {
+				return sw(swNotFound)
+			}
+			f = c.curDF.parent
+		} else {
+			if len(a.data) != 2 {
+				return sw(swWrongLength)
+			}
+			if f = c.find(uint16(a.data[0])<<8 | uint16(a.data[1])); f == nil {
+				return sw(swNotFound)
+			}
 		}
 		if f.typ == typeDF {
 			c.curDF, c.curEF = f, nil
@@ -610,7 +767,7 @@ func (c *Card) selectFile(a apdu) []byte {
 			c.curDF, c.curEF = f.parent, f
 		}
 		if c.mseKey != c.curEF {
-			c.mseKey = nil
+			c.mseKey, c.mseOp = nil, 0
 		}
 		if a.p2 == 0x0C {
 			return sw(swOK)
@@ -647,7 +804,11 @@ func (c *Card) find(fid uint16) *file {
 	return nil
 }
 
-// fci builds the select answer: 6F { 82 type, 83 FID, 80 size | 85 size, 86 access }.
+// fci builds the select answer: 6F { 82 type, 83 FID, 80|85 size, 86 access }.
+// The size is in tag 80 for transparent files and in tag 85 for every other
+// type, as OpenSC's card-oberthur.c reads it: bytes for linear files (the
+// record length and count are in tag 82), bits for keys, the number of
+// children for a DF.
 func fci(f *file) []byte {
 	var v []byte
 	switch f.typ {
@@ -656,7 +817,7 @@ func fci(f *file) []byte {
 		for _, r := range f.records {
 			recLen = max(recLen, len(r))
 		}
-		v = append(v, 0x82, 0x05, typeLinear, 0x21, 0x00, byte(recLen), byte(n))
+		v = append(v, 0x82, 0x05, typeLinear, 0x21, byte(recLen>>8), byte(recLen), byte(n))
 	default:
 		v = append(v, 0x82, 0x01, f.typ)
 	}
@@ -669,7 +830,7 @@ func fci(f *file) []byte {
 		for _, r := range f.records {
 			size += len(r)
 		}
-		v = append(v, 0x80, 0x02, byte(size>>8), byte(size))
+		v = append(v, 0x85, 0x02, byte(size>>8), byte(size))
 	case typeRSAPublic, typeRSACRT:
 		bits := f.pub.N.BitLen()
 		v = append(v, 0x85, 0x02, byte(bits>>8), byte(bits))
@@ -705,6 +866,19 @@ func (c *Card) getData(a apdu) []byte {
 	return withSW(cplc, swOK)
 }
 
+// allowed reports whether an access byte is satisfied now.
+func (c *Card) allowed(acl byte) bool {
+	switch acl {
+	case 0x00:
+		return true
+	case 0x21, 0x22:
+		return c.verified
+	case 0x24, 0x25:
+		return c.soVerified
+	}
+	return false
+}
+
 func (c *Card) readBinary(a apdu) []byte {
 	f := c.curEF
 	if f == nil {
@@ -713,7 +887,7 @@ func (c *Card) readBinary(a apdu) []byte {
 	if f.typ != typeTransparent {
 		return sw(swIncompatible)
 	}
-	if f.acl[2] != 0x00 && !c.verified {
+	if !c.allowed(f.acl[2]) {
 		return sw(swSecurity)
 	}
 	if a.p1&0x80 != 0 {
@@ -779,7 +953,7 @@ func (c *Card) readPublic(a apdu) []byte {
 	return withSW(v, swOK)
 }
 
-// pinDF reports whether the user PIN (local to DF 5011) is in scope.
+// pinDF reports whether the PINs local to DF 5011 are in scope.
 func (c *Card) pinDF() bool {
 	for df := c.curDF; df != nil; df = df.parent {
 		if df.fid == FIDAWP {
@@ -789,43 +963,53 @@ func (c *Card) pinDF() bool {
 	return false
 }
 
+// verify is VERIFY for the user PIN 81 and the SO PIN 84 (the PUK), both
+// local to DF 5011 and padded with FF to 64 bytes. Without data it tells
+// the state and spends no try. Any other reference (the global SO PIN 04
+// OpenSC asks about first) is not on the card: 6A88.
 func (c *Card) verify(a apdu) []byte {
 	if a.p1 != 0x00 {
 		return sw(swWrongP1P2)
 	}
-	if a.p2 != PINRef || !c.pinDF() {
+	if (a.p2 != PINRef && a.p2 != SOPINRef) || !c.pinDF() {
 		return sw(swRefNotFound)
+	}
+	value, tries, limit, verified := &c.pin, &c.pinTries, c.cfg.PINTries, &c.verified
+	if a.p2 == SOPINRef {
+		value, tries, limit, verified = &c.puk, &c.pukTries, c.cfg.PUKTries, &c.soVerified
 	}
 	if len(a.data) == 0 {
 		switch {
-		case c.pinTries == 0:
+		case *tries == 0:
 			return sw(swBlocked)
-		case c.verified:
+		case *verified:
 			return sw(swOK)
 		}
-		return sw(0x63C0 | uint16(c.pinTries))
+		return sw(0x63C0 | uint16(*tries))
 	}
 	if len(a.data) != pinLen {
 		return sw(swWrongLength)
 	}
-	if c.pinTries == 0 {
+	if *tries == 0 {
 		return sw(swBlocked)
 	}
-	if !bytes.Equal(a.data, c.pin) {
-		c.pinTries--
-		c.verified = false
-		return sw(0x63C0 | uint16(c.pinTries))
+	if !bytes.Equal(a.data, *value) {
+		*tries--
+		*verified = false
+		return sw(0x63C0 | uint16(*tries))
 	}
-	c.pinTries = c.cfg.PINTries
-	c.verified = true
+	*tries = limit
+	*verified = true
 	return sw(swOK)
 }
 
+// change is CHANGE REFERENCE DATA 00 24 00 01 80 old(64)||new(64): the
+// user PIN named without its local bit, as OpenSC sends it.
 func (c *Card) change(a apdu) []byte {
 	if a.p1 != 0x00 {
 		return sw(swWrongP1P2)
 	}
-	if a.p2 != PINRef || !c.pinDF() {
+	if a.p2 != PINRefChange || !c.pinDF() {
 		return sw(swRefNotFound)
 	}
 	if len(a.data) != 2*pinLen {
@@ -850,8 +1034,13 @@ func (c *Card) change(a apdu) []byte {
 	return sw(swOK)
 }
 
+// unblock is RESET RETRY COUNTER 00 2C 00 01 50: the 16-byte unblock code
+// of file 2000, then the new PIN padded with FF to 64 bytes. Its access
+// condition is the SO PIN 84 (the PUK), verified before: the DF's PIN reset
+// access byte. A wrong code is 6A80 and spends nothing (the PUK's tries
+// are spent by VERIFY 84).
 func (c *Card) unblock(a apdu) []byte {
-	if a.p1 != 0x00 || a.p2 != 0x01 {
+	if a.p1 != 0x00 || a.p2 != PINRefChange {
 		return sw(swWrongP1P2)
 	}
 	if !c.pinDF() {
@@ -860,35 +1049,42 @@ func (c *Card) unblock(a apdu) []byte {
 	if len(a.data) != pukLen+pinLen {
 		return sw(swWrongLength)
 	}
-	if c.pukTries == 0 {
-		return sw(swBlocked)
+	if !c.soVerified {
+		return sw(swSecurity)
 	}
-	puk, newPIN := a.data[:pukLen], a.data[pukLen:]
-	if newPIN[0] == 0xFF {
+	code, newPIN := a.data[:pukLen], a.data[pukLen:]
+	if newPIN[0] == 0xFF || !bytes.Equal(code, c.unblockCode) {
 		return sw(swWrongData)
-	}
-	if !bytes.Equal(puk, c.puk) {
-		c.pukTries--
-		return sw(0x63C0 | uint16(c.pukTries))
 	}
 	c.pin = bytes.Clone(newPIN)
 	c.pinTries = c.cfg.PINTries
-	c.pukTries = c.cfg.PUKTries
 	c.verified = false
 	c.writes++
 	return sw(swOK)
 }
 
+// logout is 80 2E 00 P2: 21 and 22 (what OpenSC sends) end the user PIN's
+// verified state, 24 the SO PIN's.
 func (c *Card) logout(a apdu) []byte {
-	if a.p1 != 0x00 || (a.p2 != 0x21 && a.p2 != 0x22) {
+	if a.p1 != 0x00 {
 		return sw(swWrongP1P2)
 	}
-	c.verified = false
+	switch a.p2 {
+	case 0x21, 0x22:
+		c.verified = false
+	case 0x24:
+		c.soVerified = false
+	default:
+		return sw(swWrongP1P2)
+	}
 	return sw(swOK)
 }
 
+// mse is MANAGE SECURITY ENVIRONMENT SET 00 22 41 B6 (sign) or B8
+// (decipher) { 80 01 11: RSA PKCS#1 v1.5 } on the selected private key
+// file, whose access bytes must allow the operation.
 func (c *Card) mse(a apdu) []byte {
-	if a.p1 != 0x41 || a.p2 != 0xB6 {
+	if a.p1 != 0x41 || (a.p2 != 0xB6 && a.p2 != 0xB8) {
 		return sw(swWrongP1P2)
 	}
 	if c.curEF == nil || c.curEF.typ != typeRSACRT {
@@ -897,18 +1093,32 @@ func (c *Card) mse(a apdu) []byte {
 	if !bytes.Equal(a.data, []byte{0x80, 0x01, 0x11}) {
 		return sw(swWrongData)
 	}
-	c.mseKey = c.curEF
+	op := c.curEF.acl[3] // sign
+	if a.p2 == 0xB8 {
+		op = c.curEF.acl[1] // decipher
+	}
+	if op == 0xFF {
+		return sw(swConditions)
+	}
+	c.mseKey, c.mseOp = c.curEF, a.p2
 	return sw(swOK)
 }
 
 func (c *Card) pso(a apdu) []byte {
-	if a.p1 != 0x9E || a.p2 != 0x9A {
-		return sw(swWrongP1P2)
+	switch {
+	case a.p1 == 0x9E && a.p2 == 0x9A && a.cla == 0x00:
+		return c.sign(a)
+	case a.p1 == 0x80 && a.p2 == 0x86:
+		return c.decipher(a)
 	}
-	if c.mseKey == nil || c.mseKey != c.curEF {
+	return sw(swWrongP1P2)
+}
+
+func (c *Card) sign(a apdu) []byte {
+	if c.mseKey == nil || c.mseKey != c.curEF || c.mseOp != 0xB6 {
 		return sw(swConditions)
 	}
-	if !c.verified {
+	if !c.allowed(c.mseKey.acl[3]) {
 		return sw(swSecurity)
 	}
 	if len(a.data) == 0 || len(a.data) > maxDigestInfo {
@@ -920,6 +1130,37 @@ func (c *Card) pso(a apdu) []byte {
 	}
 	c.signatures++
 	return withSW(sig, swOK)
+}
+
+// decipher is PSO DECIPHER 00 2A 80 86 over an RSA cryptogram of the key's
+// size. A 2048-bit cryptogram does not fit one short APDU: OpenSC sends its
+// first 8 bytes with CLA 10 (command chaining) and the rest with CLA 00.
+// The card removes the PKCS#1 v1.5 padding and answers the plaintext.
+func (c *Card) decipher(a apdu) []byte {
+	if c.mseKey == nil || c.mseKey != c.curEF || c.mseOp != 0xB8 {
+		return sw(swConditions)
+	}
+	if !c.allowed(c.mseKey.acl[1]) {
+		return sw(swSecurity)
+	}
+	in := append(c.chain, a.data...)
+	if a.cla == 0x10 {
+		if len(in) >= c.mseKey.prv.Size() {
+			c.chain = nil
+			return sw(swWrongLength)
+		}
+		c.chain = in
+		return sw(swOK)
+	}
+	c.chain = nil
+	if len(in) != c.mseKey.prv.Size() {
+		return sw(swWrongLength)
+	}
+	out, err := rsa.DecryptPKCS1v15(nil, c.mseKey.prv, in)
+	if err != nil {
+		return sw(swWrongData)
+	}
+	return withSW(out, swOK)
 }
 
 // Defaults of NewNHS.

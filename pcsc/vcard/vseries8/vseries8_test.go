@@ -3,6 +3,7 @@ package vseries8
 import (
 	"bytes"
 	"crypto"
+	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -267,17 +268,45 @@ func TestPIN(t *testing.T) {
 	if _, sw := txb(t, c, verifyCmd(DefaultPIN)); sw != 0x6983 {
 		t.Fatalf("correct PIN on a blocked card: %04X", sw)
 	}
-	// Unblock: wrong PUK costs a PUK try; the right one sets the PIN.
-	unblock := func(puk, pin string) uint16 {
-		cmd := append(mustHex(t, "00 2C 00 01 50"), pad([]byte(puk), 16)...)
+	// Unblock as OpenSC does it: VERIFY the SO PIN 84 (the PUK, padded to
+	// 64), read the unblock code from file 2000, then 00 2C 00 01 with the
+	// code and the new PIN. A wrong PUK costs a PUK try.
+	verifySO := func(puk string) uint16 {
+		_, sw := txb(t, c, append(mustHex(t, "00 20 00 84 40"), pad([]byte(puk), 64)...))
+		return sw
+	}
+	unblock := func(code []byte, pin string) uint16 {
+		cmd := append(mustHex(t, "00 2C 00 01 50"), code...)
 		_, sw := txb(t, c, append(cmd, pad([]byte(pin), 64)...))
 		return sw
 	}
-	if sw := unblock("6543210987654321", "111111"); sw != 0x63C9 || c.PUKTries() != 9 {
+	wantSW(t, c, "00 20 00 04", 0x6A88) // no global SO PIN
+	wantSW(t, c, "00 20 00 84", 0x63CA)
+	if sw := unblock(c.UnblockCode(), "111111"); sw != 0x6982 {
+		t.Fatalf("unblock without the SO PIN: %04X, want 6982", sw)
+	}
+	wantSW(t, c, "00 A4 00 00 02 20 00 00", 0x9000)
+	wantSW(t, c, "00 B0 00 00 10", 0x6982) // file 2000 needs the SO PIN
+	if sw := verifySO("6543210987654321"); sw != 0x63C9 || c.PUKTries() != 9 {
 		t.Fatalf("wrong PUK: %04X, PUK tries %d", sw, c.PUKTries())
 	}
-	if sw := unblock(DefaultPUK, "111111"); sw != 0x9000 || c.PINTries() != 3 || c.PUKTries() != 10 || c.Verified() {
+	if sw := verifySO(DefaultPUK); sw != 0x9000 || c.PUKTries() != 10 || !c.SOVerified() {
+		t.Fatalf("PUK: %04X, PUK tries %d", sw, c.PUKTries())
+	}
+	wantSW(t, c, "00 20 00 84", 0x9000)
+	code := wantSW(t, c, "00 B0 00 00 10", 0x9000)
+	if !bytes.Equal(code, c.UnblockCode()) {
+		t.Fatalf("file 2000: % X, want the unblock code", code)
+	}
+	if sw := unblock(make([]byte, 16), "111111"); sw != 0x6A80 || c.PINTries() != 0 {
+		t.Fatalf("unblock with a wrong code: %04X, PIN tries %d", sw, c.PINTries())
+	}
+	if sw := unblock(code, "111111"); sw != 0x9000 || c.PINTries() != 3 || c.PUKTries() != 10 || c.Verified() {
 		t.Fatalf("unblock: %04X, tries %d/%d, verified %v", sw, c.PINTries(), c.PUKTries(), c.Verified())
+	}
+	wantSW(t, c, "80 2E 00 24", 0x9000)
+	if c.SOVerified() {
+		t.Fatal("SO PIN still verified after 80 2E 00 24")
 	}
 	if _, sw := txb(t, c, verifyCmd("111111")); sw != 0x9000 || !c.Verified() {
 		t.Fatalf("new PIN: %04X", sw)
@@ -288,16 +317,20 @@ func TestPIN(t *testing.T) {
 		t.Fatal("still verified after logout")
 	}
 	wantSW(t, c, "00 20 00 81", 0x63C3)
-	// Change: old || new, each padded to 64.
-	change := func(oldPIN, newPIN string) uint16 {
-		cmd := append(mustHex(t, "00 24 00 81 80"), pad([]byte(oldPIN), 64)...)
+	// Change: 00 24 00 01 (the reference without its local bit, as OpenSC
+	// sends it), old || new, each padded to 64.
+	change := func(p2, oldPIN, newPIN string) uint16 {
+		cmd := append(mustHex(t, "00 24 00 "+p2+" 80"), pad([]byte(oldPIN), 64)...)
 		_, sw := txb(t, c, append(cmd, pad([]byte(newPIN), 64)...))
 		return sw
 	}
-	if sw := change("999999", "222222"); sw != 0x63C2 {
+	if sw := change("81", "111111", "222222"); sw != 0x6A88 {
+		t.Fatalf("change with P2 81: %04X, want 6A88", sw)
+	}
+	if sw := change("01", "999999", "222222"); sw != 0x63C2 {
 		t.Fatalf("change with a wrong PIN: %04X", sw)
 	}
-	if sw := change("111111", "222222"); sw != 0x9000 || c.PINTries() != 3 {
+	if sw := change("01", "111111", "222222"); sw != 0x9000 || c.PINTries() != 3 {
 		t.Fatalf("change: %04X", sw)
 	}
 	if c.WriteCount() != 2 {
@@ -446,4 +479,87 @@ func TestNewNHS(t *testing.T) {
 	if cert.Subject.CommonName != "123456789012_TEST_CARDHOLDER" || cert.PublicKey.(*rsa.PublicKey).N.BitLen() != 1024 {
 		t.Errorf("certificate %s, %d bits", cert.Subject, cert.PublicKey.(*rsa.PublicKey).N.BitLen())
 	}
+}
+
+// TestOpenSCShapes checks what OpenSC's oberthur driver and AWP emulator
+// rely on: both card-manager AID forms, SELECT PARENT, the size of
+// non-transparent files in FCI tag 85, the private key info layout with
+// dates and subject, the info flags as key usage, and PSO DECIPHER with
+// command chaining.
+func TestOpenSCShapes(t *testing.T) {
+	c, creds := newCard(t, nil)
+	wantSW(t, c, "00 A4 04 0C 07 A0 00 00 00 03 00 00", 0x9000)
+	wantSW(t, c, "80 CA 9F 7F 2D", 0x9000)
+	wantSW(t, c, "00 A4 04 0C 08 A0 00 00 00 03 00 00 00", 0x9000)
+	wantSW(t, c, "00 A4 04 0C 04 A0 00 00 00", 0x6A82) // shorter than an RID
+	enterAWP(t, c)
+	fciOf := wantSW(t, c, "00 A4 00 00 02 30 00 00", 0x9000)
+	if !bytes.Contains(fciOf, mustHex(t, "82 05 04 21 00 8D 02")) || !bytes.Contains(fciOf, mustHex(t, "85 02 01 1A")) {
+		t.Errorf("containers FCI % X: want 82 05 04 21 008D 02 and 85 02 011A", fciOf)
+	}
+	// SELECT PARENT from an EF's DF: 3000 is in 5011, whose parent is 3F00.
+	if f := wantSW(t, c, "00 A4 03 00 00", 0x9000); !bytes.Contains(f, mustHex(t, "83 02 3F 00")) {
+		t.Errorf("SELECT PARENT from 5011 answered % X, want 3F00", f)
+	}
+	wantSW(t, c, "00 A4 03 00 00", 0x6A82) // the MF has no parent
+	enterAWP(t, c)
+	wantSW(t, c, "00 A4 00 00 02 90 02 00", 0x9000)
+	info := wantSW(t, c, "00 A4 00 00 02 31 01 00", 0x9000)
+	_ = info
+	data, sw := tx(t, c, "00 B0 00 00 00")
+	if sw != 0x9000 && sw != 0x6282 {
+		t.Fatalf("read 3101: %04X", sw)
+	}
+	if flags := uint16(data[0])<<8 | uint16(data[1]); flags != 0x0430 {
+		t.Errorf("authentication key flags %04X, want 0430 (decrypt, sign, unwrap)", flags)
+	}
+	off := 2
+	field := func() []byte {
+		n := int(data[off])<<8 | int(data[off+1])
+		v := data[off+2 : off+2+n]
+		off += 2 + n
+		return v
+	}
+	if l := field(); string(l) != "Authentication" {
+		t.Errorf("label %q", l)
+	}
+	id := field()
+	dates := string(data[off : off+16])
+	off += 16
+	if want := creds.AuthCert.NotBefore.UTC().Format("20060102") + creds.AuthCert.NotAfter.UTC().Format("20060102"); dates != want {
+		t.Errorf("dates %q, want %q", dates, want)
+	}
+	if subject := field(); !bytes.Equal(subject, creds.AuthCert.RawSubject) {
+		t.Errorf("subject % X", subject)
+	}
+	if len(id) != 20 {
+		t.Errorf("ID of %d bytes", len(id))
+	}
+	// Decipher with the authentication key, 2048-bit: 8 bytes chained, then the rest.
+	pub := creds.AuthCert.PublicKey.(*rsa.PublicKey)
+	ct, err := rsa.EncryptPKCS1v15(rand.Reader, pub, []byte("session key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantSW(t, c, "00 A4 00 00 02 30 01 00", 0x9000)
+	wantSW(t, c, "00 22 41 B8 03 80 01 11", 0x9000)
+	first := append(append(mustHex(t, "10 2A 80 86 08"), ct[:8]...), 0x00)
+	if _, sw := txb(t, c, first); sw != 0x6982 {
+		t.Fatalf("decipher without the PIN: %04X", sw)
+	}
+	if _, sw := txb(t, c, verifyCmd(DefaultPIN)); sw != 0x9000 {
+		t.Fatal("VERIFY")
+	}
+	wantSW(t, c, "00 A4 00 00 02 30 01 00", 0x9000)
+	wantSW(t, c, "00 22 41 B8 03 80 01 11", 0x9000)
+	if _, sw := txb(t, c, first); sw != 0x9000 {
+		t.Fatalf("chained first part: %04X", sw)
+	}
+	rest := append(append([]byte{0x00, 0x2A, 0x80, 0x86, byte(len(ct) - 8)}, ct[8:]...), byte(len(ct)-8))
+	if pt, sw := txb(t, c, rest); sw != 0x9000 || string(pt) != "session key" {
+		t.Fatalf("decipher: %q %04X", pt, sw)
+	}
+	// The signing key does not decipher.
+	wantSW(t, c, "00 A4 00 00 02 30 02 00", 0x9000)
+	wantSW(t, c, "00 22 41 B8 03 80 01 11", 0x6985)
 }
