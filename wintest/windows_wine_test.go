@@ -81,7 +81,7 @@ func TestWindowsUnderWine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &session{w: w, b: b, pki: pki, card: card, vpcdPort: freePortPair(t), apiPort: freePort(t)}
+	s := &session{w: w, b: b, pki: pki, card: card, vpcdPort: freePortPair(t), apiPort: freePort(t), cmPort: freePort(t)}
 	t.Cleanup(s.close)
 
 	steps := []struct {
@@ -92,6 +92,7 @@ func TestWindowsUnderWine(t *testing.T) {
 		{"config-show-policy", s.policy},
 		{"cards", s.cards},
 		{"autostart-and-signin", s.signin},
+		{"credential-management", s.credentialManagement},
 		{"card-and-service-events", s.events},
 		{"idle-cpu", s.idle},
 		{"supervisor", s.supervisor},
@@ -124,6 +125,7 @@ type session struct {
 
 	vpcdPort int
 	apiPort  int
+	cmPort   int // the Credential Management endpoint's (one private Port Service port)
 	pcscd    *background
 	slot     *vcard.Slot
 	relay    *background
@@ -531,7 +533,10 @@ func (s *session) signin(t *testing.T) {
 	conf, _ := json.Marshal(map[string]any{
 		"listen": map[string]any{"port": s.apiPort, "port_range": 1},
 		"prompt": map[string]any{"backend": "pinentry", "pinentry": s.w.win(s.b.scripted)},
-		"log":    map[string]any{"level": "debug"},
+		// The prescribing page may sign, on a Port Service port of the test's own.
+		"environments":          map[string]any{"live": map[string]any{"origins": []string{}, "signing_origins": []string{rxOrigin}}},
+		"credential_management": map[string]any{"ports": []int{s.cmPort}},
+		"log":                   map[string]any{"level": "debug"},
 	})
 	confPath := s.w.cdrive("ProgramData/cardagent/config.json")
 	os.MkdirAll(filepath.Dir(confPath), 0o755)
