@@ -158,12 +158,7 @@ func policyCmd(_ context.Context, env *Env, args []string) error {
 	if file == "" {
 		file = config.DefaultPath()
 	}
-	origins := cfg.AllowedOrigins()
-	for _, o := range cfg.SigningOrigins() { // prescribing pages reach the agent too
-		if !slices.Contains(origins, o) {
-			origins = append(origins, o)
-		}
-	}
+	origins := cfg.PageOrigins() // sign-in and prescribing pages
 	source := file + " (environment " + cfg.Environment + ")"
 	if *all {
 		origins, source = allOrigins(cfg), file+" (every environment)"

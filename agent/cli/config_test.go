@@ -114,6 +114,12 @@ func TestPolicyGenerate(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "https://train.example.org") || !strings.Contains(out, "https://signin.example.org") || !strings.Contains(out, "https://localhost:8443") {
 		t.Errorf("--all-environments: %d %s", code, out)
 	}
+	// Prescribing pages (signing_origins) reach the agent too: their origins are in the policy.
+	rx := configFile(t, `{"environment": "live", "environments": {"live": {"origins": ["https://signin.example.org"], "signing_origins": ["https://rx.example.org"]}}}`)
+	code, out, _ = cliRun(t, "policy", "generate", "--format", "chrome-json", "--config", rx)
+	if code != 0 || !strings.Contains(out, `"https://signin.example.org","https://rx.example.org"`) {
+		t.Errorf("signing origins: %d %s", code, out)
+	}
 	if code, _, _ := cliRun(t, "policy", "generate", "--format", "plist", "--config", file); code != cli.ExitUsage {
 		t.Errorf("unknown format: %d", code)
 	}

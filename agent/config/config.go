@@ -317,6 +317,19 @@ func (c Config) SigningOrigins() []string {
 	return slices.Clone(c.Environments[c.Environment].SigningOrigins)
 }
 
+// PageOrigins is every origin whose pages reach the agent in the active
+// environment (sign-in, then signing origins, without repeats): what the
+// browsers' Local Network Access policies must list.
+func (c Config) PageOrigins() []string {
+	out := c.AllowedOrigins()
+	for _, o := range c.SigningOrigins() {
+		if !slices.Contains(out, o) {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
 // RenewalURL is the active environment's certificate renewal page, or "".
 func (c Config) RenewalURL() string {
 	return c.Environments[c.Environment].RenewalURL

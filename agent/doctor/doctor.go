@@ -535,7 +535,7 @@ func (d *Doctor) checkAutostart(add func(Result)) {
 
 func (d *Doctor) checkBrowserPolicy(cfg config.Config, add func(Result)) {
 	res := Result{ID: CheckBrowserPolicy, Title: "Browser policies"}
-	origins := cfg.AllowedOrigins()
+	origins := cfg.PageOrigins() // sign-in and prescribing pages
 	if len(origins) == 0 {
 		res.Status, res.Message = Info, "Nothing to check until sign-in origins are configured."
 		add(res)

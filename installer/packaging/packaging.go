@@ -99,7 +99,7 @@ func (o *Options) defaultConfig() (data []byte, origins []string, source string,
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("packaging: %w", err)
 	}
-	return data, c.AllowedOrigins(), source + " (environment " + c.Environment + ")", nil
+	return data, c.PageOrigins(), source + " (environment " + c.Environment + ")", nil
 }
 
 // stage is a directory of rendered files the package tools read.
