@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -456,4 +457,42 @@ func TestDefaults(t *testing.T) {
 		t.Error("an origin with a path was accepted")
 	}
 	var _ signalr.Hub = (*signingHub)(nil)
+}
+
+// With every port taken at start (an outgoing connection may hold one of
+// the Port Service ports for a while), Serve keeps trying and binds the
+// port once it is free; Listen alone says which ports it tried.
+func TestBindRetry(t *testing.T) {
+	holder, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := holder.Addr().(*net.TCPAddr).Port
+	s, err := New(zaptest.NewLogger(t), newFakeBackend(t), &countingPrompter{}, Options{Ports: []int{port}, SigningOrigins: []string{goodOrigin},
+		BindRetry: true, CheckPeer: func(us, peer netip.AddrPort) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Listen(); !errors.Is(err, ErrNoPort) || !strings.Contains(err.Error(), fmt.Sprint(port)) {
+		t.Fatalf("Listen with the port taken: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx) }()
+	time.Sleep(200 * time.Millisecond)
+	holder.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Port() != port {
+		if time.Now().After(deadline) {
+			t.Fatal("the endpoint never bound the freed port")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r := get(t, "GET", fmt.Sprintf("http://localhost:%d%s", port, PathGetPortNumber), map[string]string{"Origin": goodOrigin}, ""); r.code != 200 {
+		t.Errorf("after binding: %d", r.code)
+	}
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("Serve: %v", err)
+	}
 }
