@@ -6,6 +6,7 @@ require (
 	github.com/chromedp/cdproto v0.0.0-20250724212937-08a3db8b4327
 	github.com/chromedp/chromedp v0.14.2
 	github.com/ebfe/scard v0.0.0-20241214075232-7af069cabc25
+	github.com/ebitengine/purego v0.11.3
 	github.com/getlantern/systray v1.2.2
 	github.com/goreleaser/nfpm/v2 v2.45.2
 	github.com/gorilla/websocket v1.5.3

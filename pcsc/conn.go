@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ebfe/scard"
+	"github.com/cardagent/cardagent/pcsc/scard"
 	"go.uber.org/zap"
 )
 

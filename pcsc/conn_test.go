@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ebfe/scard"
+	"github.com/cardagent/cardagent/pcsc/scard"
 	"go.uber.org/zap/zaptest"
 )
 

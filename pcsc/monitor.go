@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ebfe/scard"
+	"github.com/cardagent/cardagent/pcsc/scard"
 	"go.uber.org/zap"
 )
 

@@ -3,7 +3,7 @@ package pcsc
 import (
 	"time"
 
-	"github.com/ebfe/scard"
+	"github.com/cardagent/cardagent/pcsc/scard"
 )
 
 // The hardware seam: the monitor, Conn and ListReaders use PC/SC only through

@@ -16,9 +16,12 @@ import (
 //   - Windows (peer_windows.go): GetExtendedTcpTable (TCP_TABLE_OWNER_PID_ALL)
 //     gives the client socket's owning process; its session ID
 //     (ProcessIdToSessionId) and user SID (its token) must equal ours.
-//   - Other systems (peer_other.go; macOS): there is no cheap way without
-//     cgo/libproc, so every local peer is accepted and Serve logs a warning
-//     at startup. Host and Origin checks still apply.
+//   - macOS (peer_darwin.go): the client's socket is found in the kernel's
+//     list of TCP control blocks (sysctl net.inet.tcp.pcblist_n, parsed in
+//     pcblist.go) and its owner's uid (xsocket_n's so_uid) compared with
+//     os.Getuid(); no cgo.
+//   - Other systems (peer_other.go): every local peer is accepted and
+//     Serve logs a warning at startup. Host and Origin checks still apply.
 
 var (
 	// errOtherUser: the peer runs as another user (or in another session).

@@ -11,9 +11,10 @@ import (
 // MacOSTree lays out the macOS package in OutDir/cardagent-VERSION-macos:
 // root/ (the payload), scripts/ (preinstall, postinstall), extras/ (a
 // configuration profile) and build-pkg.sh, which runs pkgbuild and
-// productbuild on a Mac. Options.Binary and Options.TrayBinary, macOS
-// builds, are optional here (they need cgo and the macOS SDK): README.txt
-// says how to add them.
+// productbuild on a Mac. Options.Binary (the agent: cardagent-package
+// builds it here without cgo, universal arm64+amd64) and Options.TrayBinary
+// (the menu-bar icon: cgo and the macOS SDK, so built on a Mac) are optional:
+// README.txt says how to add what is missing.
 func MacOSTree(o Options) (string, error) {
 	if err := o.check(); err != nil {
 		return "", err

@@ -30,7 +30,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ebfe/scard"
+	"github.com/cardagent/cardagent/pcsc/scard"
 )
 
 // VPCDDriver is where Debian's vsmartcard-vpcd installs its reader driver.

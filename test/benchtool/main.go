@@ -25,7 +25,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ebfe/scard"
+	"github.com/cardagent/cardagent/pcsc/scard"
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 

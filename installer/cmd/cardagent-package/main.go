@@ -39,9 +39,9 @@ func run(ctx context.Context, args []string) error {
 	arch := fs.String("arch", runtime.GOARCH, "architecture (deb and rpm: the build machine's unless a cross C compiler is set up; msi: amd64)")
 	out := fs.String("out", "dist", "output directory")
 	cfg := fs.String("config", "", "configuration file to ship as the default configuration; its allowed origins go into the browser policies")
-	binary := fs.String("binary", "", "prebuilt program to package instead of building it (deb, rpm: Linux; msi: cardagent.exe; macos: a macOS build)")
+	binary := fs.String("binary", "", "prebuilt program to package instead of building it (deb, rpm: Linux; msi: cardagent.exe; macos: a macOS build, by default built here for arm64 and amd64 without cgo and joined into a universal program)")
 	binaryW := fs.String("binaryw", "", "msi: prebuilt cardagentw.exe (built with -ldflags -H=windowsgui)")
-	trayBinary := fs.String("traybinary", "", "prebuilt tray program (cmd/cardagent-tray) instead of building it (deb, rpm: Linux cgo build; msi: cardagent-tray.exe built with -ldflags -H=windowsgui; macos: a macOS build)")
+	trayBinary := fs.String("traybinary", "", "prebuilt tray program (cmd/cardagent-tray) instead of building it (deb, rpm: Linux cgo build; msi: cardagent-tray.exe built with -ldflags -H=windowsgui; macos: a cgo build made on a Mac, optional here)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: cardagent-package [flags] deb|rpm|msi|macos... | all")
 		fs.PrintDefaults()
@@ -111,7 +111,25 @@ func run(ctx context.Context, args []string) error {
 			}
 			path, err = packaging.MSI(ctx, o)
 		case "macos":
-			// A macOS binary needs cgo and the macOS SDK: only a prebuilt one is used.
+			// The agent needs no cgo on macOS (PC/SC through purego): it is
+			// built here for both Mac CPUs and joined into one universal
+			// program. The tray icon program needs cgo and the macOS SDK:
+			// only a prebuilt one is used (README.txt in the tree).
+			dir := filepath.Join(build, "darwin")
+			if o.Binary == "" {
+				var thin []string
+				for _, a := range []string{"arm64", "amd64"} {
+					p, err := goBuild(ctx, agentPkg, "darwin", a, *version, filepath.Join(dir, "cardagent-"+a), false)
+					if err != nil {
+						return err
+					}
+					thin = append(thin, p)
+				}
+				o.Binary = filepath.Join(dir, "cardagent")
+				if err := packaging.UniversalMachO(o.Binary, thin...); err != nil {
+					return err
+				}
+			}
 			path, err = packaging.MacOSTree(o)
 		default:
 			return fmt.Errorf("unknown format %q: want deb, rpm, msi, macos or all", f)

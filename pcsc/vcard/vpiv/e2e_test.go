@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ebfe/scard"
+	"github.com/cardagent/cardagent/pcsc/scard"
 	"go.uber.org/goleak"
 
 	"github.com/cardagent/cardagent/pcsc"
