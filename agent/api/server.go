@@ -48,7 +48,7 @@ const (
 
 // Defaults of Options.
 const (
-	DefaultMaxConnections   = 64
+	DefaultMaxConnections = 64
 	// DefaultMaxHTTPConnections caps the open TCP connections of our own
 	// user (WebSockets included); other users' are closed at once.
 	DefaultMaxHTTPConnections = 128
