@@ -22,7 +22,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if runPeerChild() {
+	if runPeerChild() || runFloodChild() {
 		return
 	}
 	code := m.Run()
