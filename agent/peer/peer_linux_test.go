@@ -5,7 +5,9 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // loopbackPair returns both ends of a real loopback connection: the
@@ -137,4 +139,62 @@ func BenchmarkCheck(b *testing.B) {
 			}
 		}
 	})
+}
+
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkAcceptCheck measures a whole connection (dial, accept, check,
+// close) with a bare listener, with the Listener using the netlink lookup,
+// and with the Listener using the /proc lookup; it reports the process's
+// CPU time per connection (client and server: the difference between the
+// variants is the server's check).
+func BenchmarkAcceptCheck(b *testing.B) {
+	procCheck := func(us, peer netip.AddrPort) error {
+		uid, err := procOwner("/proc/net", us, peer)
+		if err == nil && uid != os.Getuid() {
+			err = ErrOtherUser
+		}
+		return err
+	}
+	variants := []struct {
+		name  string
+		check Checker
+	}{{"bare", nil}, {"netlink", CheckAddrs}, {"proc", procCheck}}
+	for _, v := range variants {
+		b.Run(v.name, func(b *testing.B) {
+			inner, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			var l net.Listener = inner
+			if v.check != nil {
+				l = NewListener(inner, ListenerOptions{Check: v.check, MaxConns: 1 << 20})
+			}
+			defer l.Close()
+			addr := l.Addr().String()
+			cpu0 := cpuTime(b)
+			n := 0
+			for b.Loop() {
+				c, err := net.Dial("tcp4", addr)
+				if err != nil {
+					b.Fatal(err)
+				}
+				s, err := l.Accept()
+				if err != nil {
+					b.Fatal(err)
+				}
+				s.Close()
+				c.Close()
+				n++
+			}
+			b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(n), "cpu-ns/conn")
+		})
+	}
 }
