@@ -37,6 +37,7 @@ func verifyCmd(_ context.Context, env *Env, args []string) error {
 	challenge := fs.String("challenge", "", "the challenge the relying party issued for this sign-in")
 	roots := fs.String("roots", "", "PEM file of trusted root certificates (cardagent-vcard --certs-out DIR writes DIR/root.pem)")
 	inter := fs.String("intermediates", "", "PEM file of issuing CA certificates, if the token does not carry them (DIR/chain.pem)")
+	authCAs := fs.String("auth-cas", "", "PEM file of the CAs that issue authentication certificates (NHS: Authentication G2); when given, a certificate from any other CA cannot sign in")
 	tokenPath := fs.String("token", "-", "file holding the token JSON, - for standard input")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := parse(fs, args); err != nil {
@@ -61,6 +62,15 @@ func verifyCmd(_ context.Context, env *Env, args []string) error {
 	if *inter != "" {
 		if v.Intermediates, err = loadPool(*inter); err != nil {
 			return err
+		}
+	}
+	if *authCAs != "" {
+		data, err := os.ReadFile(*authCAs)
+		if err != nil {
+			return fmt.Errorf("reading certificates: %w", err)
+		}
+		if v.AuthenticationCAs, err = token.CertificatesFromPEM(data); err != nil {
+			return fmt.Errorf("reading certificates from %s: %w", *authCAs, err)
 		}
 	}
 	store := token.NewMemoryStore()
