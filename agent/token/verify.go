@@ -36,7 +36,7 @@ const (
 	ReasonChallengeExpired  Reason = "challenge_expired"  // challenge was issued too long ago
 	ReasonExpired           Reason = "certificate_expired"
 	ReasonNotYetValid       Reason = "not_yet_valid"
-	ReasonBadKeyUsage       Reason = "bad_key_usage" // not an authentication certificate: leaf lacks digitalSignature, has nonRepudiation (a signing certificate), or its extended key usage excludes clientAuth
+	ReasonBadKeyUsage       Reason = "bad_key_usage"   // not an authentication certificate: leaf lacks digitalSignature, has nonRepudiation (a signing certificate), or its extended key usage excludes clientAuth
 	ReasonUntrustedChain    Reason = "untrusted_chain" // no chain to Roots, or the issuer is not one of AuthenticationCAs
 	ReasonBadSignature      Reason = "bad_signature"   // signature does not verify over the expected origin and the challenge
 	ReasonOriginMismatch    Reason = "origin_mismatch" // token was made for another origin
