@@ -53,7 +53,7 @@ const (
 	// user (WebSockets included); other users' are closed at once.
 	DefaultMaxHTTPConnections = 128
 	// DefaultMaxPendingChecks caps the peer checks in flight.
-	DefaultMaxPendingChecks = 32
+	DefaultMaxPendingChecks = 16
 	DefaultMaxMessageBytes  = 16 << 10
 	DefaultPromptsPerMinute = 6
 	DefaultHandshakeTimeout = 10 * time.Second
