@@ -1,6 +1,7 @@
 package token
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -40,6 +41,8 @@ const (
 	ReasonUntrustedChain    Reason = "untrusted_chain" // no chain to Roots, or the issuer is not one of AuthenticationCAs
 	ReasonBadSignature      Reason = "bad_signature"   // signature does not verify over the expected origin and the challenge
 	ReasonOriginMismatch    Reason = "origin_mismatch" // token was made for another origin
+	ReasonRevoked           Reason = "revoked"            // the certificate is revoked (OCSP or CRL)
+	ReasonRevocationUnknown Reason = "revocation_unknown" // policy required, and the certificate's status could not be learnt as good
 )
 
 // VerifyError is the error Verify returns for a token it rejects. Match it
@@ -88,6 +91,8 @@ var (
 	ErrUntrustedChain    = &VerifyError{Reason: ReasonUntrustedChain}
 	ErrBadSignature      = &VerifyError{Reason: ReasonBadSignature}
 	ErrOriginMismatch    = &VerifyError{Reason: ReasonOriginMismatch}
+	ErrRevoked           = &VerifyError{Reason: ReasonRevoked}
+	ErrRevocationUnknown = &VerifyError{Reason: ReasonRevocationUnknown}
 )
 
 // ReasonOf returns the reason of a VerifyError in err's chain, or "".
@@ -128,6 +133,10 @@ type Verifier struct {
 	// a leaf with the nonRepudiation key usage (a signing certificate) is
 	// refused.
 	AuthenticationCAs []*x509.Certificate
+	// Revocation checks the leaf's revocation status (OCSP, else CRL) under
+	// its Policy, after every other check passed; nil means not checked
+	// (Result.Revocation says policy off, not_checked).
+	Revocation *RevocationChecker
 	// Challenges issues challenges and makes them single-use. Required.
 	Challenges ChallengeStore
 	// Now is the clock for certificate validity (default time.Now).
@@ -148,6 +157,9 @@ type Result struct {
 	Algorithm string
 	// Origin is the origin the signature is bound to (the expected one).
 	Origin string
+	// Revocation says how the certificate's revocation was checked and
+	// what was learnt.
+	Revocation Revocation
 }
 
 // NewChallenge issues a challenge from v.Challenges valid for v.MaxAge.
@@ -235,7 +247,18 @@ func (v *Verifier) Verify(tok *Token, expectedOrigin, challenge string) (*Result
 	if tok.Origin != expectedOrigin {
 		return nil, newError(ReasonOriginMismatch, fmt.Sprintf("token names origin %q, not %q", tok.Origin, expectedOrigin))
 	}
+	rev := Revocation{Policy: RevocationOff, Status: StatusNotChecked}
+	if v.Revocation != nil && len(chain) > 1 {
+		rev = v.Revocation.Check(context.Background(), p.cert, chain[1])
+		switch {
+		case rev.Status == StatusRevoked:
+			return nil, newError(ReasonRevoked, "the certificate is revoked ("+rev.Source+")")
+		case rev.Policy == RevocationRequired && rev.Status != StatusGood:
+			return nil, newError(ReasonRevocationUnknown, rev.Status+": "+rev.Detail)
+		}
+	}
 	return &Result{
+		Revocation:  rev,
 		Certificate: p.cert,
 		Chain:       chain,
 		Holder:      certinfo.HolderOf(p.cert),
