@@ -198,8 +198,8 @@ func ocspRequestWithNonce(leaf, issuer *x509.Certificate) (req, nonce []byte, er
 	}
 	var inner struct {
 		TBS struct {
-			Version     int              `asn1:"explicit,tag:0,default:0,optional"`
-			Requestor   asn1.RawValue    `asn1:"explicit,tag:1,optional"`
+			Version     int           `asn1:"explicit,tag:0,default:0,optional"`
+			Requestor   asn1.RawValue `asn1:"explicit,tag:1,optional"`
 			RequestList []asn1.RawValue
 		}
 	}

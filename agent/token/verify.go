@@ -37,10 +37,10 @@ const (
 	ReasonChallengeExpired  Reason = "challenge_expired"  // challenge was issued too long ago
 	ReasonExpired           Reason = "certificate_expired"
 	ReasonNotYetValid       Reason = "not_yet_valid"
-	ReasonBadKeyUsage       Reason = "bad_key_usage"   // not an authentication certificate: leaf lacks digitalSignature, has nonRepudiation (a signing certificate), or its extended key usage excludes clientAuth
-	ReasonUntrustedChain    Reason = "untrusted_chain" // no chain to Roots, or the issuer is not one of AuthenticationCAs
-	ReasonBadSignature      Reason = "bad_signature"   // signature does not verify over the expected origin and the challenge
-	ReasonOriginMismatch    Reason = "origin_mismatch" // token was made for another origin
+	ReasonBadKeyUsage       Reason = "bad_key_usage"      // not an authentication certificate: leaf lacks digitalSignature, has nonRepudiation (a signing certificate), or its extended key usage excludes clientAuth
+	ReasonUntrustedChain    Reason = "untrusted_chain"    // no chain to Roots, or the issuer is not one of AuthenticationCAs
+	ReasonBadSignature      Reason = "bad_signature"      // signature does not verify over the expected origin and the challenge
+	ReasonOriginMismatch    Reason = "origin_mismatch"    // token was made for another origin
 	ReasonRevoked           Reason = "revoked"            // the certificate is revoked (OCSP or CRL)
 	ReasonRevocationUnknown Reason = "revocation_unknown" // policy required, and the certificate's status could not be learnt as good
 )
