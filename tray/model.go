@@ -241,7 +241,7 @@ func cardState(st agent.Status, card *agent.CardState, policy expiry.Policy) (St
 }
 
 // maxCardText bounds one card-supplied string in a menu line or tooltip.
-const maxCardText = 64
+const maxCardText = 256
 
 // holderName and cardType are the card's words, cleaned for a menu, a
 // tooltip or a notification (no control, escape or bidirectional
