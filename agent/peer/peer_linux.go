@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -53,24 +54,57 @@ func diagOwner(us, peer netip.AddrPort) (int, error) {
 	if us.Addr().Is4() != peer.Addr().Is4() {
 		return -1, ErrNotFound
 	}
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
-	if err != nil {
-		return -1, fmt.Errorf("netlink socket: %w", err)
+	diag.mu.Lock()
+	defer diag.mu.Unlock()
+	uid, err := diag.owner(us, peer)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		diag.close() // start afresh with a new socket next time
 	}
-	defer unix.Close(fd)
-	tv := unix.Timeval{Sec: 1}
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		return -1, fmt.Errorf("netlink socket: %w", err)
+	return uid, err
+}
+
+// diag is the netlink socket the queries share (opened on first use; the
+// kernel answers a query before sendto returns, so one socket serves all
+// with little waiting), and the sequence number of the last query.
+var diag diagSocket
+
+type diagSocket struct {
+	mu  sync.Mutex
+	fd  int // 0: not open
+	seq uint32
+}
+
+func (d *diagSocket) close() {
+	if d.fd > 0 {
+		unix.Close(d.fd)
 	}
+	d.fd = 0
+}
+
+func (d *diagSocket) owner(us, peer netip.AddrPort) (int, error) {
+	if d.fd <= 0 {
+		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+		if err != nil {
+			return -1, fmt.Errorf("netlink socket: %w", err)
+		}
+		tv := unix.Timeval{Sec: 1}
+		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("netlink socket: %w", err)
+		}
+		d.fd = fd
+	}
+	d.seq++
 	if !peer.Addr().Is4() {
-		return diagQuery(fd, 1, unix.AF_INET6, us, peer)
+		return diagQuery(d.fd, d.seq, unix.AF_INET6, us, peer)
 	}
-	uid, err := diagQuery(fd, 1, unix.AF_INET, us, peer)
+	uid, err := diagQuery(d.fd, d.seq, unix.AF_INET, us, peer)
 	if errors.Is(err, ErrNotFound) {
 		m := func(ap netip.AddrPort) netip.AddrPort {
 			return netip.AddrPortFrom(netip.AddrFrom16(ap.Addr().As16()), ap.Port())
 		}
-		uid, err = diagQuery(fd, 2, unix.AF_INET6, m(us), m(peer))
+		d.seq++
+		uid, err = diagQuery(d.fd, d.seq, unix.AF_INET6, m(us), m(peer))
 	}
 	return uid, err
 }
