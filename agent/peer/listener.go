@@ -12,7 +12,7 @@ import (
 // Defaults of ListenerOptions.
 const (
 	DefaultMaxConns   = 128
-	DefaultMaxPending = 32
+	DefaultMaxPending = 16
 	// RefusalLogInterval: refusals of other users' connections are logged
 	// at most once per interval, with the number refused meanwhile.
 	RefusalLogInterval = 10 * time.Second
