@@ -15,6 +15,7 @@ require (
 	github.com/ncruces/zenity v0.10.14
 	go.uber.org/goleak v1.3.0
 	go.uber.org/zap v1.28.0
+	golang.org/x/crypto v0.50.0
 	golang.org/x/sync v0.24.0
 	golang.org/x/sys v0.43.0
 )
@@ -75,7 +76,6 @@ require (
 	gitlab.com/digitalxero/go-conventional-commit v1.0.7 // indirect
 	go.uber.org/multierr v1.10.0 // indirect
 	go.yaml.in/yaml/v3 v3.0.4 // indirect
-	golang.org/x/crypto v0.50.0 // indirect
 	golang.org/x/image v0.20.0 // indirect
 	golang.org/x/net v0.52.0 // indirect
 	golang.org/x/time v0.16.0 // indirect

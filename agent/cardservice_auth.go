@@ -177,8 +177,25 @@ func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin, ch
 		return nil, Classify(pcsc.ErrPINBlocked)
 	}
 
-	pin := s.cachedPIN(cs)
+	pin := s.cachedPIN(cs, origin, st.Retries)
 	fromCache := pin != nil
+	if fromCache {
+		// A sign-in from the cache is confirmed by the user (and counts
+		// against the origin's prompt rate limit like a prompt).
+		ok, err := s.confirmCached(ctx, cs, p, origin, certs)
+		switch {
+		case errors.Is(err, prompt.ErrUnavailable):
+			// No consent dialog here (pinentry only): ask for the PIN.
+			prompt.Zero(pin)
+			pin, fromCache = nil, false
+		case err != nil:
+			prompt.Zero(pin)
+			return nil, err
+		case !ok:
+			prompt.Zero(pin)
+			return nil, Classify(prompt.ErrCancelled)
+		}
+	}
 	if !fromCache {
 		if p == nil {
 			return nil, ErrPromptUnavailable
@@ -234,7 +251,7 @@ func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin, ch
 	}
 	s.setPIN(cs, -1, true)
 	if !fromCache {
-		s.storePIN(cs, pin)
+		s.storePIN(cs, pin, origin)
 	}
 	return &token.Token{
 		Format:      token.Format,
@@ -328,10 +345,13 @@ func (s *CardService) setPIN(cs *cardSlot, tries int, success bool) {
 	}
 }
 
-// pinCache holds a card's PIN for the configured window. Guarded by CardService.mu.
+// pinCache holds a card's PIN for the configured window, for the one origin
+// whose sign-in prompted for it. Guarded by CardService.mu.
 type pinCache struct {
-	pin   []byte
-	timer *time.Timer
+	pin    []byte
+	origin string
+	tries  int // tries left when the PIN was cached (after its success)
+	timer  *time.Timer
 }
 
 func (c *pinCache) clear() {
@@ -340,22 +360,58 @@ func (c *pinCache) clear() {
 		c.timer = nil
 	}
 	prompt.Zero(c.pin)
-	c.pin = nil
+	c.pin, c.origin, c.tries = nil, "", 0
 }
 
-func (s *CardService) cachedPIN(cs *cardSlot) []byte {
+// cachedPIN returns a copy of the PIN cached for origin, or nil. tries is
+// the card's count of tries left just read: fewer than when the PIN was
+// cached means a wrong PIN was entered since (here or in another
+// application), perhaps because the PIN was changed: the cache is dropped
+// rather than the cached PIN sent, which could spend a try the user did
+// not type.
+func (s *CardService) cachedPIN(cs *cardSlot, origin string, tries int) []byte {
 	if s.PINCache <= 0 {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if cs.cache.pin == nil {
+	c := &cs.cache
+	if c.pin == nil || c.origin != origin {
 		return nil
 	}
-	return bytes.Clone(cs.cache.pin)
+	if tries >= 0 && c.tries >= 0 && tries < c.tries {
+		c.clear()
+		return nil
+	}
+	return bytes.Clone(c.pin)
 }
 
-func (s *CardService) storePIN(cs *cardSlot, pin []byte) {
+// confirmCached asks the user, with the consent dialog, whether origin may
+// sign in with the cached PIN.
+func (s *CardService) confirmCached(ctx context.Context, cs *cardSlot, p prompt.Prompter, origin string, certs []pcsc.Certificate) (bool, error) {
+	conf, ok := p.(prompt.Confirmer)
+	if !ok {
+		return false, prompt.ErrUnavailable
+	}
+	c := prompt.Consent{Origin: origin, CardType: s.typeOf(cs), Timeout: s.PromptTimeout}
+	if h := holderOf(certs); h != nil {
+		c.Holder = h.Name
+	}
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(cs.ctx, func() { cancel(pcsc.ErrCardRemoved) })
+	defer stop()
+	allowed, err := conf.Confirm(pctx, c)
+	if cs.ctx.Err() != nil {
+		return false, context.Cause(cs.ctx)
+	}
+	if err != nil && !errors.Is(err, prompt.ErrUnavailable) && ctx.Err() != nil {
+		return false, context.Cause(ctx)
+	}
+	return allowed, err
+}
+
+func (s *CardService) storePIN(cs *cardSlot, pin []byte, origin string) {
 	if s.PINCache <= 0 {
 		return
 	}
@@ -366,6 +422,7 @@ func (s *CardService) storePIN(cs *cardSlot, pin []byte) {
 	}
 	cs.cache.clear()
 	cs.cache.pin = bytes.Clone(pin)
+	cs.cache.origin, cs.cache.tries = origin, cs.maxTries
 	c := &cs.cache
 	stored := c.pin
 	c.timer = time.AfterFunc(s.PINCache, func() {

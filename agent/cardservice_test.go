@@ -742,11 +742,31 @@ func TestCardChangedOnPINState(t *testing.T) {
 	}
 }
 
+// confirmingPrompter is a fakePrompter with a consent dialog answering allow.
+type confirmingPrompter struct {
+	*fakePrompter
+	allow    bool
+	consents []prompt.Consent
+}
+
+func (p *confirmingPrompter) Confirm(_ context.Context, c prompt.Consent) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.consents = append(p.consents, c)
+	return p.allow, nil
+}
+
+func (p *confirmingPrompter) confirmations() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.consents)
+}
+
 func TestPINCache(t *testing.T) {
 	h := newHarness(t, func(s *CardService) { s.PINCache = time.Minute })
 	card := newCard(t, testpki.CardSpec{DaysLeft: 400}, nil)
 	insertPIV(h, "R0", card)
-	p := answerPIN(markerPIN)
+	p := &confirmingPrompter{fakePrompter: answerPIN(markerPIN), allow: true}
 	for i := range 3 {
 		if _, err := h.svc.Authenticate(context.Background(), testOrigin, testChallenge, p); err != nil {
 			t.Fatalf("authentication %d: %v", i, err)
@@ -754,6 +774,10 @@ func TestPINCache(t *testing.T) {
 	}
 	if n := len(p.requests()); n != 1 {
 		t.Fatalf("%d prompts for 3 sign-ins with the cache, want 1", n)
+	}
+	// Each sign-in from the cache was confirmed, naming the origin.
+	if n := p.confirmations(); n != 2 || p.consents[0].Origin != testOrigin {
+		t.Fatalf("%d confirmations (%+v), want 2 for %s", n, p.consents, testOrigin)
 	}
 	// Removal ends the cache.
 	h.remove("R0")
@@ -766,6 +790,79 @@ func TestPINCache(t *testing.T) {
 	}
 	if card.Signatures() != 4 {
 		t.Errorf("%d signatures", card.Signatures())
+	}
+}
+
+// TestPINCacheOrigin: the cached PIN serves only the origin that prompted
+// for it; another origin gets the PIN prompt.
+func TestPINCacheOrigin(t *testing.T) {
+	h := newHarness(t, func(s *CardService) { s.PINCache = time.Minute })
+	insertPIV(h, "R0", newCard(t, testpki.CardSpec{DaysLeft: 400}, nil))
+	p := &confirmingPrompter{fakePrompter: answerPIN(markerPIN), allow: true}
+	const other = "https://other.example"
+	for _, o := range []string{testOrigin, other, other, testOrigin} {
+		if _, err := h.svc.Authenticate(context.Background(), o, testChallenge, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Prompts: testOrigin, other (not testOrigin's cache), testOrigin again
+	// (the cache now belongs to other); one confirmation (other's second).
+	reqs := p.requests()
+	if len(reqs) != 3 || reqs[1].Origin != other || reqs[2].Origin != testOrigin || p.confirmations() != 1 {
+		t.Fatalf("%d prompts %v, %d confirmations", len(reqs), reqs, p.confirmations())
+	}
+}
+
+// TestPINCacheConfirmation: refusing the consent dialog sends nothing to
+// the card; without a consent dialog the PIN is asked for.
+func TestPINCacheConfirmation(t *testing.T) {
+	h := newHarness(t, func(s *CardService) { s.PINCache = time.Minute })
+	card := newCard(t, testpki.CardSpec{DaysLeft: 400}, nil)
+	insertPIV(h, "R0", card)
+	p := &confirmingPrompter{fakePrompter: answerPIN(markerPIN), allow: true}
+	if _, err := h.svc.Authenticate(context.Background(), testOrigin, testChallenge, p); err != nil {
+		t.Fatal(err)
+	}
+	p.allow = false
+	if _, err := h.svc.Authenticate(context.Background(), testOrigin, testChallenge, p); codeOf(err) != CodeUserCancelled {
+		t.Fatalf("refused confirmation: %v", err)
+	}
+	if card.Signatures() != 1 {
+		t.Fatalf("%d signatures after a refused confirmation, want 1", card.Signatures())
+	}
+	plain := answerPIN(markerPIN) // a pinentry: no consent dialog
+	if _, err := h.svc.Authenticate(context.Background(), testOrigin, testChallenge, plain); err != nil {
+		t.Fatal(err)
+	}
+	if len(plain.requests()) != 1 {
+		t.Fatalf("%d prompts without a consent dialog, want 1", len(plain.requests()))
+	}
+}
+
+// TestPINCacheDroppedOnWrongPINElsewhere: a wrong PIN entered in another
+// application (the tries left fell) drops the cache: the cached PIN is not
+// sent, the user is asked.
+func TestPINCacheDroppedOnWrongPINElsewhere(t *testing.T) {
+	h := newHarness(t, func(s *CardService) { s.PINCache = time.Minute })
+	card := newCard(t, testpki.CardSpec{DaysLeft: 400}, nil)
+	insertPIV(h, "R0", card)
+	p := &confirmingPrompter{fakePrompter: answerPIN(markerPIN), allow: true}
+	if _, err := h.svc.Authenticate(context.Background(), testOrigin, testChallenge, p); err != nil {
+		t.Fatal(err)
+	}
+	// Another application sends a wrong PIN: VERIFY, PIV application PIN (80).
+	verify := append([]byte{0x00, 0x20, 0x00, 0x80, 0x08}, []byte("000000\xff\xff")...)
+	if resp, err := card.Transmit(verify); err != nil || len(resp) < 2 || resp[len(resp)-2] != 0x63 {
+		t.Fatalf("wrong VERIFY: % X, %v", resp, err)
+	}
+	if card.PINTries() != 2 {
+		t.Fatalf("%d tries left", card.PINTries())
+	}
+	if _, err := h.svc.Authenticate(context.Background(), testOrigin, testChallenge, p); err != nil {
+		t.Fatal(err)
+	}
+	if len(p.requests()) != 2 || p.confirmations() != 0 {
+		t.Fatalf("%d prompts, %d confirmations: the cached PIN was used after a wrong PIN elsewhere", len(p.requests()), p.confirmations())
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/agent/expiry"
+	"github.com/cardagent/cardagent/agent/safetext"
 )
 
 // Click is a menu item the user chose.
@@ -214,7 +215,7 @@ func (a *App) notify() {
 	if c.Expiry.Level == expiry.Expired {
 		title = "Smartcard certificate expired"
 	}
-	if err := a.UI.Notify(title, c.Notice); err != nil {
+	if err := a.UI.Notify(title, safetext.Line(c.Notice, 512)); err != nil {
 		a.Log.Warn("desktop notification failed", zap.Error(err))
 	}
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/certinfo"
 	"github.com/cardagent/cardagent/agent/expiry"
+	"github.com/cardagent/cardagent/agent/safetext"
 )
 
 // State is what the icon shows. The names are the icon file names (tray/icons).
@@ -146,7 +147,7 @@ func Build(in Input) View {
 	usable := card.State == agent.CardReady
 	blocked := card.PIN != nil && card.PIN.Blocked
 	if card.Holder != nil || card.Type != "" {
-		v.Menu.Card = strings.TrimPrefix(strings.TrimSuffix(holderName(card)+" - "+card.Type, " - "), " - ")
+		v.Menu.Card = strings.TrimPrefix(strings.TrimSuffix(holderName(card)+" - "+cardType(card), " - "), " - ")
 	}
 	for i, c := range card.Certificates {
 		if i == MaxCertificates {
@@ -216,7 +217,7 @@ func cardState(st agent.Status, card *agent.CardState, policy expiry.Policy) (St
 		return StateNoCard, "Reading the smartcard..."
 	case agent.CardReady:
 	default:
-		why := card.Hint
+		why := safetext.Line(card.Hint, maxCardText)
 		if why == "" {
 			why = "the card could not be read"
 		}
@@ -224,7 +225,7 @@ func cardState(st agent.Status, card *agent.CardState, policy expiry.Policy) (St
 	}
 	who := holderName(card)
 	if who == "" {
-		who = card.Type
+		who = cardType(card)
 	}
 	if card.PIN != nil && card.PIN.Blocked {
 		return StateBlocked, "Card blocked (" + who + "): unblock it with your PUK or contact your Registration Authority"
@@ -242,12 +243,20 @@ func cardState(st agent.Status, card *agent.CardState, policy expiry.Policy) (St
 	return StateReady, "Smartcard ready (" + who + ")"
 }
 
+// maxCardText bounds one card-supplied string in a menu line or tooltip.
+const maxCardText = 256
+
+// holderName and cardType are the card's words, cleaned for a menu, a
+// tooltip or a notification (no control, escape or bidirectional
+// characters: see safetext.Line).
 func holderName(card *agent.CardState) string {
 	if card.Holder == nil {
 		return ""
 	}
-	return card.Holder.Name
+	return safetext.Line(card.Holder.Name, maxCardText)
 }
+
+func cardType(card *agent.CardState) string { return safetext.Line(card.Type, maxCardText) }
 
 func summaries(card *agent.CardState) []certinfo.Summary {
 	out := make([]certinfo.Summary, 0, len(card.Certificates))

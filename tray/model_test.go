@@ -215,3 +215,37 @@ func TestNoticeWords(t *testing.T) {
 		t.Errorf("expired notice %q", v.Card.Notice)
 	}
 }
+
+// TestBuildHostileCardText: a holder name, card type or hint with escapes,
+// line breaks or a bidirectional override reaches the menu, the tooltip and
+// the notification cleaned.
+func TestBuildHostileCardText(t *testing.T) {
+	const hostile = "Mallory\x1b[2J\u202eexe.txt\r\nSecond line\x07"
+	ready := readyCard(t, 10)
+	ready.Holder.Name = hostile
+	ready.Type = "PIV\x1b]0;title\x07"
+	bad := readyCard(t, 400)
+	bad.Holder = nil
+	bad.State = "unsupported"
+	bad.Hint = "Insert\nanother\u202ecard"
+	for _, in := range []Input{
+		{Connected: true, Status: withReaders(ready), Agent: AgentInfo{RenewalURL: "https://renew.example"}},
+		{Connected: true, Status: withReaders(bad)},
+	} {
+		v := Build(in)
+		texts := []string{v.Tooltip, v.Menu.Status, v.Menu.Card}
+		if v.Card != nil {
+			texts = append(texts, v.Card.Notice)
+		}
+		for _, s := range texts {
+			for _, r := range s {
+				if r < 0x20 || r == 0x7f || (r >= 0x202a && r <= 0x202e) {
+					t.Errorf("%q holds %U", s, r)
+				}
+			}
+		}
+		if !strings.Contains(v.Menu.Status+v.Menu.Card, "Mallory [2Jexe.txt Second line") && !strings.Contains(v.Menu.Status, "Insert anothercard") {
+			t.Errorf("cleaned text missing: status %q card %q", v.Menu.Status, v.Menu.Card)
+		}
+	}
+}

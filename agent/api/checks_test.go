@@ -3,22 +3,27 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/cardagent/cardagent/agent/peer"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 )
 
 func TestMain(m *testing.M) {
-	if runPeerChild() {
+	if runPeerChild() || runFloodChild() {
 		return
 	}
 	code := m.Run()
@@ -36,7 +41,7 @@ func allowPeer(netip.AddrPort, netip.AddrPort) error { return nil }
 
 // serve runs one request through ServeHTTP as if it came over our listener.
 func serve(s *Server, r *http.Request) *httptest.ResponseRecorder {
-	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, &connInfo{}))
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, &connInfo{checked: true}))
 	w := httptest.NewRecorder()
 	s.ServeHTTP(w, r)
 	return w
@@ -52,11 +57,7 @@ func infoRequest(host string, origins ...string) *http.Request {
 }
 
 func TestHostCheck(t *testing.T) {
-	var peerCalls atomic.Int32
-	ts := startServer(t, newFakeBackend(), nil, Options{}, func(netip.AddrPort, netip.AddrPort) error {
-		peerCalls.Add(1)
-		return nil
-	})
+	ts := startServer(t, newFakeBackend(), nil, Options{}, allowPeer)
 	p := strconv.Itoa(ts.port)
 	other := strconv.Itoa(ts.port + 1)
 	tests := []struct {
@@ -83,14 +84,13 @@ func TestHostCheck(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.host, func(t *testing.T) {
-			before := peerCalls.Load()
 			w := serve(ts.Server, infoRequest(tt.host, goodOrigin))
 			if w.Code != tt.want {
 				t.Fatalf("Host %q: %d, want %d", tt.host, w.Code, tt.want)
 			}
 			if tt.want == http.StatusForbidden {
-				if peerCalls.Load() != before {
-					t.Error("the peer was checked although the Host was refused")
+				if w.Header().Get("Connection") != "close" {
+					t.Error("a refusal without Connection: close")
 				}
 				if w.Header().Get("Access-Control-Allow-Origin") != "" {
 					t.Error("CORS header on a refused request")
@@ -154,18 +154,35 @@ func TestOriginCheck(t *testing.T) {
 	}
 }
 
+// TestPeerRefused: a connection whose peer fails the check is closed as
+// soon as it is accepted, before its request is read, and nothing answers.
 func TestPeerRefused(t *testing.T) {
-	ts := startServer(t, newFakeBackend(), nil, Options{}, func(netip.AddrPort, netip.AddrPort) error { return errOtherUser })
-	w := serve(ts.Server, infoRequest(ts.host(), goodOrigin))
-	if w.Code != http.StatusForbidden {
-		t.Fatalf("another user's peer: %d", w.Code)
+	var calls atomic.Int32
+	ts := startServer(t, newFakeBackend(), nil, Options{}, func(netip.AddrPort, netip.AddrPort) error {
+		calls.Add(1)
+		return peer.ErrOtherUser
+	})
+	c, err := net.Dial("tcp", ts.host())
+	if err == nil { // (the reset may even reach the client before its connect returns)
+		defer c.Close()
+		// No request sent: the check does not wait for one.
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := c.Read(make([]byte, 1))
+		if n != 0 || err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("another user's connection: read %d bytes, %v; want it closed at once", n, err)
+		}
+	} else if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatal(err)
+	}
+	if calls.Load() != 1 {
+		t.Errorf("%d checks, want 1", calls.Load())
 	}
 	// A request that did not come through our listener (no connection info) is refused too.
 	r := infoRequest(ts.host(), goodOrigin)
-	w = httptest.NewRecorder()
+	w := httptest.NewRecorder()
 	ts.ServeHTTP(w, r)
-	if w.Code != http.StatusForbidden {
-		t.Fatalf("no connection info: %d", w.Code)
+	if w.Code != http.StatusForbidden || w.Header().Get("Connection") != "close" {
+		t.Fatalf("no connection info: %d %v", w.Code, w.Header())
 	}
 }
 

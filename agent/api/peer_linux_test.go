@@ -2,7 +2,6 @@ package api
 
 import (
 	"io"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,8 +11,8 @@ import (
 	"testing"
 )
 
-// TestPeerSameUser checks real connections against /proc/net/tcp{,6}: a
-// client of this process's user passes, over IPv4 and IPv6.
+// TestPeerSameUser checks real connections with the real check (netlink
+// sock_diag): a client of this process's user passes, over IPv4 and IPv6.
 func TestPeerSameUser(t *testing.T) {
 	ts := startServer(t, newFakeBackend(), nil, Options{}, nil) // the real check
 	for _, host := range []string{"127.0.0.1", "[::1]"} {
@@ -29,8 +28,9 @@ func TestPeerSameUser(t *testing.T) {
 }
 
 // TestPeerOtherUser runs a client as another uid (nobody): the agent must
-// refuse it with 403 before anything else, while the same client as our
-// own uid is accepted.
+// close its connection as soon as it is accepted, before reading the
+// request (the client sees no HTTP answer at all), while the same client
+// as our own uid is accepted.
 func TestPeerOtherUser(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("needs root to run a client as another user")
@@ -62,8 +62,8 @@ func TestPeerOtherUser(t *testing.T) {
 	}
 	for _, host := range []string{"127.0.0.1", "[::1]"} {
 		t.Run(host, func(t *testing.T) {
-			if got := run(t, 65534, host); got != "status 403" {
-				t.Errorf("client as nobody: %q, want status 403", got)
+			if got := run(t, 65534, host); !strings.HasPrefix(got, "error ") {
+				t.Errorf("client as nobody: %q, want the connection closed without an answer", got)
 			}
 			if got := run(t, 0, host); got != "status 101" {
 				t.Errorf("client as root (our uid): %q, want status 101", got)
@@ -71,20 +71,14 @@ func TestPeerOtherUser(t *testing.T) {
 		})
 	}
 	refused := 0
-	for _, e := range ts.logs.FilterMessage("connection from another user or an unknown process").All() {
+	// One line per listener (IPv4, IPv6): each logs its first refusal.
+	for _, e := range ts.logs.FilterMessage("connection from another user or an unknown process refused").All() {
 		if strings.Contains(e.ContextMap()["error"].(string), "uid 65534") {
 			refused++
 		}
 	}
 	if refused != 2 {
 		t.Errorf("%d refusals of uid 65534 logged, want 2", refused)
-	}
-}
-
-func TestCheckPeerInMissingTable(t *testing.T) {
-	err := checkPeerIn(t.TempDir(), 0, netip.MustParseAddrPort("127.0.0.1:1"), netip.MustParseAddrPort("127.0.0.1:2"))
-	if err == nil {
-		t.Fatal("no socket table, yet the peer passed")
 	}
 }
 

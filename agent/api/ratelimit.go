@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -63,4 +64,17 @@ func (lp limitedPrompter) PIN(ctx context.Context, req prompt.Request) ([]byte, 
 		return nil, agent.ErrRateLimited
 	}
 	return lp.p.PIN(ctx, req)
+}
+
+// Confirm asks the limiter too: a sign-in confirmed from the PIN cache
+// counts as a prompt. Without a consent dialog it is prompt.ErrUnavailable.
+func (lp limitedPrompter) Confirm(ctx context.Context, c prompt.Consent) (bool, error) {
+	conf, ok := lp.p.(prompt.Confirmer)
+	if !ok {
+		return false, fmt.Errorf("%w: no consent dialog", prompt.ErrUnavailable)
+	}
+	if !lp.l.allow(lp.origin) {
+		return false, agent.ErrRateLimited
+	}
+	return conf.Confirm(ctx, c)
 }

@@ -3,9 +3,12 @@
 // WebSocket (GET /cardagent/v1/ws) carrying the JSON protocol of
 // docs/protocol.md.
 //
-// Every security check happens in one place, Server.ServeHTTP, before any
-// handler runs: the Host header (DNS rebinding), the exact Origin, and the
-// same-OS-user check of the connecting process. Handlers depend on a narrow
+// The same-OS-user check of the connecting process runs as soon as a
+// connection is accepted (agent/peer's Listener): another user's connection
+// is closed before a byte of it is read. Every other check happens in one
+// place, Server.ServeHTTP, before any handler runs: the Host header (DNS
+// rebinding) and the exact Origin; it also refuses a request whose
+// connection did not pass the peer check. Handlers depend on a narrow
 // Backend interface, so tests pass a fake.
 package api
 
@@ -16,7 +19,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -27,6 +29,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/peer"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/token"
 )
@@ -45,7 +48,12 @@ const (
 
 // Defaults of Options.
 const (
-	DefaultMaxConnections   = 64
+	DefaultMaxConnections = 64
+	// DefaultMaxHTTPConnections caps the open TCP connections of our own
+	// user (WebSockets included); other users' are closed at once.
+	DefaultMaxHTTPConnections = 128
+	// DefaultMaxPendingChecks caps the peer checks in flight.
+	DefaultMaxPendingChecks = 16
 	DefaultMaxMessageBytes  = 16 << 10
 	DefaultPromptsPerMinute = 6
 	DefaultHandshakeTimeout = 10 * time.Second
@@ -75,6 +83,12 @@ type Options struct {
 	AllowedOrigins []string
 	// MaxConnections caps concurrent WebSocket connections; more get 503.
 	MaxConnections int
+	// MaxHTTPConnections caps the open TCP connections (of our own user,
+	// WebSockets included); more get 503 and are closed.
+	MaxHTTPConnections int
+	// MaxPendingChecks caps the same-user checks in flight; while they are
+	// all busy new connections wait in the kernel's backlog.
+	MaxPendingChecks int
 	// MaxMessageBytes is the largest message a client may send; larger closes with 1009.
 	MaxMessageBytes int64
 	// PromptsPerMinute is how many PIN prompts one origin may cause per minute.
@@ -109,8 +123,9 @@ type Server struct {
 	limiter  *promptLimiter
 	upgrader websocketUpgrader
 	routes   map[string]route
-	// checkPeer is checkPeer in production; tests replace it.
+	// checkPeer is peer.CheckAddrs in production; tests replace it.
 	checkPeer peerChecker
+	refusals  refusalLog
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -140,6 +155,12 @@ func New(log *zap.Logger, backend Backend, p prompt.Prompter, opts Options) (*Se
 	if opts.MaxConnections <= 0 {
 		opts.MaxConnections = DefaultMaxConnections
 	}
+	if opts.MaxHTTPConnections <= 0 {
+		opts.MaxHTTPConnections = DefaultMaxHTTPConnections
+	}
+	if opts.MaxPendingChecks <= 0 {
+		opts.MaxPendingChecks = DefaultMaxPendingChecks
+	}
 	if opts.MaxMessageBytes <= 0 {
 		opts.MaxMessageBytes = DefaultMaxMessageBytes
 	}
@@ -162,7 +183,7 @@ func New(log *zap.Logger, backend Backend, p prompt.Prompter, opts Options) (*Se
 		opts:      opts,
 		allowed:   map[string]bool{},
 		limiter:   newPromptLimiter(opts.PromptsPerMinute, time.Now),
-		checkPeer: checkPeer,
+		checkPeer: peer.CheckAddrs,
 		conns:     map[*wsConn]struct{}{},
 	}
 	for _, o := range opts.AllowedOrigins {
@@ -241,11 +262,13 @@ func (s *Server) Port() int {
 
 type ctxKey struct{}
 
-// connInfo is attached to every TCP connection: the peer check runs once per connection.
+// peerChecker checks the process behind a TCP connection (peer.Checker).
+type peerChecker = peer.Checker
+
+// connInfo is attached to every TCP connection: checked says it came
+// through the peer-checking listener.
 type connInfo struct {
-	us, peer netip.AddrPort
-	once     sync.Once
-	err      error
+	checked bool
 }
 
 // Serve serves until ctx is cancelled, then closes every connection
@@ -260,9 +283,18 @@ func (s *Server) Serve(ctx context.Context) error {
 		return errors.New("api: already serving")
 	}
 	s.ctx = ctx
-	listeners := s.listeners
+	listeners := make([]net.Listener, len(s.listeners))
+	for i, l := range s.listeners {
+		listeners[i] = peer.NewListener(l, peer.ListenerOptions{
+			Check:      s.checkPeer,
+			MaxConns:   s.opts.MaxHTTPConnections,
+			MaxPending: s.opts.MaxPendingChecks,
+			Overflow:   writeBusy,
+			Log:        s.log.Named("peer"),
+		})
+	}
 	s.mu.Unlock()
-	if !peerCheckSupported {
+	if !peer.Supported {
 		s.log.Warn("this OS offers no cheap way to check which user a local connection comes from: any local process that passes the Origin check may use the API")
 	}
 	if len(s.allowed) == 0 {
@@ -279,14 +311,8 @@ func (s *Server) Serve(ctx context.Context) error {
 		ErrorLog:          zap.NewStdLog(s.log.Named("http")),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 		ConnContext: func(c context.Context, conn net.Conn) context.Context {
-			ci := &connInfo{}
-			if a, ok := conn.LocalAddr().(*net.TCPAddr); ok {
-				ci.us = a.AddrPort()
-			}
-			if a, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
-				ci.peer = a.AddrPort()
-			}
-			return context.WithValue(c, ctxKey{}, ci)
+			_, checked := conn.(*peer.Conn)
+			return context.WithValue(c, ctxKey{}, &connInfo{checked: checked})
 		},
 	}
 	// A listener that fails ends the whole server.
@@ -316,7 +342,9 @@ func (s *Server) Serve(ctx context.Context) error {
 }
 
 // ServeHTTP does every security check, in this order, before any handler:
-// Host, Origin, same OS user. Then it dispatches from the route table.
+// the connection passed the same-user check (at accept time), Host, Origin.
+// Then it dispatches from the route table. Every refusal closes the
+// connection (Connection: close).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("X-Content-Type-Options", "nosniff")
@@ -327,8 +355,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	origin, reason := s.check(r)
 	if reason != "" {
-		s.log.Warn("request refused", zap.String("reason", reason), zap.String("host", r.Host),
-			zap.Strings("origin", r.Header.Values("Origin")), zap.String("remote", r.RemoteAddr), zap.String("path", r.URL.Path))
+		s.logRefusal(r, reason)
 		writeJSON(w, http.StatusForbidden, map[string]any{"error": map[string]string{"code": string(agent.CodeNotAllowed)}})
 		return
 	}
@@ -350,31 +377,31 @@ func (s *Server) check(r *http.Request) (origin, reason string) {
 	s.mu.Lock()
 	hosts := s.hosts
 	s.mu.Unlock()
-	// (a) DNS rebinding: the Host must name the loopback address and our port.
+	// (a) The connection must have passed the same-user check when it was
+	// accepted: a request that did not come through our listener is never
+	// trusted.
+	if ci, ok := r.Context().Value(ctxKey{}).(*connInfo); !ok || !ci.checked {
+		return "", "peer"
+	}
+	// (b) DNS rebinding: the Host must name the loopback address and our port.
 	if !hosts[r.Host] {
 		return "", "host"
 	}
-	// (b) The Origin must be exactly one of the allowed ones: the serialized
+	// (c) The Origin must be exactly one of the allowed ones: the serialized
 	// origin compared as a string, no prefix, suffix or case folding. A
 	// missing, repeated or "null" Origin is refused.
 	vals := r.Header.Values("Origin")
 	if len(vals) != 1 || !s.allowed[vals[0]] {
 		return "", "origin"
 	}
-	// (c) The connecting process must belong to our OS user (and session).
-	ci, ok := r.Context().Value(ctxKey{}).(*connInfo)
-	if !ok {
-		return "", "peer" // not from our listener: never trusted
-	}
-	ci.once.Do(func() { ci.err = s.checkPeer(ci.us, ci.peer) })
-	if ci.err != nil {
-		s.log.Warn("connection from another user or an unknown process", zap.Error(ci.err))
-		return "", "peer"
-	}
 	return vals[0], ""
 }
 
+// writeJSON writes a reply; an error status also closes the connection.
 func writeJSON(w http.ResponseWriter, code int, v any) {
+	if code >= 400 {
+		w.Header().Set("Connection", "close")
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/safetext"
 	"github.com/cardagent/cardagent/pcsc/p11"
 )
 
@@ -54,41 +55,48 @@ func cardsCmd(ctx context.Context, env *Env, args []string) error {
 	return nil
 }
 
+// maxField bounds one field of the table, in bytes.
+const maxField = 256
+
+// safe cleans a string that came from a card, a certificate or a reader
+// for the terminal (see safetext.Line); --json prints the exact values.
+func safe(s string) string { return safetext.Line(s, maxField) }
+
 func printInventory(w io.Writer, inv *agent.Inventory) {
 	for i, r := range inv.Readers {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "Reader %s\n", r.Name)
+		fmt.Fprintf(w, "Reader %s\n", safe(r.Name))
 		c := r.Card
 		if c == nil {
 			fmt.Fprintln(w, "  no card")
 			continue
 		}
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(tw, "  Card\t%s\n", c.Type)
-		fmt.Fprintf(tw, "  ATR\t%s\n", c.ATR)
+		fmt.Fprintf(tw, "  Card\t%s\n", safe(c.Type))
+		fmt.Fprintf(tw, "  ATR\t%s\n", safe(c.ATR))
 		if c.Driver != "" {
-			fmt.Fprintf(tw, "  Driver\t%s\n", c.Driver)
+			fmt.Fprintf(tw, "  Driver\t%s\n", safe(c.Driver))
 		}
 		if c.ID != "" {
-			fmt.Fprintf(tw, "  Identity\t%s (%s)\n", c.ID, c.IDSource)
+			fmt.Fprintf(tw, "  Identity\t%s (%s)\n", safe(c.ID), safe(c.IDSource))
 		}
 		if c.Holder != nil {
 			h := c.Holder.Name
 			if c.Holder.UUID != "" {
 				h += " (user ID " + c.Holder.UUID + ")"
 			}
-			fmt.Fprintf(tw, "  Holder\t%s\n", h)
+			fmt.Fprintf(tw, "  Holder\t%s\n", safe(h))
 		}
 		if c.PIN != nil {
 			fmt.Fprintf(tw, "  PIN\t%s\n", pinWords(c.PIN))
 		}
 		if c.Error != "" {
-			fmt.Fprintf(tw, "  Problem\t%s\n", c.Error)
+			fmt.Fprintf(tw, "  Problem\t%s\n", safe(c.Error))
 		}
 		if c.Hint != "" {
-			fmt.Fprintf(tw, "  What to do\t%s\n", c.Hint)
+			fmt.Fprintf(tw, "  What to do\t%s\n", safe(c.Hint))
 		}
 		tw.Flush()
 		if len(c.Certificates) > 0 {
@@ -96,8 +104,8 @@ func printInventory(w io.Writer, inv *agent.Inventory) {
 			tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "    KEY\tUSAGE\tSUBJECT\tISSUER\tNOT AFTER\tDAYS LEFT\tKEY TYPE")
 			for _, s := range c.Certificates {
-				fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Key, s.Usage, cn(s.Subject), cn(s.Issuer),
-					s.NotAfter.Format("2006-01-02"), daysWords(s.DaysLeft), s.KeyType)
+				fmt.Fprintf(tw, "    %s\t%s\t%s\t%s\t%s\t%s\t%s\n", safe(s.Key), safe(s.Usage), safe(cn(s.Subject)), safe(cn(s.Issuer)),
+					s.NotAfter.Format("2006-01-02"), daysWords(s.DaysLeft), safe(s.KeyType))
 			}
 			tw.Flush()
 		}

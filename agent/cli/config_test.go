@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -125,5 +126,25 @@ func TestPolicyGenerate(t *testing.T) {
 	}
 	if code, _, _ := cliRun(t, "policy"); code != cli.ExitUsage {
 		t.Errorf("policy without generate: %d", code)
+	}
+}
+
+// TestRunRefusesWritableConfig: `cardagent run` and `config show` refuse a
+// configuration that other users can write (it sets the allowed origins
+// and the PKCS#11 module the agent loads), saying how to fix it; the agent
+// does not start.
+func TestRunRefusesWritableConfig(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix permissions")
+	}
+	file := configFile(t, `{"allowed_origins": ["https://attacker.example"], "pkcs11": {"module": "/tmp/evil.so"}}`)
+	if err := os.Chmod(file, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"config", "show", "--config", file}, {"run", "--config", file}} {
+		code, out, errs := cliRun(t, args...)
+		if code == 0 || !strings.Contains(errs, "refusing configuration file "+file) || !strings.Contains(errs, "chmod go-w") {
+			t.Errorf("%v: exit %d\nstdout %s\nstderr %s", args, code, out, errs)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent/config"
 	"github.com/cardagent/cardagent/agent/doctor"
+	"github.com/cardagent/cardagent/agent/safetext"
 )
 
 // errBlocked is doctor's exit status when something blocks sign-in.
@@ -50,16 +51,19 @@ func doctorCmd(ctx context.Context, env *Env, args []string) error {
 var marks = map[doctor.Status]string{doctor.OK: "[ ok ]", doctor.Info: "[info]", doctor.Warn: "[warn]", doctor.Fail: "[FAIL]"}
 
 func printReport(w io.Writer, r *doctor.Report) {
-	fmt.Fprintf(w, "cardagent %s doctor (%s)\n\n", r.Version, r.OS)
+	// Results quote card, reader and certificate text: clean every string
+	// for the terminal (--json prints the exact values).
+	line := func(s string) string { return safetext.Line(s, 4*maxField) }
+	fmt.Fprintf(w, "cardagent %s doctor (%s)\n\n", line(r.Version), line(r.OS))
 	for _, res := range r.Results {
-		fmt.Fprintf(w, "%s %s: %s\n", marks[res.Status], res.Title, res.Message)
+		fmt.Fprintf(w, "%s %s: %s\n", marks[res.Status], line(res.Title), line(res.Message))
 		if res.Fix != "" {
-			fmt.Fprintf(w, "       What to do: %s\n", res.Fix)
+			fmt.Fprintf(w, "       What to do: %s\n", line(res.Fix))
 		}
 	}
 	fmt.Fprintln(w)
 	if failed := r.Failed(); len(failed) > 0 {
-		fmt.Fprintf(w, "Sign-in is blocked: %d problem(s) to fix (%s).\n", len(failed), strings.Join(failed, ", "))
+		fmt.Fprintf(w, "Sign-in is blocked: %d problem(s) to fix (%s).\n", len(failed), line(strings.Join(failed, ", ")))
 	} else {
 		fmt.Fprintln(w, "Nothing blocks sign-in.")
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/cardagent/cardagent/agent/cm"
 	"github.com/cardagent/cardagent/agent/config"
 	"github.com/cardagent/cardagent/agent/logfile"
+	"github.com/cardagent/cardagent/agent/nodump"
 	"github.com/cardagent/cardagent/pcsc/p11"
 )
 
@@ -61,6 +62,10 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		return usageError{err.Error()}
 	}
 	defer closeLog()
+	// The agent holds PINs in memory: no core dump may capture one.
+	if err := nodump.Disable(); err != nil {
+		log.Warn("core dumps stay enabled", zap.Error(err))
+	}
 	for _, w := range cfg.Warnings() {
 		log.Warn("configuration: " + w)
 	}

@@ -91,6 +91,7 @@ func TestRunSignIn(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	defer c.Close()
+	checkNoCoreDumps(t) // run made the process not dumpable
 	call := func(req map[string]any) map[string]any {
 		t.Helper()
 		if err := c.WriteJSON(req); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cardagent/cardagent/agent/certinfo"
+	"github.com/cardagent/cardagent/agent/safetext"
 	"github.com/cardagent/cardagent/agent/token"
 )
 
@@ -24,6 +25,7 @@ type verifyResult struct {
 	Certificate *certinfo.Summary `json:"certificate,omitempty"`
 	Algorithm   string            `json:"algorithm,omitempty"`
 	Origin      string            `json:"origin,omitempty"`
+	Revocation  *token.Revocation `json:"revocation,omitempty"`
 }
 
 // verifyCmd checks a token as a relying party would, for scripts and for
@@ -37,6 +39,8 @@ func verifyCmd(_ context.Context, env *Env, args []string) error {
 	challenge := fs.String("challenge", "", "the challenge the relying party issued for this sign-in")
 	roots := fs.String("roots", "", "PEM file of trusted root certificates (cardagent-vcard --certs-out DIR writes DIR/root.pem)")
 	inter := fs.String("intermediates", "", "PEM file of issuing CA certificates, if the token does not carry them (DIR/chain.pem)")
+	authCAs := fs.String("auth-cas", "", "PEM file of the CAs that issue authentication certificates (NHS: Authentication G2); when given, a certificate from any other CA cannot sign in")
+	revocation := fs.String("revocation", string(token.RevocationBestEffort), "revocation check (OCSP, else CRL, from the certificate's URLs): off, best-effort (a status that cannot be learnt is accepted and reported) or required")
 	tokenPath := fs.String("token", "-", "file holding the token JSON, - for standard input")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := parse(fs, args); err != nil {
@@ -63,6 +67,20 @@ func verifyCmd(_ context.Context, env *Env, args []string) error {
 			return err
 		}
 	}
+	if *authCAs != "" {
+		data, err := os.ReadFile(*authCAs)
+		if err != nil {
+			return fmt.Errorf("reading certificates: %w", err)
+		}
+		if v.AuthenticationCAs, err = token.CertificatesFromPEM(data); err != nil {
+			return fmt.Errorf("reading certificates from %s: %w", *authCAs, err)
+		}
+	}
+	pol, err := token.ParseRevocationPolicy(*revocation)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	v.Revocation = &token.RevocationChecker{Policy: pol}
 	store := token.NewMemoryStore()
 	if err := store.Add(*challenge, time.Hour); err != nil {
 		return err
@@ -89,7 +107,7 @@ func verifyCmd(_ context.Context, env *Env, args []string) error {
 	}
 	sum := certinfo.Summarise("", res.Certificate, time.Now())
 	if *asJSON {
-		return printJSON(env.Stdout, verifyResult{Valid: true, Holder: &res.Holder, Certificate: &sum, Algorithm: res.Algorithm, Origin: res.Origin})
+		return printJSON(env.Stdout, verifyResult{Valid: true, Holder: &res.Holder, Certificate: &sum, Algorithm: res.Algorithm, Origin: res.Origin, Revocation: &res.Revocation})
 	}
 	who := res.Holder.Name
 	if res.Holder.UUID != "" {
@@ -103,6 +121,16 @@ func verifyCmd(_ context.Context, env *Env, args []string) error {
 	fmt.Fprintf(tw, "  expires\t%s (%d days left)\n", sum.NotAfter.Format(time.DateOnly), sum.DaysLeft)
 	fmt.Fprintf(tw, "  algorithm\t%s\n", res.Algorithm)
 	fmt.Fprintf(tw, "  origin\t%s\n", res.Origin)
+	rv := res.Revocation
+	line := rv.Status
+	if rv.Source != "" {
+		line += " (" + rv.Source + ")"
+	}
+	line += ", policy " + string(rv.Policy)
+	if rv.Detail != "" {
+		line += ": " + safetext.Line(rv.Detail, 300)
+	}
+	fmt.Fprintf(tw, "  revocation\t%s\n", line)
 	return tw.Flush()
 }
 

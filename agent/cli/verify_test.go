@@ -80,6 +80,7 @@ func TestVerifyCommand(t *testing.T) {
 	good := signToken(t, dir, card.AuthCert, card.AuthKey, origin, challenge)
 	otherOrigin := signToken(t, dir, card.AuthCert, card.AuthKey, "https://localhost:9443", challenge)
 	expiredTok := signToken(t, dir, expired.AuthCert, expired.AuthKey, origin, challenge)
+	signingTok := signToken(t, dir, card.SignCert, card.SignKey, origin, challenge)
 	garbage := filepath.Join(dir, "garbage.json")
 	if err := os.WriteFile(garbage, []byte("{not json"), 0o644); err != nil {
 		t.Fatal(err)
@@ -96,6 +97,14 @@ func TestVerifyCommand(t *testing.T) {
 		{"valid", with("--token", good), cli.ExitOK, "valid: signed by Cardholder TEST (user ID 999000000001)", ""},
 		{"valid json", with("--token", good, "--json"), cli.ExitOK, `"valid": true`, ""},
 		{"other origin", with("--token", otherOrigin), cli.ExitFailure, "", "token rejected: origin_mismatch"},
+		{"signing certificate", with("--token", signingTok), cli.ExitFailure, "", "token rejected: bad_key_usage"},
+		{"valid, authentication CA given", with("--token", good, "--auth-cas", filepath.Join(dir, testpki.AuthCAFile)), cli.ExitOK, "valid: signed by", ""},
+		{"issuer not an authentication CA", with("--token", good, "--auth-cas", filepath.Join(dir, testpki.SignCAFile)), cli.ExitFailure, "", "token rejected: untrusted_chain"},
+		{"revocation best effort, responder unreachable", with("--token", good), cli.ExitOK, "revocation   unavailable, policy best-effort: OCSP http://ocsp.nhs-test.invalid/", ""},
+		{"revocation best effort, JSON", with("--token", good, "--json"), cli.ExitOK, `"policy": "best-effort"`, ""},
+		{"revocation off", with("--token", good, "--revocation", "off"), cli.ExitOK, "revocation   not_checked, policy off", ""},
+		{"revocation required, responder unreachable", with("--token", good, "--revocation", "required"), cli.ExitFailure, "", "token rejected: revocation_unknown"},
+		{"revocation policy unknown", with("--token", good, "--revocation", "sometimes"), cli.ExitUsage, "", "want off, best-effort or required"},
 		{"presented for another origin", []string{"verify", "--origin", "https://localhost:9443", "--challenge", challenge, "--roots", roots, "--intermediates", chain, "--token", good},
 			cli.ExitFailure, "", "token rejected: origin_mismatch"},
 		{"other challenge", []string{"verify", "--origin", origin, "--challenge", "another", "--roots", roots, "--intermediates", chain, "--token", good},

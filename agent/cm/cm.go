@@ -31,6 +31,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/api"
+	"github.com/cardagent/cardagent/agent/peer"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/signalr"
 )
@@ -87,7 +88,7 @@ type Options struct {
 	// first (they lie in Linux's ephemeral range: an outgoing connection
 	// may hold one for a while). Listen alone never retries.
 	BindRetry bool
-	// CheckPeer is the same-user check; nil means api.CheckPeer.
+	// CheckPeer is the same-user check; nil means peer.CheckAddrs.
 	CheckPeer func(us, peer netip.AddrPort) error
 	// Now is the clock for reply timestamps; nil means time.Now.
 	Now func() time.Time
@@ -142,7 +143,7 @@ func New(log *zap.Logger, backend Backend, p prompt.Prompter, opts Options) (*Se
 		opts.RequestTimeout = DefaultRequestTimeout
 	}
 	if opts.CheckPeer == nil {
-		opts.CheckPeer = api.CheckPeer
+		opts.CheckPeer = peer.CheckAddrs
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -243,8 +244,17 @@ func (s *Server) Serve(ctx context.Context) error {
 		BaseContext:    func(net.Listener) context.Context { return ctx },
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	if !peer.Supported {
+		s.log.Warn("this OS offers no cheap way to check which user a local connection comes from: any local process that passes the Origin check may use the endpoint")
+	}
 	for _, l := range listeners {
-		pl := newPeerListener(l, s.opts.CheckPeer, DefaultMaxConnsPerServer, s.log)
+		// Another user's connection is closed as soon as it is accepted,
+		// before a byte is read: it never gets an answer, let alone a 200.
+		pl := peer.NewListener(l, peer.ListenerOptions{
+			Check:    peer.Checker(s.opts.CheckPeer),
+			MaxConns: DefaultMaxConnsPerServer,
+			Log:      s.log.Named("peer"),
+		})
 		g.Go(func() error {
 			defer pl.Close()
 			if err := srv.Serve(pl); !errors.Is(err, http.ErrServerClosed) {

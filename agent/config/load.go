@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"reflect"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -68,15 +67,15 @@ func load(path string, explicit bool) (Config, error) {
 		}
 		return Config{}, fmt.Errorf("reading configuration: %w", err)
 	}
+	if err := checkTrusted("configuration file", path, configOwners()); err != nil {
+		return Config{}, err
+	}
 	c, err := Merge(Default(), data, path)
 	if err != nil {
 		return Config{}, err
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err
-	}
-	if fi, err := os.Stat(path); err == nil && runtime.GOOS != "windows" && fi.Mode().Perm()&0o022 != 0 {
-		c.notes = append(c.notes, "configuration file "+path+" is writable by other users: whoever can write it can allow a web origin")
 	}
 	return c, nil
 }

@@ -352,6 +352,9 @@ func (f PolicyFile) ReadPolicy() (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkTrusted("IT policy", string(f), policyOwners); err != nil {
+		return nil, err
+	}
 	return &Policy{Location: string(f), JSON: data}, nil
 }
 
@@ -405,6 +408,9 @@ func (m ManagedPreferences) ReadPolicy() (*Policy, error) {
 		return nil, nil
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := checkTrusted("IT policy", m.Path, policyOwners); err != nil {
 		return nil, err
 	}
 	v, err := plist.Parse(data)

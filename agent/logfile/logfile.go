@@ -88,11 +88,16 @@ type Writer struct {
 
 // Open opens (appending) or creates the log file, and its directory
 // (mode 0700: logs name the user's cards and the sites they sign in to).
+// On Unix the directory must be the user's own, and the file is opened
+// without following a symbolic link.
 func Open(opts Options) (*Writer, error) {
 	if err := opts.defaults(); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("opening log: %w", err)
+	}
+	if err := checkDir(opts.Dir); err != nil {
 		return nil, fmt.Errorf("opening log: %w", err)
 	}
 	w := &Writer{opts: opts, path: filepath.Join(opts.Dir, opts.Name)}
@@ -109,7 +114,7 @@ func (w *Writer) Path() string { return w.path }
 func (w *Writer) MaxTotal() int64 { return w.opts.MaxBytes * int64(w.opts.Backups+1) }
 
 func (w *Writer) open() error {
-	f, err := os.OpenFile(w.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(w.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|noFollow, 0o600)
 	if err != nil {
 		return fmt.Errorf("opening log: %w", err)
 	}
@@ -169,7 +174,7 @@ func (w *Writer) rotate() error {
 	if err := os.Rename(w.path, backup(1)); err != nil {
 		return fmt.Errorf("rotating log: %w", err)
 	}
-	f, err := os.OpenFile(w.path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(w.path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|noFollow, 0o600)
 	if err != nil {
 		return fmt.Errorf("rotating log: %w", err)
 	}

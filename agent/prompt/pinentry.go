@@ -11,10 +11,10 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"go.uber.org/zap"
+
+	"github.com/cardagent/cardagent/agent/safetext"
 )
 
 // DefaultTimeout closes a prompt when neither the Request nor the Pinentry
@@ -352,34 +352,10 @@ func PUKTriesLeft(n int) string {
 	return strconv.Itoa(n) + " PUK tries left."
 }
 
-// clean makes text from a certificate or a caller safe to show on one line:
-// control and bidirectional-override characters become spaces or go, runs of
-// spaces become one, and it is cut (at a character boundary) to at most n
-// bytes. The limits Description uses keep SETDESC within an Assuan line.
-func clean(s string, n int) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case unicode.Is(unicode.Bidi_Control, r), r == '\u200b', r == '\ufeff':
-			continue
-		case unicode.IsControl(r), unicode.IsSpace(r):
-			r = ' '
-		}
-		b.WriteRune(r)
-		if b.Len() > 4*n {
-			break
-		}
-	}
-	out := strings.Join(strings.Fields(b.String()), " ")
-	if len(out) > n {
-		cut := n
-		for cut > 0 && !utf8.RuneStart(out[cut]) {
-			cut--
-		}
-		out = strings.TrimSpace(out[:cut])
-	}
-	return out
-}
+// clean makes text from a certificate or a caller safe to show on one line
+// (safetext.Line), cut to at most n bytes. The limits Description uses
+// keep SETDESC within an Assuan line.
+func clean(s string, n int) string { return safetext.Line(s, n) }
 
 // tailBuffer keeps the last max bytes written (a pinentry's stderr, for the
 // debug log).

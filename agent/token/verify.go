@@ -1,6 +1,7 @@
 package token
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -36,10 +37,12 @@ const (
 	ReasonChallengeExpired  Reason = "challenge_expired"  // challenge was issued too long ago
 	ReasonExpired           Reason = "certificate_expired"
 	ReasonNotYetValid       Reason = "not_yet_valid"
-	ReasonBadKeyUsage       Reason = "bad_key_usage" // leaf lacks digitalSignature, or extended key usage excludes clientAuth
-	ReasonUntrustedChain    Reason = "untrusted_chain"
-	ReasonBadSignature      Reason = "bad_signature"   // signature does not verify over the expected origin and the challenge
-	ReasonOriginMismatch    Reason = "origin_mismatch" // token was made for another origin
+	ReasonBadKeyUsage       Reason = "bad_key_usage"      // not an authentication certificate: leaf lacks digitalSignature, has nonRepudiation (a signing certificate), or its extended key usage excludes clientAuth
+	ReasonUntrustedChain    Reason = "untrusted_chain"    // no chain to Roots, or the issuer is not one of AuthenticationCAs
+	ReasonBadSignature      Reason = "bad_signature"      // signature does not verify over the expected origin and the challenge
+	ReasonOriginMismatch    Reason = "origin_mismatch"    // token was made for another origin
+	ReasonRevoked           Reason = "revoked"            // the certificate is revoked (OCSP or CRL)
+	ReasonRevocationUnknown Reason = "revocation_unknown" // policy required, and the certificate's status could not be learnt as good
 )
 
 // VerifyError is the error Verify returns for a token it rejects. Match it
@@ -88,6 +91,8 @@ var (
 	ErrUntrustedChain    = &VerifyError{Reason: ReasonUntrustedChain}
 	ErrBadSignature      = &VerifyError{Reason: ReasonBadSignature}
 	ErrOriginMismatch    = &VerifyError{Reason: ReasonOriginMismatch}
+	ErrRevoked           = &VerifyError{Reason: ReasonRevoked}
+	ErrRevocationUnknown = &VerifyError{Reason: ReasonRevocationUnknown}
 )
 
 // ReasonOf returns the reason of a VerifyError in err's chain, or "".
@@ -122,6 +127,16 @@ type Verifier struct {
 	// Intermediates are issuing CAs to build chains with, in addition to the
 	// chain carried in the token (cards often do not hold their CA).
 	Intermediates *x509.CertPool
+	// AuthenticationCAs, when set, are the only CAs whose certificates may
+	// sign in (for NHS cards Authentication G2, not Signing G2): the leaf's
+	// issuer in the verified chain must be one of them. Whether set or not,
+	// a leaf with the nonRepudiation key usage (a signing certificate) is
+	// refused.
+	AuthenticationCAs []*x509.Certificate
+	// Revocation checks the leaf's revocation status (OCSP, else CRL) under
+	// its Policy, after every other check passed; nil means not checked
+	// (Result.Revocation says policy off, not_checked).
+	Revocation *RevocationChecker
 	// Challenges issues challenges and makes them single-use. Required.
 	Challenges ChallengeStore
 	// Now is the clock for certificate validity (default time.Now).
@@ -142,6 +157,9 @@ type Result struct {
 	Algorithm string
 	// Origin is the origin the signature is bound to (the expected one).
 	Origin string
+	// Revocation says how the certificate's revocation was checked and
+	// what was learnt.
+	Revocation Revocation
 }
 
 // NewChallenge issues a challenge from v.Challenges valid for v.MaxAge.
@@ -229,7 +247,18 @@ func (v *Verifier) Verify(tok *Token, expectedOrigin, challenge string) (*Result
 	if tok.Origin != expectedOrigin {
 		return nil, newError(ReasonOriginMismatch, fmt.Sprintf("token names origin %q, not %q", tok.Origin, expectedOrigin))
 	}
+	rev := Revocation{Policy: RevocationOff, Status: StatusNotChecked}
+	if v.Revocation != nil && len(chain) > 1 {
+		rev = v.Revocation.Check(context.Background(), p.cert, chain[1])
+		switch {
+		case rev.Status == StatusRevoked:
+			return nil, newError(ReasonRevoked, "the certificate is revoked ("+rev.Source+")")
+		case rev.Policy == RevocationRequired && rev.Status != StatusGood:
+			return nil, newError(ReasonRevocationUnknown, rev.Status+": "+rev.Detail)
+		}
+	}
 	return &Result{
+		Revocation:  rev,
 		Certificate: p.cert,
 		Chain:       chain,
 		Holder:      certinfo.HolderOf(p.cert),
@@ -346,6 +375,11 @@ func (v *Verifier) verifyCertificate(p *parsed, now time.Time) ([]*x509.Certific
 	if hasKU && leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
 		return nil, newError(ReasonBadKeyUsage, "certificate key usage lacks digitalSignature")
 	}
+	// The card's signing (non-repudiation) key must never sign in: a
+	// signature it makes for another purpose would otherwise be a sign-in.
+	if leaf.KeyUsage&x509.KeyUsageContentCommitment != 0 {
+		return nil, newError(ReasonBadKeyUsage, "a signing (nonRepudiation) certificate is not for sign-in")
+	}
 	if len(leaf.ExtKeyUsage)+len(leaf.UnknownExtKeyUsage) > 0 &&
 		!slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageClientAuth) && !slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageAny) {
 		return nil, newError(ReasonBadKeyUsage, "certificate extended key usage lacks clientAuth")
@@ -374,6 +408,15 @@ func (v *Verifier) verifyCertificate(p *parsed, now time.Time) ([]*x509.Certific
 			}
 		}
 		return nil, &VerifyError{Reason: ReasonUntrustedChain, Detail: "certificate does not chain to a trusted root", Err: err}
+	}
+	if len(v.AuthenticationCAs) > 0 {
+		// Keep only the chains whose issuing CA issues authentication certificates.
+		chains = slices.DeleteFunc(chains, func(c []*x509.Certificate) bool {
+			return len(c) < 2 || !slices.ContainsFunc(v.AuthenticationCAs, c[1].Equal)
+		})
+		if len(chains) == 0 {
+			return nil, newError(ReasonUntrustedChain, "the issuer "+truncate(leaf.Issuer.String())+" is not an authentication CA")
+		}
 	}
 	return chains[0], nil
 }

@@ -248,6 +248,30 @@ func TestVerifyRejects(t *testing.T) {
 			cert := issueCert(t, f, ecCard.AuthKey, func(c *x509.Certificate) { c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth} })
 			e.tok = sign(t, cert, ecCard.AuthKey, token.ES256, origin, e.ch)
 		}, want: token.ReasonBadKeyUsage},
+		{name: "signing certificate (9C, Signing G2)", setup: func(t *testing.T, e *env) {
+			e.tok = sign(t, ecCard.SignCert, ecCard.SignKey, token.ES256, origin, e.ch)
+		}, want: token.ReasonBadKeyUsage},
+		{name: "nonRepudiation from the authentication CA", setup: func(t *testing.T, e *env) {
+			cert := issueCert(t, f, ecCard.AuthKey, func(c *x509.Certificate) {
+				c.KeyUsage |= x509.KeyUsageContentCommitment
+				c.ExtKeyUsage = nil
+			})
+			e.tok = sign(t, cert, ecCard.AuthKey, token.ES256, origin, e.ch)
+		}, want: token.ReasonBadKeyUsage},
+		{name: "issuer not an authentication CA", setup: func(t *testing.T, e *env) {
+			e.v.AuthenticationCAs = []*x509.Certificate{f.pki.SignCA}
+		}, want: token.ReasonUntrustedChain},
+		{name: "signing certificate without nonRepudiation, AuthenticationCAs set", setup: func(t *testing.T, e *env) {
+			e.v.AuthenticationCAs = []*x509.Certificate{f.pki.AuthCA}
+			tmpl := *ecCard.SignCert
+			tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+			der, err := x509.CreateCertificate(rand.Reader, &tmpl, f.pki.SignCA, ecCard.SignKey.Public(), f.pki.SignCAKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cert, _ := x509.ParseCertificate(der)
+			e.tok = sign(t, cert, ecCard.SignKey, token.ES256, origin, e.ch)
+		}, want: token.ReasonUntrustedChain},
 		{name: "wrong root", setup: func(t *testing.T, e *env) {
 			pool := x509.NewCertPool()
 			pool.AddCert(otherRoot)
@@ -562,4 +586,26 @@ func FuzzVerify(f *testing.F) {
 			t.Fatalf("rejection without a reason: %v", err)
 		}
 	})
+}
+
+// TestVerifyAuthenticationCAs: with the authentication CA configured, the
+// card's authentication certificate signs in and its signing certificate
+// does not.
+func TestVerifyAuthenticationCAs(t *testing.T) {
+	f := fix(t)
+	card := f.cards[testpki.P256]
+	v := newVerifier(f)
+	v.AuthenticationCAs = []*x509.Certificate{f.pki.AuthCA}
+	ch, err := v.NewChallenge()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(sign(t, card.AuthCert, card.AuthKey, token.ES256, "https://good.example", ch), "https://good.example", ch); err != nil {
+		t.Fatalf("authentication certificate: %v", err)
+	}
+	ch, _ = v.NewChallenge()
+	_, err = v.Verify(sign(t, card.SignCert, card.SignKey, token.ES256, "https://good.example", ch), "https://good.example", ch)
+	if token.ReasonOf(err) != token.ReasonBadKeyUsage {
+		t.Fatalf("signing certificate: %v, want bad_key_usage", err)
+	}
 }

@@ -1,4 +1,4 @@
-package api
+package peer
 
 import (
 	"errors"
@@ -9,8 +9,8 @@ import (
 	"unsafe"
 )
 
-// peerCheckSupported says whether checkPeer really checks the peer's user.
-const peerCheckSupported = true
+// Supported says whether CheckAddrs really checks the peer's user.
+const Supported = true
 
 // golang.org/x/sys is not a dependency of this module: the few calls go
 // through syscall and lazily loaded DLL procedures (no cgo).
@@ -29,9 +29,9 @@ const (
 	processQueryLimitedInformation = 0x1000
 )
 
-// checkPeer finds the process owning the client's socket and compares its
+// CheckAddrs finds the process owning the client's socket and compares its
 // session and user SID with the agent's.
-func checkPeer(us, peer netip.AddrPort) error {
+func CheckAddrs(us, peer netip.AddrPort) error {
 	af, v6 := uint32(afInet), false
 	if peer.Addr().Unmap().Is6() {
 		af, v6 = afInet6, true
@@ -61,7 +61,7 @@ func checkPeer(us, peer netip.AddrPort) error {
 		return err
 	}
 	if mySess != peerSess {
-		return fmt.Errorf("%w (session %d)", errOtherUser, peerSess)
+		return fmt.Errorf("%w (session %d)", ErrOtherUser, peerSess)
 	}
 	mySID, err := userSID(self)
 	if err != nil {
@@ -72,7 +72,7 @@ func checkPeer(us, peer netip.AddrPort) error {
 		return err
 	}
 	if mySID != peerSID {
-		return fmt.Errorf("%w (SID %s)", errOtherUser, peerSID)
+		return fmt.Errorf("%w (SID %s)", ErrOtherUser, peerSID)
 	}
 	return nil
 }

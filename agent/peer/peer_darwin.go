@@ -1,4 +1,4 @@
-package api
+package peer
 
 import (
 	"errors"
@@ -9,14 +9,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// peerCheckSupported says whether checkPeer really checks the peer's user.
-const peerCheckSupported = true
+// Supported says whether CheckAddrs really checks the peer's user.
+const Supported = true
 
-// checkPeer finds the client's socket in the kernel's list of TCP control
+// CheckAddrs finds the client's socket in the kernel's list of TCP control
 // blocks (sysctl net.inet.tcp.pcblist_n, as netstat reads it; the layout
 // is in pcblist.go) and compares its owner's uid with ours. Any failure to
 // read or parse the list refuses the connection.
-func checkPeer(us, peer netip.AddrPort) error {
+func CheckAddrs(us, peer netip.AddrPort) error {
 	buf, err := readPCBList()
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package api
+package peer
 
 import (
 	"bytes"
@@ -234,9 +234,9 @@ func TestFindPCBPeerUID(t *testing.T) {
 			[]pcbSock{server, {local: mapped(peer), remote: mapped(us), v6: true, uid: 503, state: 4}}, us, peer, 503, nil},
 		{"IPv6 client", []pcbSock{{local: peer6, remote: us6, v6: true, uid: 504, state: 4}}, us6, peer6, 504, nil},
 		{"mapped addresses from the listener", []pcbSock{{local: peer, remote: us, uid: 505, state: 4}}, mapped(us), mapped(peer), 505, nil},
-		{"only the agent's own end", []pcbSock{listen, server}, us, peer, 0, errPeerNotFound},
-		{"same tuple in TIME_WAIT", []pcbSock{{local: peer, remote: us, uid: 502, state: 10}}, us, peer, 0, errPeerNotFound},
-		{"empty list", nil, us, peer, 0, errPeerNotFound},
+		{"only the agent's own end", []pcbSock{listen, server}, us, peer, 0, ErrNotFound},
+		{"same tuple in TIME_WAIT", []pcbSock{{local: peer, remote: us, uid: 502, state: 10}}, us, peer, 0, ErrNotFound},
+		{"empty list", nil, us, peer, 0, ErrNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -258,10 +258,10 @@ func TestCheckPCBPeer(t *testing.T) {
 	if err := checkPCBPeer(buf, 502, us, peer); err != nil {
 		t.Fatalf("same user: %v", err)
 	}
-	if err := checkPCBPeer(buf, 501, us, peer); !errors.Is(err, errOtherUser) {
+	if err := checkPCBPeer(buf, 501, us, peer); !errors.Is(err, ErrOtherUser) {
 		t.Fatalf("other user: %v", err)
 	}
-	if err := checkPCBPeer(buf, 502, us, netip.MustParseAddrPort("127.0.0.1:51235")); !errors.Is(err, errPeerNotFound) {
+	if err := checkPCBPeer(buf, 502, us, netip.MustParseAddrPort("127.0.0.1:51235")); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown peer: %v", err)
 	}
 	if err := checkPCBPeer(buf[:len(buf)-40], 502, us, peer); err != nil {

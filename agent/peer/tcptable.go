@@ -1,4 +1,4 @@
-package api
+package peer
 
 import (
 	"encoding/binary"
@@ -79,5 +79,5 @@ func findPeerPID(rows []tcpOwnerRow, us, peer netip.AddrPort) (uint32, error) {
 			return r.PID, nil
 		}
 	}
-	return 0, errPeerNotFound
+	return 0, ErrNotFound
 }

@@ -1,4 +1,4 @@
-package api
+package peer
 
 import (
 	"bufio"
@@ -19,8 +19,6 @@ type procTCPEntry struct {
 	UID           int
 	Inode         uint64
 }
-
-const tcpEstablished = 0x01
 
 var errProcFormat = errors.New("unexpected /proc/net/tcp format")
 
@@ -139,9 +137,5 @@ func findPeerUID(tables []io.Reader, us, peer netip.AddrPort) (int, error) {
 			return uid, nil
 		}
 	}
-	return -1, errPeerNotFound
-}
-
-func unmapAP(ap netip.AddrPort) netip.AddrPort {
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	return -1, ErrNotFound
 }

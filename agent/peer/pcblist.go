@@ -1,4 +1,4 @@
-package api
+package peer
 
 import (
 	"encoding/binary"
@@ -172,7 +172,7 @@ func checkPCBPeer(buf []byte, want int, us, peer netip.AddrPort) error {
 		return err
 	}
 	if int64(uid) != int64(want) {
-		return fmt.Errorf("%w (uid %d)", errOtherUser, uid)
+		return fmt.Errorf("%w (uid %d)", ErrOtherUser, uid)
 	}
 	return nil
 }
@@ -195,7 +195,7 @@ func findPCBPeerUID(buf []byte, us, peer netip.AddrPort) (uint32, error) {
 		return 0, err
 	}
 	if !found {
-		return 0, errPeerNotFound
+		return 0, ErrNotFound
 	}
 	return uid, nil
 }

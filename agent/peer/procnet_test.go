@@ -1,4 +1,4 @@
-package api
+package peer
 
 import (
 	"bytes"
@@ -77,9 +77,9 @@ func TestFindPeerUID(t *testing.T) {
 		{"IPv4 peer", us, "127.0.0.1:54321", 1000, nil},
 		{"IPv6 peer", us6, "[::1]:57345", 65534, nil},
 		{"IPv4-mapped peer socket", us, "127.0.0.1:54323", 33, nil},
-		{"our own end is not the peer", us, "127.0.0.1:43836", -1, errPeerNotFound},
-		{"TIME_WAIT ignored", us, "127.0.0.1:54322", -1, errPeerNotFound},
-		{"unknown", us, "127.0.0.1:1", -1, errPeerNotFound},
+		{"our own end is not the peer", us, "127.0.0.1:43836", -1, ErrNotFound},
+		{"TIME_WAIT ignored", us, "127.0.0.1:54322", -1, ErrNotFound},
+		{"unknown", us, "127.0.0.1:1", -1, ErrNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -187,7 +187,7 @@ func TestParseTCPTable(t *testing.T) {
 	if err != nil || len(parsed) != 1 || parsed[0] != rows6[0] {
 		t.Fatalf("IPv6: %+v, %v", parsed, err)
 	}
-	if _, err := findPeerPID(parsed, us6, netip.MustParseAddrPort("[::1]:1")); !errors.Is(err, errPeerNotFound) {
+	if _, err := findPeerPID(parsed, us6, netip.MustParseAddrPort("[::1]:1")); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown peer: %v", err)
 	}
 	for _, bad := range [][]byte{nil, {1, 0}, {2, 0, 0, 0, 1, 2, 3}, tcpTable(false, rows...)[:30]} {
