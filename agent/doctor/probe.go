@@ -20,29 +20,13 @@ type HTTPProber struct {
 
 // Probe implements AgentProber.
 func (h HTTPProber) Probe(ctx context.Context, port int, origin string) Probe {
-	timeout := h.Timeout
-	if timeout <= 0 {
-		timeout = time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	host := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+"/cardagent/v1/info", nil)
-	if err != nil {
-		return Probe{Detail: err.Error()}
-	}
-	req.Header.Set("Origin", origin)
-	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	resp, err := client.Do(req)
-	if err != nil {
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
-			return Probe{} // nothing listens
-		}
+	resp, body, err := probeGET(ctx, h.Timeout, port, "/cardagent/v1/info", "", origin)
+	switch {
+	case errors.Is(err, errNotListening):
+		return Probe{} // nothing listens
+	case err != nil:
 		return Probe{Listening: true, Detail: "no HTTP answer"}
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	switch resp.StatusCode {
 	case http.StatusOK:
 		var info struct {
@@ -73,35 +57,18 @@ type PortServiceHTTPProber struct {
 
 // ProbePortService implements PortServiceProber.
 func (h PortServiceHTTPProber) ProbePortService(ctx context.Context, port int, origin string) PortServiceProbe {
-	timeout := h.Timeout
-	if timeout <= 0 {
-		timeout = time.Second
-	}
-	host := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	if l, err := net.Listen("tcp4", host); err == nil {
+	if l, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
 		l.Close()
 		return PortServiceProbe{Free: true}
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+"/PRS/GetPortNumber", nil)
-	if err != nil {
-		return PortServiceProbe{Other: err.Error()}
-	}
-	req.Host = "localhost:" + strconv.Itoa(port)
-	req.Header.Set("Origin", origin)
-	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	resp, err := client.Do(req)
-	if err != nil {
-		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
-			// Not listening, yet not free: an outgoing connection holds it.
-			return PortServiceProbe{Busy: true}
-		}
+	resp, body, err := probeGET(ctx, h.Timeout, port, "/PRS/GetPortNumber", "localhost:"+strconv.Itoa(port), origin)
+	switch {
+	case errors.Is(err, errNotListening):
+		// Not listening, yet not free: an outgoing connection holds it.
+		return PortServiceProbe{Busy: true}
+	case err != nil:
 		return PortServiceProbe{Closed: true}
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.Header.Get("Server") != "cardagent" {
 		return PortServiceProbe{Other: fmt.Sprintf("HTTP %d, server %q", resp.StatusCode, resp.Header.Get("Server"))}
 	}
@@ -123,4 +90,38 @@ func (h PortServiceHTTPProber) ProbePortService(ctx context.Context, port int, o
 		return PortServiceProbe{Agent: true, Fault: r.Fault.Message}
 	}
 	return PortServiceProbe{Agent: true}
+}
+
+// errNotListening: nothing accepted the connection.
+var errNotListening = errors.New("nothing listens")
+
+// probeGET sends GET path to 127.0.0.1:port with origin (and host as the
+// Host header, when set), within timeout (default 1 s), and returns the
+// answer with up to 4 KiB of its body (already closed).
+func probeGET(ctx context.Context, timeout time.Duration, port int, path, host, origin string) (*http.Response, []byte, error) {
+	if timeout <= 0 {
+		timeout = time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(port))+path, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	if host != "" {
+		req.Host = host
+	}
+	req.Header.Set("Origin", origin)
+	client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return nil, nil, errNotListening
+		}
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp, body, nil
 }
