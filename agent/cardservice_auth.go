@@ -226,8 +226,13 @@ func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin, ch
 	}
 	if err != nil {
 		var auth *pcsc.AuthError
-		if errors.As(err, &auth) && !auth.PUK {
+		switch {
+		case errors.As(err, &auth) && !auth.PUK:
 			s.setPIN(cs, auth.Retries, false)
+			s.dropCachedPIN(cs)
+		case errors.Is(err, pcsc.ErrPINBlocked):
+			// The try that blocks the PIN: real cards answer 6983, not 63C0.
+			s.setPIN(cs, 0, false)
 			s.dropCachedPIN(cs)
 		}
 		return nil, cardFailure(err)

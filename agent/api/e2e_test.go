@@ -574,3 +574,51 @@ func get(v any, path ...string) any {
 	}
 	return v
 }
+
+// TestEndToEndBlockingTry: the wrong PIN that blocks the card is answered
+// 6983 by the card (as real PIV cards do, not 63C0). The reply is
+// pin_blocked, status says blocked at once and card_changed is pushed; the
+// next sign-in ends with pin_blocked before any prompt.
+func TestEndToEndBlockingTry(t *testing.T) {
+	p := pcsctest.Require(t)
+	card, _ := e2eCard(t)
+	sw := prompttest.NewSwitch(prompttest.Func(func(context.Context, prompt.Request) ([]byte, error) { return []byte("000000"), nil }))
+	a := startAgent(t, sw, Options{})
+	p.Insert(t, 0, card, vcard.Options{})
+	a.waitCard(t, agent.CardReady)
+	c := a.client(t, goodOrigin)
+	n := card.PINTries()
+	for i := 1; i <= n; i++ {
+		m := c.authenticate(t, i, testChallenge)
+		want := "wrong_pin"
+		if i == n {
+			want = "pin_blocked"
+		}
+		if errCode(m) != want {
+			t.Fatalf("try %d: reply %v, want %s", i, m, want)
+		}
+		ev := c.event(t, "card_changed")
+		if tries, blocked := get(map[string]any(ev), "card", "pin", "tries_left"), get(map[string]any(ev), "card", "pin", "blocked"); tries != float64(n-i) || blocked != (i == n) {
+			t.Errorf("try %d: card_changed %v, want tries_left %d", i, ev, n-i)
+		}
+	}
+	if card.PINTries() != 0 {
+		t.Fatalf("card has %d tries, want 0", card.PINTries())
+	}
+	c.send(t, map[string]any{"id": "st", "type": "status"})
+	st := c.reply(t, "st")
+	readers, _ := st["readers"].([]any)
+	if len(readers) == 0 {
+		t.Fatalf("status %v", st)
+	}
+	if pin := get(readers[0], "card", "pin"); get(pin, "blocked") != true || get(pin, "tries_left") != 0.0 {
+		t.Errorf("status pin %v, want blocked with 0 tries", pin)
+	}
+	calls := sw.Calls()
+	if m := c.authenticate(t, "after", testChallenge); errCode(m) != "pin_blocked" {
+		t.Errorf("sign-in on the blocked card: %v", m)
+	}
+	if sw.Calls() != calls {
+		t.Error("prompted for a blocked card")
+	}
+}
