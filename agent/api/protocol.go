@@ -20,6 +20,8 @@ const (
 	reqStatus       = "status"
 	reqCertificates = "certificates"
 	reqAuthenticate = "authenticate"
+	// typeNone is the type of the reply to a request without a usable type.
+	typeNone = "error"
 )
 
 // Features lists what this agent offers, for `hello`.
@@ -89,8 +91,11 @@ func parseRequest(data []byte) (request, error) {
 		if err := dec.Decode(&v); err != nil {
 			return req, fmt.Errorf("%w: %v", errMalformed, err)
 		}
-		if _, ok := fields[k]; ok && dup == "" {
-			dup = k
+		if _, ok := fields[k]; ok {
+			if dup == "" {
+				dup = k
+			}
+			continue // the first value counts (the type echoed in the refusal)
 		}
 		fields[k] = v
 		order = append(order, k)
@@ -100,6 +105,13 @@ func parseRequest(data []byte) (request, error) {
 		return req, fmt.Errorf("%w: no id (a string or a number of at most %d characters)", errMalformed, maxIDLen)
 	}
 	req.ID = id
+	// Every reply, a refusal included, carries the request's type: the
+	// (first) "type" field when it is a string, known or not, and "error"
+	// when there is none.
+	typeOK := json.Unmarshal(fields["type"], &req.Type) == nil && req.Type != ""
+	if !typeOK {
+		req.Type = typeNone
+	}
 	bad := func(format string, a ...any) (request, error) {
 		return req, &agent.Error{Code: agent.CodeBadRequest, Message: fmt.Sprintf(format, a...), TriesLeft: -1}
 	}
@@ -111,12 +123,11 @@ func parseRequest(data []byte) (request, error) {
 			return bad("field %q refused: %s", k, why)
 		}
 	}
-	if err := json.Unmarshal(fields["type"], &req.Type); err != nil || req.Type == "" {
-		return bad("field \"type\" must be a string")
+	if !typeOK {
+		return bad("field \"type\" must be a non-empty string")
 	}
 	allowed, ok := allowedFields[req.Type]
 	if !ok {
-		req.Type = ""
 		return bad("unknown request type")
 	}
 	for _, k := range order {
