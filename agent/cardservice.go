@@ -208,10 +208,13 @@ type cardSlot struct {
 	kind     pcsc.Kind
 	typeName string
 	hint     string
-	certs    []pcsc.Certificate
-	pin      *PINReport
-	maxTries int
-	cache    pinCache
+	// unusableKey names the authentication key when the driver cannot sign
+	// with it (state unsupported).
+	unusableKey string
+	certs       []pcsc.Certificate
+	pin         *PINReport
+	maxTries    int
+	cache       pinCache
 }
 
 func (s *CardService) init() {
@@ -457,6 +460,8 @@ func (s *CardService) openCard(cs *cardSlot) {
 		state  = CardReady
 		hint   string
 		fields []zap.Field
+		// unusableKey names an authentication key the driver cannot sign with.
+		unusableKey string
 	)
 	sess, err := s.Open(ctx, cs.reader)
 	if err == nil {
@@ -488,6 +493,11 @@ func (s *CardService) openCard(cs *cardSlot) {
 		if certs, err = card.Certificates(ctx); err != nil {
 			log.Warn("reading certificates", zap.Error(err))
 			hint = "The card's certificates could not be read: take it out and insert it again."
+		} else if kt := unusableSignInKey(card, certs); kt != "" {
+			// Said now, not after a PIN prompt.
+			state, hint = CardUnsupported, unsupportedKeyHint(kt)
+			unusableKey = kt
+			log.Warn("sign-in key not usable", zap.String("key_type", kt))
 		}
 		st, err := card.PINStatus(ctx)
 		switch {
@@ -511,6 +521,7 @@ func (s *CardService) openCard(cs *cardSlot) {
 		return
 	}
 	cs.card, cs.sess, cs.state, cs.hint, cs.certs, cs.pin = card, sess, state, hint, certs, pinSt
+	cs.unusableKey = unusableKey
 	if id.Kind != "" {
 		cs.kind, cs.typeName = id.Kind, id.Name
 	}
@@ -630,6 +641,7 @@ func (s *CardService) pick(ctx context.Context) (*cardSlot, error) {
 			wait              *cardSlot
 			unsupported, mute bool
 			failed            bool
+			unusableKey       string
 		)
 		for _, r := range s.readers {
 			cs := r.card
@@ -646,6 +658,9 @@ func (s *CardService) pick(ctx context.Context) (*cardSlot, error) {
 				}
 			case CardUnsupported:
 				unsupported = true
+				if unusableKey == "" {
+					unusableKey = cs.unusableKey
+				}
 			case CardMute:
 				mute = true
 			default:
@@ -659,6 +674,8 @@ func (s *CardService) pick(ctx context.Context) (*cardSlot, error) {
 		s.mu.Unlock()
 		if wait == nil {
 			switch {
+			case unusableKey != "":
+				return nil, errUnsupportedKey(unusableKey)
 			case unsupported:
 				return nil, Classify(pcsc.ErrUnsupportedCard)
 			case mute:

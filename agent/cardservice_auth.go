@@ -155,6 +155,10 @@ func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin, ch
 	if authCert == nil {
 		return nil, ErrNoCertificate
 	}
+	// A key the driver cannot sign with is said before any prompt.
+	if kt := unusableSignInKey(card, certs); kt != "" {
+		return nil, errUnsupportedKey(kt)
+	}
 	alg, opts, err := SignatureAlgorithm(authCert.Cert.PublicKey)
 	if err != nil {
 		return nil, err

@@ -2,8 +2,12 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -620,5 +624,76 @@ func TestEndToEndBlockingTry(t *testing.T) {
 	}
 	if sw.Calls() != calls {
 		t.Error("prompted for a blocked card")
+	}
+}
+
+// TestEndToEndUnusableKey: a card whose authentication key the driver cannot
+// sign with (RSA-4096 in 9A) is "unsupported" in status, in cards and in its
+// card_inserted event, with a hint that names the key; sign-in says so at once,
+// before any prompt, and sends the card no VERIFY.
+func TestEndToEndUnusableKey(t *testing.T) {
+	p := pcsctest.Require(t)
+	pki, err := e2ePKI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := pki.IssueCard(testpki.CardSpec{UUID: "555253521109", Surname: "WIDE", Forename: "KEY", DaysLeft: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An RSA-4096 public key: a certificate needs no private key, and the
+	// card holds none for 9A, as the driver must refuse before signing.
+	n := new(big.Int).Lsh(big.NewInt(1), 4095)
+	n.SetBit(n, 0, 1)
+	pub := &rsa.PublicKey{N: n, E: 65537}
+	tmpl := *creds.AuthCert
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, pki.AuthCA, pub, pki.AuthCAKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wide, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := vpiv.NHSConfig(creds)
+	cfg.Slots[vpiv.SlotAuthentication] = vpiv.Slot{Cert: wide}
+	card, err := vpiv.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw := prompttest.NewSwitch(prompttest.Func(func(context.Context, prompt.Request) ([]byte, error) { return []byte(vpiv.DefaultPIN), nil }))
+	a := startAgent(t, sw, Options{})
+	c := a.client(t, goodOrigin)
+	p.Insert(t, 0, card, vcard.Options{})
+	ev := c.event(t, "card_inserted")
+	if get(map[string]any(ev), "card", "state") != "unsupported" || !strings.Contains(fmt.Sprint(get(map[string]any(ev), "card", "hint")), "RSA-4096") {
+		t.Errorf("card_inserted %v, want state unsupported and a hint naming RSA-4096", ev)
+	}
+	c.send(t, map[string]any{"id": "st", "type": "status"})
+	st := c.reply(t, "st")
+	cd := get(get(map[string]any(st), "readers").([]any)[0], "card")
+	if get(cd, "state") != "unsupported" || !strings.Contains(fmt.Sprint(get(cd, "hint")), "RSA-4096") {
+		t.Errorf("status card %v", cd)
+	}
+	card.ClearLog()
+	m := c.authenticate(t, 1, testChallenge)
+	msg := fmt.Sprint(get(map[string]any(m), "error", "message"))
+	if errCode(m) != "unsupported_card" || !strings.Contains(msg, "RSA-4096") {
+		t.Errorf("reply %v, want unsupported_card naming RSA-4096", m)
+	}
+	if sw.Calls() != 0 {
+		t.Errorf("%d prompts for a key the driver cannot use", sw.Calls())
+	}
+	if strings.Contains(fmt.Sprintf("% X", card.INSLog()), "20") || card.PINTries() != 3 {
+		t.Errorf("card saw INS % X, tries %d", card.INSLog(), card.PINTries())
+	}
+	// cardagent cards reads the same.
+	inv, err := (&agent.Scanner{}).Scan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := inv.Readers[0].Card
+	if rep == nil || rep.Supported || !strings.Contains(rep.Hint, "RSA-4096") {
+		t.Errorf("cards: %+v", rep)
 	}
 }
