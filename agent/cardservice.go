@@ -270,7 +270,7 @@ func (s *CardService) Serve(ctx context.Context) error {
 	s.mu.Lock()
 	for _, r := range s.readers {
 		if r.card != nil {
-			s.detachLocked(r.card)
+			s.detachLocked(r.card, time.Time{})
 		}
 	}
 	s.readers, s.serving, s.service = nil, false, ServiceStopped
@@ -347,7 +347,7 @@ func (s *CardService) onEvent(ev pcsc.Event) {
 		for i, r := range s.readers {
 			if r.name == ev.Reader {
 				if r.card != nil {
-					s.detachLocked(r.card)
+					s.detachLocked(r.card, ev.Time)
 				}
 				s.readers = append(s.readers[:i], s.readers[i+1:]...)
 				s.emitLocked(Event{Kind: EventReaderRemoved, Reader: ev.Reader, Time: ev.Time})
@@ -362,7 +362,7 @@ func (s *CardService) onEvent(ev pcsc.Event) {
 			s.readers = append(s.readers, r)
 		}
 		if r.card != nil {
-			s.detachLocked(r.card)
+			s.detachLocked(r.card, ev.Time)
 		}
 		cs := s.newSlot(ev.Reader, ev.ATR)
 		r.card = cs
@@ -378,13 +378,13 @@ func (s *CardService) onEvent(ev pcsc.Event) {
 		go s.openCard(cs)
 	case pcsc.CardRemoved:
 		if r := s.reader(ev.Reader); r != nil && r.card != nil {
-			s.detachLocked(r.card)
+			s.detachLocked(r.card, ev.Time)
 			r.card = nil
 		}
 	case pcsc.ServiceDown:
 		for _, r := range s.readers {
 			if r.card != nil {
-				s.detachLocked(r.card)
+				s.detachLocked(r.card, ev.Time)
 			}
 		}
 		s.readers = nil
@@ -413,14 +413,18 @@ func (s *CardService) newSlot(reader string, atr []byte) *cardSlot {
 // detachLocked ends a card's insertion: its context is cancelled (closing a
 // PIN prompt), its PIN cache zeroed, and its connection closed off the
 // caller's goroutine (by the opener when it is still reading the card).
-func (s *CardService) detachLocked(cs *cardSlot) {
+//
+// at is the time of the PC/SC event that ended it (zero: now), so that
+// card_removed is not later than the reader_removed or service_down the same
+// PC/SC event causes.
+func (s *CardService) detachLocked(cs *cardSlot, at time.Time) {
 	if cs.detached {
 		return
 	}
 	cs.detached = true
 	cs.cancel(pcsc.ErrCardRemoved)
 	cs.cache.clear()
-	s.emitLocked(Event{Kind: EventCardRemoved, Reader: cs.reader})
+	s.emitLocked(Event{Kind: EventCardRemoved, Reader: cs.reader, Time: at})
 	if cs.openDone {
 		s.closeLater(cs.card, cs.sess)
 		cs.card, cs.sess = nil, nil
