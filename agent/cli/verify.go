@@ -13,6 +13,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent/certinfo"
 	"github.com/cardagent/cardagent/agent/token"
+	"github.com/cardagent/cardagent/pcsc"
 )
 
 // verifyResult is what `cardagent verify --json` prints.
@@ -87,7 +88,8 @@ func verifyCmd(_ context.Context, env *Env, args []string) error {
 		}
 		return err
 	}
-	sum := certinfo.Summarise("", res.Certificate, time.Now())
+	// A token is always signed with the card's authentication key.
+	sum := certinfo.Summarise(string(pcsc.KeyAuthentication), res.Certificate, time.Now())
 	if *asJSON {
 		return printJSON(env.Stdout, verifyResult{Valid: true, Holder: &res.Holder, Certificate: &sum, Algorithm: res.Algorithm, Origin: res.Origin})
 	}

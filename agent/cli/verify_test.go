@@ -142,15 +142,19 @@ func TestVerifyCommand(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, errb.String())
 		}
 		var res struct {
-			Valid  bool
-			Holder struct{ Name, UUID string }
-			Origin string
+			Valid       bool
+			Holder      struct{ Name, UUID string }
+			Certificate struct{ Key, Usage string }
+			Origin      string
 		}
 		if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
 			t.Fatal(err)
 		}
 		if !res.Valid || res.Holder.Name != "Cardholder TEST" || res.Holder.UUID != "999000000001" || res.Origin != origin {
 			t.Errorf("result %+v", res)
+		}
+		if res.Certificate.Key != "9a" || res.Certificate.Usage != "authentication" {
+			t.Errorf("certificate key %q usage %q, want 9a, authentication: %s", res.Certificate.Key, res.Certificate.Usage, out.String())
 		}
 	})
 }
