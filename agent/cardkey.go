@@ -47,3 +47,17 @@ func errUnsupportedKey(keyType string) *Error {
 	return &Error{Code: CodeUnsupportedCard, TriesLeft: -1, Err: pcsc.ErrUnsupportedAlgorithm,
 		Message: fmt.Sprintf("the card's sign-in key is %s, which cardagent cannot sign with", keyType)}
 }
+
+// cardName is what the card is called for people: the driver's name, except
+// that a PIV card whose certificates an NHS CA issued is an NHS series 9/10
+// card (any vendor's PIV card is otherwise just a "PIV card").
+func cardName(id pcsc.IdentifyResult, certs []pcsc.Certificate) string {
+	if id.Kind == pcsc.KindPIV {
+		for _, c := range certs {
+			if certinfo.NHSIssued(c.Cert) {
+				return pcsc.NamePIVNHS
+			}
+		}
+	}
+	return id.Name
+}

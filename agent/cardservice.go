@@ -527,7 +527,7 @@ func (s *CardService) openCard(cs *cardSlot) {
 	cs.card, cs.sess, cs.state, cs.hint, cs.certs, cs.pin = card, sess, state, hint, certs, pinSt
 	cs.unusableKey = unusableKey
 	if id.Kind != "" {
-		cs.kind, cs.typeName = id.Kind, id.Name
+		cs.kind, cs.typeName = id.Kind, cardName(id, certs)
 	}
 	if cs.typeName == "" {
 		cs.typeName = "unknown card"

@@ -180,6 +180,7 @@ func (s *Scanner) scanCard(ctx context.Context, r pcsc.ReaderStatus) *CardReport
 	if err != nil {
 		errs = append(errs, "reading certificates: "+err.Error())
 	}
+	rep.Type = cardName(id, certs)
 	if kt := unusableSignInKey(card, certs); kt != "" {
 		// The card is read, but sign-in cannot use it.
 		rep.Supported, rep.Hint = false, unsupportedKeyHint(kt)

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
 	"math/big"
@@ -695,5 +696,87 @@ func TestEndToEndUnusableKey(t *testing.T) {
 	rep := inv.Readers[0].Card
 	if rep == nil || rep.Supported || !strings.Contains(rep.Hint, "RSA-4096") {
 		t.Errorf("cards: %+v", rep)
+	}
+}
+
+// TestEndToEndCardName: a PIV card is an "NHS series 9/10 (PIV)" card only
+// when its certificates were issued by an NHS CA; any other PIV card is a
+// "PIV card", in status and in cards.
+func TestEndToEndCardName(t *testing.T) {
+	p := pcsctest.Require(t)
+	pki, err := e2ePKI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := pki.IssueCard(testpki.CardSpec{UUID: "555253521110", Surname: "OTHER", Forename: "VENDOR", DaysLeft: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same certificates, issued by a CA that is not the NHS's.
+	caKey, err := testpki.Key(testpki.RSA2048, 900)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: "Example PIV Issuing CA", Organization: []string{"Example Ltd"}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reissue := func(c *x509.Certificate, key any) *x509.Certificate {
+		tmpl := *c
+		der, err := x509.CreateCertificate(rand.Reader, &tmpl, ca, key, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	cfg := vpiv.NHSConfig(creds)
+	cfg.Slots[vpiv.SlotAuthentication] = vpiv.Slot{Cert: reissue(creds.AuthCert, creds.AuthKey.Public()), Key: creds.AuthKey}
+	cfg.Slots[vpiv.SlotSignature] = vpiv.Slot{Cert: reissue(creds.SignCert, creds.SignKey.Public()), Key: creds.SignKey}
+	other, err := vpiv.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nhs, _ := e2eCard(t)
+
+	a := startAgent(t, nil, Options{})
+	for _, tt := range []struct {
+		name string
+		card *vpiv.Card
+		want string
+	}{
+		{"NHS issuer", nhs, "NHS series 9/10 (PIV)"},
+		{"other issuer", other, "PIV card"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			slot := p.Insert(t, 0, tt.card, vcard.Options{})
+			a.waitCard(t, agent.CardReady)
+			if got := a.svc.Status().Readers[0].Card.Type; got != tt.want {
+				t.Errorf("status type %q, want %q", got, tt.want)
+			}
+			inv, err := (&agent.Scanner{}).Scan(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := inv.Readers[0].Card.Type; got != tt.want {
+				t.Errorf("cards type %q, want %q", got, tt.want)
+			}
+			if err := slot.Remove(); err != nil {
+				t.Fatal(err)
+			}
+			a.waitCard(t, "")
+		})
 	}
 }
