@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/agent/certinfo"
+	"github.com/cardagent/cardagent/agent/token"
 	"github.com/cardagent/cardagent/pcsc"
 	"github.com/cardagent/cardagent/pcsc/drivers"
 )
@@ -178,8 +179,9 @@ type CardCertificates struct {
 	CardType     string              `json:"card_type"`
 	Holder       *certinfo.Holder    `json:"holder,omitempty"`
 	Certificates []CertificateStatus `json:"certificates"`
-	// Authentication is the DER of the authentication certificate.
-	Authentication []byte `json:"authentication_certificate"`
+	// Authentication is the DER of the authentication certificate, base64url
+	// without padding (the protocol's one encoding of binary fields).
+	Authentication token.Binary `json:"authentication_certificate"`
 }
 
 type readerEntry struct {

@@ -8,7 +8,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"encoding/base64"
 	"errors"
 	"io"
 	"strings"
@@ -28,12 +27,15 @@ const (
 	MaxChallengeChars = 256
 )
 
-// CheckChallenge checks a challenge's format (ErrBadChallenge).
+// CheckChallenge checks a challenge's format (ErrBadChallenge): only
+// base64url characters (Go's own decoder would skip CR and LF, and the
+// signature covers the challenge's text), no padding, at least
+// MinChallengeBytes decoded, at most MaxChallengeChars.
 func CheckChallenge(c string) error {
 	if len(c) > MaxChallengeChars {
 		return ErrBadChallenge
 	}
-	b, err := base64.RawURLEncoding.Strict().DecodeString(c)
+	b, err := token.DecodeBinary(c)
 	if err != nil || len(b) < MinChallengeBytes {
 		return ErrBadChallenge
 	}
@@ -245,12 +247,18 @@ func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin, ch
 	if !fromCache {
 		s.storePIN(cs, pin)
 	}
+	if pub, ok := authCert.Cert.PublicKey.(*ecdsa.PublicKey); ok {
+		// Drivers return ASN.1 DER; ES256/ES384 are JOSE's raw r||s.
+		if sig, err = token.ECDSARaw(pub, sig); err != nil {
+			return nil, cardFailure(err)
+		}
+	}
 	return &token.Token{
 		Format:      token.Format,
 		Algorithm:   alg,
-		Certificate: base64.StdEncoding.EncodeToString(authCert.Cert.Raw),
+		Certificate: token.EncodeBinary(authCert.Cert.Raw),
 		Origin:      origin,
-		Signature:   base64.RawURLEncoding.EncodeToString(sig),
+		Signature:   token.EncodeBinary(sig),
 	}, nil
 }
 

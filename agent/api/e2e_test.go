@@ -666,7 +666,13 @@ func TestEndToEndUnusableKey(t *testing.T) {
 	a := startAgent(t, sw, Options{})
 	c := a.client(t, goodOrigin)
 	p.Insert(t, 0, card, vcard.Options{})
-	ev := c.event(t, "card_inserted")
+	a.waitCard(t, agent.CardUnsupported)
+	// The card's card_inserted (a previous test's card may still be
+	// reported going away first).
+	var ev msg
+	for ev == nil || get(map[string]any(ev), "card", "state") == agent.CardFailed {
+		ev = c.event(t, "card_inserted")
+	}
 	if get(map[string]any(ev), "card", "state") != "unsupported" || !strings.Contains(fmt.Sprint(get(map[string]any(ev), "card", "hint")), "RSA-4096") {
 		t.Errorf("card_inserted %v, want state unsupported and a hint naming RSA-4096", ev)
 	}
@@ -778,5 +784,72 @@ func TestEndToEndCardName(t *testing.T) {
 			}
 			a.waitCard(t, "")
 		})
+	}
+}
+
+// TestEndToEndEncodings: every binary field is base64url without padding,
+// ES256 signatures are JOSE's raw r||s, and a challenge with anything
+// outside the base64url alphabet (CR LF, which Go's decoder skips; padding;
+// standard base64) is refused before any prompt.
+func TestEndToEndEncodings(t *testing.T) {
+	p := pcsctest.Require(t)
+	pki, err := e2ePKI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	card, err := vpiv.NewNHS(pki, testpki.CardSpec{UUID: "555253521111", Surname: "CURVE", Forename: "EC", DaysLeft: 400, KeyType: testpki.P256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw := prompttest.NewSwitch(prompttest.Func(func(context.Context, prompt.Request) ([]byte, error) { return []byte(vpiv.DefaultPIN), nil }))
+	a := startAgent(t, sw, Options{})
+	p.Insert(t, 0, card, vcard.Options{})
+	a.waitCard(t, agent.CardReady)
+	c := a.client(t, goodOrigin)
+
+	for _, ch := range []string{
+		testChallenge[:20] + "\r\n" + testChallenge[20:],
+		testChallenge[:20] + "\n" + testChallenge[20:],
+		testChallenge + "=",
+		strings.ReplaceAll(testChallenge, "q", "+"),
+		testChallenge[:42],
+	} {
+		if m := c.authenticate(t, "bad", ch); errCode(m) != "bad_request" {
+			t.Errorf("challenge %q: %v, want bad_request", ch, m)
+		}
+	}
+	if sw.Calls() != 0 {
+		t.Errorf("%d prompts for bad challenges", sw.Calls())
+	}
+
+	v := newVerifier(t, pki)
+	ch, err := v.NewChallenge()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.authenticate(t, "ok", ch)
+	tok := tokenOf(t, m)
+	for _, f := range append([]string{tok.Certificate, tok.Signature}, tok.Chain...) {
+		if _, err := token.DecodeBinary(f); err != nil {
+			t.Errorf("binary field %q: %v", f, err)
+		}
+	}
+	if tok.Algorithm != token.ES256 {
+		t.Fatalf("algorithm %s", tok.Algorithm)
+	}
+	if sig, err := token.DecodeBinary(tok.Signature); err != nil || len(sig) != 64 {
+		t.Errorf("ES256 signature of %d bytes (%v), want raw r||s of 64", len(sig), err)
+	}
+	if _, err := v.Verify(tok, goodOrigin, ch); err != nil {
+		t.Fatalf("token does not verify: %v", err)
+	}
+	c.send(t, map[string]any{"id": "certs", "type": "certificates"})
+	certs := c.reply(t, "certs")
+	der, err := token.DecodeBinary(fmt.Sprint(certs["authentication_certificate"]))
+	if err != nil {
+		t.Fatalf("authentication_certificate: %v", err)
+	}
+	if cert, err := x509.ParseCertificate(der); err != nil || cert.Subject.CommonName != "555253521111_CURVE_EC" {
+		t.Errorf("authentication_certificate: %v", err)
 	}
 }

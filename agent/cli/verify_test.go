@@ -3,6 +3,7 @@ package cli_test
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -20,6 +21,25 @@ import (
 	"github.com/cardagent/cardagent/pcsc/vcard/testpki"
 )
 
+// joseSign signs digest as a JOSE ES256/ES384 signature: raw r||s, each
+// half left-padded to the curve's size (independent of token.ECDSARaw).
+func joseSign(t testing.TB, key crypto.Signer, digest []byte) []byte {
+	t.Helper()
+	k, ok := key.(*ecdsa.PrivateKey)
+	if !ok {
+		t.Fatalf("%T is not an ECDSA key", key)
+	}
+	r, s, err := ecdsa.Sign(rand.Reader, k, digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := (k.Curve.Params().BitSize + 7) / 8
+	out := make([]byte, 2*n)
+	r.FillBytes(out[:n])
+	s.FillBytes(out[n:])
+	return out
+}
+
 // signToken makes a token as the agent would, and writes it to a file.
 func signToken(t *testing.T, dir string, cert *x509.Certificate, key crypto.Signer, origin, challenge string) string {
 	t.Helper()
@@ -27,14 +47,11 @@ func signToken(t *testing.T, dir string, cert *x509.Certificate, key crypto.Sign
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig, err := key.Sign(rand.Reader, digest, crypto.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sig := joseSign(t, key, digest)
 	data, err := json.Marshal(token.Token{
 		Format:      token.Format,
 		Algorithm:   token.ES256,
-		Certificate: base64.StdEncoding.EncodeToString(cert.Raw),
+		Certificate: base64.RawURLEncoding.EncodeToString(cert.Raw),
 		Origin:      origin,
 		Signature:   base64.RawURLEncoding.EncodeToString(sig),
 	})
