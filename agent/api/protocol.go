@@ -164,6 +164,11 @@ type helloReply struct {
 	Protocol int      `json:"protocol"`
 	Features []string `json:"features"`
 	Origin   string   `json:"origin"`
+	// RequestTimeoutSeconds bounds a request, PIN prompt included;
+	// PromptTimeoutSeconds is how long the prompt stays open (absent when
+	// the prompter's own default applies).
+	RequestTimeoutSeconds int `json:"request_timeout_seconds"`
+	PromptTimeoutSeconds  int `json:"prompt_timeout_seconds,omitempty"`
 }
 
 type statusReply struct {

@@ -20,12 +20,15 @@ import (
 
 func TestHelloStatusCertificatesEvents(t *testing.T) {
 	b := newFakeBackend()
-	ts := startServer(t, b, nil, Options{Version: "9.9.9"}, allowPeer)
+	ts := startServer(t, b, nil, Options{Version: "9.9.9", RequestTimeout: 90 * time.Second, PromptTimeout: 60 * time.Second}, allowPeer)
 	c := ts.mustDial(t, otherOrigin)
 
 	m := roundTrip(t, c, map[string]any{"id": 1, "type": "hello", "protocol": 1})
 	if m["id"] != 1.0 || m["type"] != "hello" || m["name"] != "cardagent" || m["version"] != "9.9.9" || m["protocol"] != 1.0 || m["origin"] != otherOrigin {
 		t.Errorf("hello reply %v", m)
+	}
+	if m["request_timeout_seconds"] != 90.0 || m["prompt_timeout_seconds"] != 60.0 {
+		t.Errorf("hello timeouts %v", m)
 	}
 	if f, _ := m["features"].([]any); len(f) != len(Features) {
 		t.Errorf("features %v", m["features"])
