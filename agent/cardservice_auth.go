@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
 	"errors"
 	"io"
 	"strings"
@@ -38,6 +39,32 @@ func CheckChallenge(c string) error {
 	b, err := token.DecodeBinary(c)
 	if err != nil || len(b) < MinChallengeBytes {
 		return ErrBadChallenge
+	}
+	return nil
+}
+
+// Web eID's challenge nonce limits (its reference application's): 44 to
+// 128 characters, the length of at least 32 bytes in base64.
+const (
+	MinWebEIDNonceChars = 44
+	MaxWebEIDNonceChars = 128
+)
+
+// ErrBadWebEIDNonce is a Web eID challenge nonce the agent refuses.
+var ErrBadWebEIDNonce = &Error{Code: CodeBadRequest, Message: "a web-eid:1.0 challenge nonce must be 44 to 128 base64 characters", TriesLeft: -1}
+
+// CheckWebEIDNonce checks a Web eID challenge nonce: 44 to 128 characters of
+// the base64 alphabets (A-Z a-z 0-9 + / - _ and = padding), nothing else (no
+// line breaks). It is signed as text, never decoded.
+func CheckWebEIDNonce(n string) error {
+	if len(n) < MinWebEIDNonceChars || len(n) > MaxWebEIDNonceChars {
+		return ErrBadWebEIDNonce
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '-' || c == '_' || c == '=') {
+			return ErrBadWebEIDNonce
+		}
 	}
 	return nil
 }
@@ -77,10 +104,60 @@ type contextSigner interface {
 // was sent to the card), then one signature over token.Digest with the
 // authentication key. Nothing sent to the card is ever retried. The PIN is
 // zeroed after use. Errors are *Error values with stable codes (Classify).
-func (s *CardService) Authenticate(ctx context.Context, origin, challenge string, p prompt.Prompter) (tok *token.Token, err error) {
+func (s *CardService) Authenticate(ctx context.Context, origin, challenge string, p prompt.Prompter) (*token.Token, error) {
+	if err := CheckChallenge(challenge); err != nil {
+		return nil, err
+	}
+	sig, err := s.signChallenge(ctx, origin, p, "cardagent", func(alg string) ([]byte, error) {
+		return token.Digest(alg, origin, challenge)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &token.Token{
+		Format:      token.Format,
+		Algorithm:   sig.alg,
+		Certificate: token.EncodeBinary(sig.cert.Raw),
+		Origin:      origin,
+		Signature:   token.EncodeBinary(sig.sig),
+	}, nil
+}
+
+// AuthenticateWebEID is Authenticate for a relying party that verifies Web
+// eID authentication tokens (format "web-eid:1.0"): the same card, checks,
+// prompt and PIN handling, but the card signs Web eID's digest
+// H(H(origin) || H(nonce)) (token.WebEIDDigest) and the token is Web eID's.
+// nonce is the relying party's challenge nonce as it issued it (standard
+// base64, 44 to 128 characters: CheckWebEIDNonce). The origin still comes
+// from the handshake only.
+func (s *CardService) AuthenticateWebEID(ctx context.Context, origin, nonce string, p prompt.Prompter) (*token.WebEIDToken, error) {
+	if err := CheckWebEIDNonce(nonce); err != nil {
+		return nil, err
+	}
+	sig, err := s.signChallenge(ctx, origin, p, "web-eid", func(alg string) ([]byte, error) {
+		return token.WebEIDDigest(alg, origin, nonce)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return token.NewWebEIDToken(sig.alg, sig.cert.Raw, sig.sig, Version), nil
+}
+
+// signature is what signChallenge returns: the algorithm, the certificate
+// whose key signed, and the signature (JOSE form: raw r||s for ECDSA).
+type signature struct {
+	alg  string
+	cert *x509.Certificate
+	sig  []byte
+}
+
+// signChallenge runs one sign-in on the first reader's ready card: the
+// card's authentication key signs digest(alg). See Authenticate for the
+// order of the checks.
+func (s *CardService) signChallenge(ctx context.Context, origin string, p prompt.Prompter, format string, digest func(alg string) ([]byte, error)) (res *signature, err error) {
 	s.init()
 	start := time.Now()
-	log := s.Log.With(zap.String("origin", origin))
+	log := s.Log.With(zap.String("origin", origin), zap.String("format", format))
 	reader := ""
 	defer func() {
 		if err != nil {
@@ -90,11 +167,8 @@ func (s *CardService) Authenticate(ctx context.Context, origin, challenge string
 				zap.Int("tries_left", e.TriesLeft), zap.NamedError("cause", e.Err), zap.Duration("took", time.Since(start)))
 			return
 		}
-		log.Info("authenticated", zap.String("reader", reader), zap.String("algorithm", tok.Algorithm), zap.Duration("took", time.Since(start)))
+		log.Info("authenticated", zap.String("reader", reader), zap.String("algorithm", res.alg), zap.Duration("took", time.Since(start)))
 	}()
-	if err := CheckChallenge(challenge); err != nil {
-		return nil, err
-	}
 	if origin == "" {
 		return nil, &Error{Code: CodeBadRequest, Message: "no origin", TriesLeft: -1}
 	}
@@ -108,7 +182,7 @@ func (s *CardService) Authenticate(ctx context.Context, origin, challenge string
 	}
 	defer cs.busy.Store(false)
 
-	tok, err = s.authenticate(ctx, cs, origin, challenge, p)
+	res, err = s.authenticate(ctx, cs, origin, p, digest)
 	if err != nil && cs.ctx.Err() != nil {
 		// Whatever failed, the card left during the operation.
 		return nil, Classify(context.Cause(cs.ctx))
@@ -116,7 +190,7 @@ func (s *CardService) Authenticate(ctx context.Context, origin, challenge string
 	if errors.Is(err, pcsc.ErrNoAnswer) {
 		s.markMute(cs)
 	}
-	return tok, err
+	return res, err
 }
 
 // markMute records that the card stopped answering: status says so, and
@@ -139,7 +213,7 @@ func cardFailure(err error) error {
 	return err
 }
 
-func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin, challenge string, p prompt.Prompter) (*token.Token, error) {
+func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin string, p prompt.Prompter, digestFor func(alg string) ([]byte, error)) (*signature, error) {
 	card := s.cardOf(cs)
 	if card == nil {
 		return nil, Classify(pcsc.ErrCardRemoved)
@@ -165,7 +239,7 @@ func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin, ch
 	if err != nil {
 		return nil, err
 	}
-	digest, err := token.Digest(alg, origin, challenge)
+	digest, err := digestFor(alg)
 	if err != nil {
 		return nil, err
 	}
@@ -253,13 +327,7 @@ func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin, ch
 			return nil, cardFailure(err)
 		}
 	}
-	return &token.Token{
-		Format:      token.Format,
-		Algorithm:   alg,
-		Certificate: token.EncodeBinary(authCert.Cert.Raw),
-		Origin:      origin,
-		Signature:   token.EncodeBinary(sig),
-	}, nil
+	return &signature{alg: alg, cert: authCert.Cert, sig: sig}, nil
 }
 
 // askPIN shows the prompt; the prompt is closed when the card leaves or ctx

@@ -2,12 +2,14 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"unicode/utf8"
 
 	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/token"
 )
 
@@ -25,14 +27,14 @@ const (
 )
 
 // Features lists what this agent offers, for `hello`.
-var Features = []string{"status", "certificates", "authenticate", "events"}
+var Features = []string{"status", "certificates", "authenticate", "events", "web-eid:1.0"}
 
 // allowedFields are the fields each request type may carry; any other is refused.
 var allowedFields = map[string]map[string]bool{
 	reqHello:        {"id": true, "type": true, "protocol": true},
 	reqStatus:       {"id": true, "type": true},
 	reqCertificates: {"id": true, "type": true},
-	reqAuthenticate: {"id": true, "type": true, "challenge": true},
+	reqAuthenticate: {"id": true, "type": true, "challenge": true, "format": true},
 }
 
 // refusedFields are refused with a reason of their own: the PIN never travels
@@ -54,6 +56,9 @@ type request struct {
 	Type      string
 	Challenge string
 	Protocol  int
+	// Format is the token format authenticate returns: token.Format
+	// (default) or token.WebEIDFormat.
+	Format string
 }
 
 // errMalformed marks a message that cannot be answered (not JSON, not an
@@ -143,6 +148,11 @@ func parseRequest(data []byte) (request, error) {
 	if req.Type == reqAuthenticate && req.Challenge == "" {
 		return bad("authenticate needs a challenge")
 	}
+	if v, ok := fields["format"]; ok {
+		if err := json.Unmarshal(v, &req.Format); err != nil || (req.Format != token.Format && req.Format != token.WebEIDFormat) {
+			return bad("field \"format\" must be %q or %q", token.Format, token.WebEIDFormat)
+		}
+	}
 	if v, ok := fields["protocol"]; ok {
 		if err := json.Unmarshal(v, &req.Protocol); err != nil {
 			return bad("field \"protocol\" must be an integer")
@@ -183,7 +193,13 @@ type certificatesReply struct {
 
 type authenticateReply struct {
 	header
-	Token *token.Token `json:"token"`
+	Token any `json:"token"` // *token.Token or *token.WebEIDToken
+}
+
+// webEIDBackend is a Backend that also makes Web eID tokens (the card
+// service does).
+type webEIDBackend interface {
+	AuthenticateWebEID(ctx context.Context, origin, nonce string, p prompt.Prompter) (*token.WebEIDToken, error)
 }
 
 type wireError struct {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/token"
 )
 
 const (
@@ -330,7 +331,18 @@ func (c *wsConn) handle(req request) {
 				c.send(certificatesReply{header: h, CardCertificates: res})
 				return
 			}
-			tok, err := c.s.backend.Authenticate(ctx, c.origin, req.Challenge, c.prompter())
+			var tok any
+			var err error
+			if req.Format == token.WebEIDFormat {
+				wb, ok := c.s.backend.(webEIDBackend)
+				if !ok {
+					c.send(errorReply{h, errorFor(&agent.Error{Code: agent.CodeBadRequest, Message: "this agent makes no web-eid:1.0 tokens", TriesLeft: -1})})
+					return
+				}
+				tok, err = wb.AuthenticateWebEID(ctx, c.origin, req.Challenge, c.prompter())
+			} else {
+				tok, err = c.s.backend.Authenticate(ctx, c.origin, req.Challenge, c.prompter())
+			}
 			if err != nil {
 				c.send(errorReply{h, errorFor(err)})
 				return
