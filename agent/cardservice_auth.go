@@ -43,17 +43,18 @@ func CheckChallenge(c string) error {
 	return nil
 }
 
-// Web eID's challenge nonce limits (its reference application's): 44 to
-// 128 characters, the length of at least 32 bytes in base64.
+// Web eID's challenge nonce limits: its reference application takes 44 to
+// 128 characters (32 bytes or more in standard base64); 43 is accepted too,
+// for the base64url challenges of 32 bytes agent/token issues.
 const (
-	MinWebEIDNonceChars = 44
+	MinWebEIDNonceChars = 43
 	MaxWebEIDNonceChars = 128
 )
 
 // ErrBadWebEIDNonce is a Web eID challenge nonce the agent refuses.
-var ErrBadWebEIDNonce = &Error{Code: CodeBadRequest, Message: "a web-eid:1.0 challenge nonce must be 44 to 128 base64 characters", TriesLeft: -1}
+var ErrBadWebEIDNonce = &Error{Code: CodeBadRequest, Message: "a web-eid:1.0 challenge nonce must be 43 to 128 base64 characters", TriesLeft: -1}
 
-// CheckWebEIDNonce checks a Web eID challenge nonce: 44 to 128 characters of
+// CheckWebEIDNonce checks a Web eID challenge nonce: 43 to 128 characters of
 // the base64 alphabets (A-Z a-z 0-9 + / - _ and = padding), nothing else (no
 // line breaks). It is signed as text, never decoded.
 func CheckWebEIDNonce(n string) error {

@@ -18,10 +18,12 @@ import (
 	"math/big"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/prompt/prompttest"
+	"github.com/cardagent/cardagent/agent/token"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 	"github.com/cardagent/cardagent/pcsc/vcard"
 	"github.com/cardagent/cardagent/pcsc/vcard/testpki"
@@ -138,6 +140,19 @@ func TestEndToEndWebEID(t *testing.T) {
 			}
 			if cert.Subject.CommonName != "555253521112_WEB_EID" {
 				t.Errorf("certificate %s", cert.Subject)
+			}
+			// cardagent's own verifier (cardagent verify) accepts it too.
+			store := token.NewMemoryStore()
+			if err := store.Add(nonce, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			wt, err := token.ParseWebEIDToken(raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := &token.Verifier{Roots: pki.Roots(), Intermediates: pki.Intermediates(), Challenges: store}
+			if res, err := v.VerifyWebEID(wt, goodOrigin, nonce); err != nil || res.Holder.UUID != "555253521112" {
+				t.Errorf("token.Verifier.VerifyWebEID: %v", err)
 			}
 			if _, err := verifyWebEID(raw, "https://evil.example", nonce, pki.Roots(), pki.Intermediates()); err == nil {
 				t.Error("verifies for another origin")

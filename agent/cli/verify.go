@@ -74,10 +74,22 @@ func verifyCmd(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	tok, err := token.ParseToken(data)
+	// Either format: a Web eID token says so in its "format".
+	var head struct {
+		Format string `json:"format"`
+	}
+	_ = json.Unmarshal(data, &head)
 	var res *token.Result
-	if err == nil {
-		res, err = v.Verify(tok, *origin, *challenge)
+	if head.Format == token.WebEIDFormat {
+		var wt *token.WebEIDToken
+		if wt, err = token.ParseWebEIDToken(data); err == nil {
+			res, err = v.VerifyWebEID(wt, *origin, *challenge)
+		}
+	} else {
+		var tok *token.Token
+		if tok, err = token.ParseToken(data); err == nil {
+			res, err = v.Verify(tok, *origin, *challenge)
+		}
 	}
 	if err != nil {
 		if *asJSON {

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -144,6 +145,37 @@ func TestVerifyCommand(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("web-eid token", func(t *testing.T) {
+		// Web eID's construction, written out here: SHA-256 of the two
+		// SHA-256 hashes, standard base64, raw r||s.
+		o, n := sha256.Sum256([]byte(origin)), sha256.Sum256([]byte(challenge))
+		digest := sha256.Sum256(append(o[:], n[:]...))
+		data, err := json.Marshal(map[string]string{
+			"unverifiedCertificate": base64.StdEncoding.EncodeToString(card.AuthCert.Raw),
+			"algorithm":             "ES256",
+			"signature":             base64.StdEncoding.EncodeToString(joseSign(t, card.AuthKey, digest[:])),
+			"format":                "web-eid:1.0",
+			"appVersion":            "https://example.invalid/app/1.0",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(dir, "webeid.json")
+		if err := os.WriteFile(f, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out, errb strings.Builder
+		if code := cli.Main(context.Background(), with("--token", f, "--json"), &cli.Env{Stdout: &out, Stderr: &errb}); code != 0 || !strings.Contains(out.String(), `"valid": true`) {
+			t.Errorf("exit %d: %s %s", code, out.String(), errb.String())
+		}
+		out.Reset()
+		errb.Reset()
+		other := []string{"verify", "--origin", "https://localhost:9443", "--challenge", challenge, "--roots", roots, "--intermediates", chain, "--token", f}
+		if code := cli.Main(context.Background(), other, &cli.Env{Stdout: &out, Stderr: &errb}); code == 0 || !strings.Contains(errb.String(), "bad_signature") {
+			t.Errorf("another origin: exit %d: %s", code, errb.String())
+		}
+	})
 
 	t.Run("stdin", func(t *testing.T) {
 		f, err := os.Open(good)

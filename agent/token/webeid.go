@@ -3,8 +3,15 @@ package token
 import (
 	"crypto/sha256"
 	"crypto/sha512"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cardagent/cardagent/agent/certinfo"
 )
 
 // Web eID authentication tokens (format "web-eid:1.0"), for relying parties
@@ -64,4 +71,80 @@ func WebEIDDigest(alg, origin, nonce string) ([]byte, error) {
 		return d[:], nil
 	}
 	return nil, fmt.Errorf("unknown token algorithm %q", alg)
+}
+
+// ParseWebEIDToken decodes a Web eID token from JSON (ErrBadFormat for bad
+// JSON or more than MaxTokenSize bytes).
+func ParseWebEIDToken(data []byte) (*WebEIDToken, error) {
+	if len(data) > MaxTokenSize {
+		return nil, newError(ReasonBadFormat, fmt.Sprintf("token is larger than %d bytes", MaxTokenSize))
+	}
+	var t WebEIDToken
+	if err := json.Unmarshal(data, &t); err != nil {
+		return nil, &VerifyError{Reason: ReasonBadFormat, Detail: "token is not valid JSON", Err: err}
+	}
+	return &t, nil
+}
+
+// VerifyWebEID checks a Web eID token as Verify checks a cardagent token:
+// format, algorithm, encodings (standard base64), the challenge consumed,
+// the certificate's validity, key usage and chain to Roots, and the
+// signature over WebEIDDigest(alg, expectedOrigin, nonce).
+func (v *Verifier) VerifyWebEID(tok *WebEIDToken, expectedOrigin, nonce string) (*Result, error) {
+	switch {
+	case v.Roots == nil:
+		return nil, fmt.Errorf("%w: no trusted roots", ErrMisconfigured)
+	case v.Challenges == nil:
+		return nil, fmt.Errorf("%w: no challenge store", ErrMisconfigured)
+	case expectedOrigin == "":
+		return nil, fmt.Errorf("%w: no expected origin", ErrMisconfigured)
+	case tok == nil:
+		return nil, newError(ReasonBadFormat, "no token")
+	case tok.Format != WebEIDFormat:
+		return nil, newError(ReasonBadFormat, fmt.Sprintf("format %q is not %q", truncate(tok.Format), WebEIDFormat))
+	}
+	if _, err := Hash(tok.Algorithm); err != nil {
+		return nil, newError(ReasonUnknownAlgorithm, fmt.Sprintf("algorithm %q", truncate(tok.Algorithm)))
+	}
+	if len(tok.Signature) == 0 || len(tok.Signature) > maxSignatureB64 || len(tok.UnverifiedCertificate) == 0 || len(tok.UnverifiedCertificate) > maxCertB64 {
+		return nil, newError(ReasonBadFormat, "signature or certificate missing or too long")
+	}
+	sig, err := base64.StdEncoding.Strict().DecodeString(tok.Signature)
+	if err != nil || strings.ContainsAny(tok.Signature, "\r\n") {
+		return nil, &VerifyError{Reason: ReasonBadFormat, Detail: "signature is not standard base64", Err: err}
+	}
+	der, err := base64.StdEncoding.Strict().DecodeString(tok.UnverifiedCertificate)
+	if err != nil || strings.ContainsAny(tok.UnverifiedCertificate, "\r\n") {
+		return nil, &VerifyError{Reason: ReasonBadFormat, Detail: "unverifiedCertificate is not standard base64", Err: err}
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, &VerifyError{Reason: ReasonBadCertificate, Detail: "unverifiedCertificate does not parse", Err: err}
+	}
+	if err := checkKey(tok.Algorithm, cert.PublicKey); err != nil {
+		return nil, err
+	}
+	if err := v.Challenges.Consume(nonce); err != nil {
+		var ve *VerifyError
+		if errors.As(err, &ve) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("consuming challenge: %w", err)
+	}
+	now := time.Now()
+	if v.Now != nil {
+		now = v.Now()
+	}
+	chain, err := v.verifyCertificate(&parsed{cert: cert, sig: sig}, now)
+	if err != nil {
+		return nil, err
+	}
+	digest, err := WebEIDDigest(tok.Algorithm, expectedOrigin, nonce)
+	if err != nil {
+		return nil, err
+	}
+	if !verifySignature(tok.Algorithm, cert.PublicKey, digest, sig) {
+		return nil, newError(ReasonBadSignature, "signature does not verify over the expected origin and nonce")
+	}
+	return &Result{Certificate: cert, Chain: chain, Holder: certinfo.HolderOf(cert), Algorithm: tok.Algorithm, Origin: expectedOrigin}, nil
 }
