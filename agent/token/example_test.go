@@ -9,6 +9,7 @@ import (
 	"crypto/sha512"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/hex"
 	"math/big"
 	"os"
@@ -136,4 +137,90 @@ func TestProtocolWorkedExample(t *testing.T) {
 	if _, err := v.Verify(tok, origin, challenge); err != nil {
 		t.Errorf("the verifier refuses the worked example: %v", err)
 	}
+}
+
+// TestProtocolWebEIDExample recomputes the Web eID worked example of
+// docs/protocol.md and has both the raw ECDSA check and VerifyWebEID accept
+// its signature.
+func TestProtocolWebEIDExample(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "protocol.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(doc)
+	i := strings.Index(s, "**Web eID worked example**")
+	if i < 0 {
+		t.Fatal("docs/protocol.md has no Web eID worked example")
+	}
+	s = s[i:]
+	start := strings.Index(s, "```\n")
+	end := strings.Index(s[start+4:], "```")
+	ex := map[string]string{}
+	for _, line := range strings.Split(s[start+4:start+4+end], "\n") {
+		if f := strings.Fields(line); len(f) == 2 {
+			ex[f[0]] = f[1]
+		}
+	}
+	origin, nonce := ex["origin"], ex["nonce"]
+	o, n := sha256.Sum256([]byte(origin)), sha256.Sum256([]byte(nonce))
+	d := sha256.Sum256(append(o[:], n[:]...))
+	if hex.EncodeToString(o[:]) != ex["hash_origin"] || hex.EncodeToString(n[:]) != ex["hash_nonce"] || hex.EncodeToString(d[:]) != ex["digest"] {
+		t.Errorf("hashes %x %x %x, document %v", o, n, d, ex)
+	}
+	if got, err := token.WebEIDDigest(token.ES256, origin, nonce); err != nil || !bytes.Equal(got, d[:]) {
+		t.Errorf("WebEIDDigest %x (%v)", got, err)
+	}
+
+	key := docKey(t)
+	sig, err := base64.StdEncoding.Strict().DecodeString(ex["signature"])
+	if err != nil || len(sig) != 64 {
+		t.Fatalf("signature: %d bytes, %v", len(sig), err)
+	}
+	if !ecdsa.Verify(&key.PublicKey, d[:], new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])) {
+		t.Fatal("the documented Web eID signature does not verify")
+	}
+	der, roots := selfSignedFor(t, key)
+	store := token.NewMemoryStore()
+	if err := store.Add(nonce, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	v := &token.Verifier{Roots: roots, Challenges: store}
+	tok := token.NewWebEIDToken(token.ES256, der, sig, "test")
+	if _, err := v.VerifyWebEID(tok, origin, nonce); err != nil {
+		t.Errorf("VerifyWebEID refuses the worked example: %v", err)
+	}
+}
+
+// docKey is the worked example's P-256 key.
+func docKey(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	ex := docExample(t)
+	curve := elliptic.P256()
+	d := unhexDoc(t, ex["key d"])
+	key := &ecdsa.PrivateKey{D: new(big.Int).SetBytes(d)}
+	key.Curve = curve
+	key.X, key.Y = curve.ScalarBaseMult(d)
+	return key
+}
+
+// selfSignedFor is a certificate for key that is its own root.
+func selfSignedFor(t *testing.T, key *ecdsa.PrivateKey) ([]byte, *x509.CertPool) {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "555253521108_EXAMPLE_WORKED"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	return der, roots
 }

@@ -28,6 +28,8 @@
 export const PROTOCOL = 1;
 /** The agent's default port range: 43800..43809. */
 export const DEFAULT_PORTS = Object.freeze(Array.from({ length: 10 }, (_, i) => 43800 + i));
+/** Token formats authenticate can ask for: cardagent's (the default) and Web eID's. */
+export const TOKEN_FORMATS = Object.freeze(["cardagent-auth-token/1", "web-eid:1.0"]);
 /** Paths of the agent's loopback API. */
 export const INFO_PATH = "/cardagent/v1/info";
 export const WS_PATH = "/cardagent/v1/ws";
@@ -572,15 +574,25 @@ export class CardAgent extends EventTarget {
    * authenticate asks the agent to sign the server's challenge (base64url of
    * at least 32 random bytes) for this page's origin. The agent shows its
    * own PIN prompt. Resolves with the token ({format, algorithm,
-   * certificate, chain?, origin, signature}) to send to the server.
+   * certificate, chain?, origin, signature}) to send to the server. With
+   * opts.format "web-eid:1.0" the token is Web eID's ({unverifiedCertificate,
+   * algorithm, signature, format, appVersion}) for a server that verifies Web
+   * eID tokens; the challenge is then its challenge nonce.
    * @param {string} challenge
-   * @param {{timeout?: number, signal?: AbortSignal}} [opts]
+   * @param {{timeout?: number, signal?: AbortSignal, format?: string}} [opts]
    */
   async authenticate(challenge, opts) {
     if (typeof challenge !== "string" || challenge === "") {
       throw new CardAgentError(ErrorCodes.BAD_REQUEST, "authenticate needs the challenge string the server issued");
     }
-    const reply = await this.#call({ type: "authenticate", challenge }, this.#o.authenticateTimeout, opts);
+    const req = { type: "authenticate", challenge };
+    if (opts?.format !== undefined) {
+      if (!TOKEN_FORMATS.includes(opts.format)) {
+        throw new CardAgentError(ErrorCodes.BAD_REQUEST, `token format must be one of ${TOKEN_FORMATS.join(", ")}`);
+      }
+      req.format = opts.format;
+    }
+    const reply = await this.#call(req, this.#o.authenticateTimeout, opts);
     if (!reply.token || typeof reply.token !== "object") {
       throw new CardAgentError(ErrorCodes.INTERNAL_ERROR, "the agent's reply carries no token");
     }
@@ -620,4 +632,4 @@ export function connect(options) {
   return CardAgent.connect(options);
 }
 
-export default { connect, discover, CardAgent, CardAgentError, CardAgentEvent, ErrorCodes, PROTOCOL, DEFAULT_PORTS };
+export default { connect, discover, CardAgent, CardAgentError, CardAgentEvent, ErrorCodes, PROTOCOL, DEFAULT_PORTS, TOKEN_FORMATS };

@@ -287,6 +287,23 @@ test("an agent that fails the handshake is not this page's: the next port is tri
   });
 });
 
+test("authenticate asks for the Web eID format only when told", async () => {
+  const WEBEID = { unverifiedCertificate: "MIIB", algorithm: "RS256", signature: "c2ln", format: "web-eid:1.0", appVersion: "https://x/1" };
+  const fake = fakeAgent({ 43800: "agent" }, (req, ws, def) => (req.type === "authenticate" && req.format === "web-eid:1.0" ? { token: WEBEID } : def(req)));
+  const a = await connect(opts(fake));
+  try {
+    assert.deepEqual(await a.authenticate(CHALLENGE), TOKEN);
+    assert.deepEqual(await a.authenticate(CHALLENGE, { format: "web-eid:1.0" }), WEBEID);
+    await rejectsWithCode(a.authenticate(CHALLENGE, { format: "jwt" }), "bad_request");
+    const sent = fake.requests.filter((r) => r.type === "authenticate");
+    assert.equal(sent.length, 2);
+    assert.equal("format" in sent[0], false);
+    assert.equal(sent[1].format, "web-eid:1.0");
+  } finally {
+    a.close();
+  }
+});
+
 test("a hung probe's timeout is honoured", async () => {
   const fake = fakeAgent({ 43800: "hang" });
   const start = Date.now();
