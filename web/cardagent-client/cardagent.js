@@ -17,8 +17,8 @@
 // page's, and the scan goes on from the next port. Requests are matched to
 // their replies by id (docs/protocol.md). Errors are CardAgentError values
 // with a stable `code` (the protocol's codes plus the client's own:
-// agent_not_found, not_allowed, disconnected, timeout, aborted,
-// unsupported_protocol) and, for wrong_pin, `triesLeft`. Card and reader
+// agent_not_found, local_network_denied, not_allowed, disconnected,
+// timeout, aborted, unsupported_protocol) and, for wrong_pin, `triesLeft`. Card and reader
 // events are dispatched as events (EventTarget, or on()). A dropped
 // connection is re-established with backoff until close() is called.
 //
@@ -59,6 +59,7 @@ export const ErrorCodes = Object.freeze({
   INTERNAL_ERROR: "internal_error",
   // The client's.
   AGENT_NOT_FOUND: "agent_not_found", // no agent answered on the port range
+  LOCAL_NETWORK_DENIED: "local_network_denied", // the browser's Local Network Access kept the page from loopback
   DISCONNECTED: "disconnected", // the connection closed before the reply came
   ABORTED: "aborted", // the caller's AbortSignal fired
   UNSUPPORTED_PROTOCOL: "unsupported_protocol", // the agent speaks another protocol version
@@ -215,8 +216,20 @@ async function scan(o, from = 0) {
       if (r.unsupported) unsupported = r.unsupported;
       if (r.url) failed.push(r.url);
     }
-    // Nothing for this page: was it refused, or is nothing there? Only now
-    // (the failure case) are the failed ports asked again.
+    // Nothing for this page. Did the browser keep it from loopback (Local
+    // Network Access: the user has not allowed this site, and IT's policy
+    // does not), was it refused, or is nothing there? Only now (the failure
+    // case) is the browser asked, and the failed ports asked again.
+    if (!refused && !unsupported && failed.length) {
+      // Only "denied" says it: "prompt" is also what a page that is itself
+      // local (where the permission does not apply) reads.
+      const lna = await localNetworkAccess(o);
+      if (lna === "denied") {
+        throw new CardAgentError(ErrorCodes.LOCAL_NETWORK_DENIED,
+          `the browser does not let this site reach local programs (local network access: ${lna}); allow it in the site's settings, or ask IT to allow this site`,
+          { details: { localNetworkAccess: lna } });
+      }
+    }
     if (!refused && !unsupported && o.probeRefusals !== false) {
       for (const url of failed) {
         if (await refusedHere(o, url, all.signal)) refused++;
@@ -238,6 +251,20 @@ async function scan(o, from = 0) {
       `a program on ${range} refused this page: cardagent does not allow this site (or it belongs to another user)`);
   }
   throw new CardAgentError(ErrorCodes.AGENT_NOT_FOUND, `cardagent is not running (nothing answered on ${range})`);
+}
+
+// localNetworkAccess asks the browser whether this page may reach local
+// addresses (Chrome's Local Network Access permission): "granted", "prompt",
+// "denied", or "" where the browser has no such permission.
+async function localNetworkAccess(o) {
+  const perms = o.permissions ?? globalThis.navigator?.permissions;
+  if (typeof perms?.query !== "function") return "";
+  try {
+    const st = await perms.query({ name: "local-network-access" });
+    return typeof st?.state === "string" ? st.state : "";
+  } catch {
+    return ""; // a browser without this permission name
+  }
 }
 
 /**

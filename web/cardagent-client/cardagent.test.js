@@ -304,6 +304,36 @@ test("authenticate asks for the Web eID format only when told", async () => {
   }
 });
 
+test("Local Network Access: a distinct code when the browser keeps the page from loopback", async (t) => {
+  const perms = (state) => ({ queries: 0, async query(d) { this.queries++; assert.equal(d.name, "local-network-access"); return { state }; } });
+  await t.test("denied", async () => {
+    const fake = fakeAgent({});
+    const err = await rejectsWithCode(discover(opts(fake, { permissions: perms("denied") })), "local_network_denied");
+    assert.equal(err.details.localNetworkAccess, "denied");
+    assert.ok(fake.fetchCalls.every((f) => f.init.mode === "cors"), "no no-cors probe");
+  });
+  await t.test("prompt (a local page reads it too): not told apart", async () => {
+    await rejectsWithCode(discover(opts(fakeAgent({}), { permissions: perms("prompt") })), "agent_not_found");
+    await rejectsWithCode(discover(opts(fakeAgent({ 43800: "cors-refuse" }), { permissions: perms("prompt") })), "not_allowed");
+  });
+  await t.test("granted: nothing there is agent_not_found", async () => {
+    await rejectsWithCode(discover(opts(fakeAgent({}), { permissions: perms("granted") })), "agent_not_found");
+  });
+  await t.test("a browser without the permission", async () => {
+    const p = { async query() { throw new TypeError("bad permission name"); } };
+    await rejectsWithCode(discover(opts(fakeAgent({}), { permissions: p })), "agent_not_found");
+  });
+  await t.test("not asked when an agent answers", async () => {
+    const p = perms("denied");
+    const fake = fakeAgent({ 43800: "agent" });
+    assert.equal((await discover(opts(fake, { permissions: p }))).port, 43800);
+    assert.equal(p.queries, 0);
+  });
+  await t.test("a refusal (403) is not_allowed whatever the permission", async () => {
+    await rejectsWithCode(discover(opts(fakeAgent({ 43800: "refuse" }), { permissions: perms("prompt") })), "not_allowed");
+  });
+});
+
 test("a hung probe's timeout is honoured", async () => {
   const fake = fakeAgent({ 43800: "hang" });
   const start = Date.now();
