@@ -109,6 +109,9 @@ func TestReaderGone(t *testing.T) {
 	a := startAgent(t, sw, agentOpts{})
 	a.waitCard(t, agent.CardReady, 10*time.Second)
 	c := dial(t, a.port)
+	// A reply proves the connection is subscribed to events: the handshake
+	// alone returns before the agent's side has subscribed.
+	c.status(t, "st-before")
 	before := len(c.eventKinds())
 	e.p.Kill()
 	deadline := time.Now().Add(boundService)
