@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/agent/certinfo"
+	"github.com/cardagent/cardagent/agent/token"
 	"github.com/cardagent/cardagent/pcsc"
 	"github.com/cardagent/cardagent/pcsc/drivers"
 )
@@ -184,8 +185,9 @@ type CardCertificates struct {
 	CardType     string              `json:"card_type"`
 	Holder       *certinfo.Holder    `json:"holder,omitempty"`
 	Certificates []CertificateStatus `json:"certificates"`
-	// Authentication is the DER of the authentication certificate.
-	Authentication []byte `json:"authentication_certificate"`
+	// Authentication is the DER of the authentication certificate, base64url
+	// without padding (the protocol's one encoding of binary fields).
+	Authentication token.Binary `json:"authentication_certificate"`
 }
 
 type readerEntry struct {
@@ -214,10 +216,13 @@ type cardSlot struct {
 	kind     pcsc.Kind
 	typeName string
 	hint     string
-	certs    []pcsc.Certificate
-	pin      *PINReport
-	maxTries int
-	cache    pinCache
+	// unusableKey names the authentication key when the driver cannot sign
+	// with it (state unsupported).
+	unusableKey string
+	certs       []pcsc.Certificate
+	pin         *PINReport
+	maxTries    int
+	cache       pinCache
 }
 
 func (s *CardService) init() {
@@ -273,7 +278,7 @@ func (s *CardService) Serve(ctx context.Context) error {
 	s.mu.Lock()
 	for _, r := range s.readers {
 		if r.card != nil {
-			s.detachLocked(r.card)
+			s.detachLocked(r.card, time.Time{})
 		}
 	}
 	s.readers, s.serving, s.service = nil, false, ServiceStopped
@@ -350,7 +355,7 @@ func (s *CardService) onEvent(ev pcsc.Event) {
 		for i, r := range s.readers {
 			if r.name == ev.Reader {
 				if r.card != nil {
-					s.detachLocked(r.card)
+					s.detachLocked(r.card, ev.Time)
 				}
 				s.readers = append(s.readers[:i], s.readers[i+1:]...)
 				s.emitLocked(Event{Kind: EventReaderRemoved, Reader: ev.Reader, Time: ev.Time})
@@ -365,7 +370,7 @@ func (s *CardService) onEvent(ev pcsc.Event) {
 			s.readers = append(s.readers, r)
 		}
 		if r.card != nil {
-			s.detachLocked(r.card)
+			s.detachLocked(r.card, ev.Time)
 		}
 		cs := s.newSlot(ev.Reader, ev.ATR)
 		r.card = cs
@@ -381,13 +386,13 @@ func (s *CardService) onEvent(ev pcsc.Event) {
 		go s.openCard(cs)
 	case pcsc.CardRemoved:
 		if r := s.reader(ev.Reader); r != nil && r.card != nil {
-			s.detachLocked(r.card)
+			s.detachLocked(r.card, ev.Time)
 			r.card = nil
 		}
 	case pcsc.ServiceDown:
 		for _, r := range s.readers {
 			if r.card != nil {
-				s.detachLocked(r.card)
+				s.detachLocked(r.card, ev.Time)
 			}
 		}
 		s.readers = nil
@@ -416,14 +421,18 @@ func (s *CardService) newSlot(reader string, atr []byte) *cardSlot {
 // detachLocked ends a card's insertion: its context is cancelled (closing a
 // PIN prompt), its PIN cache zeroed, and its connection closed off the
 // caller's goroutine (by the opener when it is still reading the card).
-func (s *CardService) detachLocked(cs *cardSlot) {
+//
+// at is the time of the PC/SC event that ended it (zero: now), so that
+// card_removed is not later than the reader_removed or service_down the same
+// PC/SC event causes.
+func (s *CardService) detachLocked(cs *cardSlot, at time.Time) {
 	if cs.detached {
 		return
 	}
 	cs.detached = true
 	cs.cancel(pcsc.ErrCardRemoved)
 	cs.cache.clear()
-	s.emitLocked(Event{Kind: EventCardRemoved, Reader: cs.reader})
+	s.emitLocked(Event{Kind: EventCardRemoved, Reader: cs.reader, Time: at})
 	if cs.openDone {
 		s.closeLater(cs.card, cs.sess)
 		cs.card, cs.sess = nil, nil
@@ -463,6 +472,8 @@ func (s *CardService) openCard(cs *cardSlot) {
 		state  = CardReady
 		hint   string
 		fields []zap.Field
+		// unusableKey names an authentication key the driver cannot sign with.
+		unusableKey string
 	)
 	sess, err := s.Open(ctx, cs.reader)
 	if err == nil {
@@ -494,6 +505,11 @@ func (s *CardService) openCard(cs *cardSlot) {
 		if certs, err = card.Certificates(ctx); err != nil {
 			log.Warn("reading certificates", zap.Error(err))
 			hint = "The card's certificates could not be read: take it out and insert it again."
+		} else if kt := unusableSignInKey(card, certs); kt != "" {
+			// Said now, not after a PIN prompt.
+			state, hint = CardUnsupported, unsupportedKeyHint(kt)
+			unusableKey = kt
+			log.Warn("sign-in key not usable", zap.String("key_type", kt))
 		}
 		st, err := card.PINStatus(ctx)
 		switch {
@@ -517,8 +533,9 @@ func (s *CardService) openCard(cs *cardSlot) {
 		return
 	}
 	cs.card, cs.sess, cs.state, cs.hint, cs.certs, cs.pin = card, sess, state, hint, certs, pinSt
+	cs.unusableKey = unusableKey
 	if id.Kind != "" {
-		cs.kind, cs.typeName = id.Kind, id.Name
+		cs.kind, cs.typeName = id.Kind, cardName(id, certs)
 	}
 	if cs.typeName == "" {
 		cs.typeName = "unknown card"
@@ -636,6 +653,7 @@ func (s *CardService) pick(ctx context.Context) (*cardSlot, error) {
 			wait              *cardSlot
 			unsupported, mute bool
 			failed            bool
+			unusableKey       string
 		)
 		for _, r := range s.readers {
 			cs := r.card
@@ -652,6 +670,9 @@ func (s *CardService) pick(ctx context.Context) (*cardSlot, error) {
 				}
 			case CardUnsupported:
 				unsupported = true
+				if unusableKey == "" {
+					unusableKey = cs.unusableKey
+				}
 			case CardMute:
 				mute = true
 			default:
@@ -665,6 +686,8 @@ func (s *CardService) pick(ctx context.Context) (*cardSlot, error) {
 		s.mu.Unlock()
 		if wait == nil {
 			switch {
+			case unusableKey != "":
+				return nil, errUnsupportedKey(unusableKey)
 			case unsupported:
 				return nil, Classify(pcsc.ErrUnsupportedCard)
 			case mute:

@@ -8,7 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"encoding/base64"
+	"crypto/x509"
 	"errors"
 	"io"
 	"strings"
@@ -28,14 +28,44 @@ const (
 	MaxChallengeChars = 256
 )
 
-// CheckChallenge checks a challenge's format (ErrBadChallenge).
+// CheckChallenge checks a challenge's format (ErrBadChallenge): only
+// base64url characters (Go's own decoder would skip CR and LF, and the
+// signature covers the challenge's text), no padding, at least
+// MinChallengeBytes decoded, at most MaxChallengeChars.
 func CheckChallenge(c string) error {
 	if len(c) > MaxChallengeChars {
 		return ErrBadChallenge
 	}
-	b, err := base64.RawURLEncoding.Strict().DecodeString(c)
+	b, err := token.DecodeBinary(c)
 	if err != nil || len(b) < MinChallengeBytes {
 		return ErrBadChallenge
+	}
+	return nil
+}
+
+// Web eID's challenge nonce limits: its reference application takes 44 to
+// 128 characters (32 bytes or more in standard base64); 43 is accepted too,
+// for the base64url challenges of 32 bytes agent/token issues.
+const (
+	MinWebEIDNonceChars = 43
+	MaxWebEIDNonceChars = 128
+)
+
+// ErrBadWebEIDNonce is a Web eID challenge nonce the agent refuses.
+var ErrBadWebEIDNonce = &Error{Code: CodeBadRequest, Message: "a web-eid:1.0 challenge nonce must be 43 to 128 base64 characters", TriesLeft: -1}
+
+// CheckWebEIDNonce checks a Web eID challenge nonce: 43 to 128 characters of
+// the base64 alphabets (A-Z a-z 0-9 + / - _ and = padding), nothing else (no
+// line breaks). It is signed as text, never decoded.
+func CheckWebEIDNonce(n string) error {
+	if len(n) < MinWebEIDNonceChars || len(n) > MaxWebEIDNonceChars {
+		return ErrBadWebEIDNonce
+	}
+	for i := 0; i < len(n); i++ {
+		c := n[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '-' || c == '_' || c == '=') {
+			return ErrBadWebEIDNonce
+		}
 	}
 	return nil
 }
@@ -75,10 +105,60 @@ type contextSigner interface {
 // was sent to the card), then one signature over token.Digest with the
 // authentication key. Nothing sent to the card is ever retried. The PIN is
 // zeroed after use. Errors are *Error values with stable codes (Classify).
-func (s *CardService) Authenticate(ctx context.Context, origin, challenge string, p prompt.Prompter) (tok *token.Token, err error) {
+func (s *CardService) Authenticate(ctx context.Context, origin, challenge string, p prompt.Prompter) (*token.Token, error) {
+	if err := CheckChallenge(challenge); err != nil {
+		return nil, err
+	}
+	sig, err := s.signChallenge(ctx, origin, p, "cardagent", func(alg string) ([]byte, error) {
+		return token.Digest(alg, origin, challenge)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &token.Token{
+		Format:      token.Format,
+		Algorithm:   sig.alg,
+		Certificate: token.EncodeBinary(sig.cert.Raw),
+		Origin:      origin,
+		Signature:   token.EncodeBinary(sig.sig),
+	}, nil
+}
+
+// AuthenticateWebEID is Authenticate for a relying party that verifies Web
+// eID authentication tokens (format "web-eid:1.0"): the same card, checks,
+// prompt and PIN handling, but the card signs Web eID's digest
+// H(H(origin) || H(nonce)) (token.WebEIDDigest) and the token is Web eID's.
+// nonce is the relying party's challenge nonce as it issued it (standard
+// base64, 44 to 128 characters: CheckWebEIDNonce). The origin still comes
+// from the handshake only.
+func (s *CardService) AuthenticateWebEID(ctx context.Context, origin, nonce string, p prompt.Prompter) (*token.WebEIDToken, error) {
+	if err := CheckWebEIDNonce(nonce); err != nil {
+		return nil, err
+	}
+	sig, err := s.signChallenge(ctx, origin, p, "web-eid", func(alg string) ([]byte, error) {
+		return token.WebEIDDigest(alg, origin, nonce)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return token.NewWebEIDToken(sig.alg, sig.cert.Raw, sig.sig, Version), nil
+}
+
+// signature is what signChallenge returns: the algorithm, the certificate
+// whose key signed, and the signature (JOSE form: raw r||s for ECDSA).
+type signature struct {
+	alg  string
+	cert *x509.Certificate
+	sig  []byte
+}
+
+// signChallenge runs one sign-in on the first reader's ready card: the
+// card's authentication key signs digest(alg). See Authenticate for the
+// order of the checks.
+func (s *CardService) signChallenge(ctx context.Context, origin string, p prompt.Prompter, format string, digest func(alg string) ([]byte, error)) (res *signature, err error) {
 	s.init()
 	start := time.Now()
-	log := s.Log.With(zap.String("origin", origin))
+	log := s.Log.With(zap.String("origin", origin), zap.String("format", format))
 	reader := ""
 	defer func() {
 		if err != nil {
@@ -88,11 +168,8 @@ func (s *CardService) Authenticate(ctx context.Context, origin, challenge string
 				zap.Int("tries_left", e.TriesLeft), zap.NamedError("cause", e.Err), zap.Duration("took", time.Since(start)))
 			return
 		}
-		log.Info("authenticated", zap.String("reader", reader), zap.String("algorithm", tok.Algorithm), zap.Duration("took", time.Since(start)))
+		log.Info("authenticated", zap.String("reader", reader), zap.String("algorithm", res.alg), zap.Duration("took", time.Since(start)))
 	}()
-	if err := CheckChallenge(challenge); err != nil {
-		return nil, err
-	}
 	if origin == "" {
 		return nil, &Error{Code: CodeBadRequest, Message: "no origin", TriesLeft: -1}
 	}
@@ -106,7 +183,7 @@ func (s *CardService) Authenticate(ctx context.Context, origin, challenge string
 	}
 	defer cs.busy.Store(false)
 
-	tok, err = s.authenticate(ctx, cs, origin, challenge, p)
+	res, err = s.authenticate(ctx, cs, origin, p, digest)
 	if err != nil && cs.ctx.Err() != nil {
 		// Whatever failed, the card left during the operation.
 		return nil, Classify(context.Cause(cs.ctx))
@@ -114,7 +191,7 @@ func (s *CardService) Authenticate(ctx context.Context, origin, challenge string
 	if errors.Is(err, pcsc.ErrNoAnswer) {
 		s.markMute(cs)
 	}
-	return tok, err
+	return res, err
 }
 
 // markMute records that the card stopped answering: status says so, and
@@ -137,7 +214,7 @@ func cardFailure(err error) error {
 	return err
 }
 
-func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin, challenge string, p prompt.Prompter) (*token.Token, error) {
+func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin string, p prompt.Prompter, digestFor func(alg string) ([]byte, error)) (*signature, error) {
 	card := s.cardOf(cs)
 	if card == nil {
 		return nil, Classify(pcsc.ErrCardRemoved)
@@ -155,11 +232,15 @@ func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin, ch
 	if authCert == nil {
 		return nil, ErrNoCertificate
 	}
+	// A key the driver cannot sign with is said before any prompt.
+	if kt := unusableSignInKey(card, certs); kt != "" {
+		return nil, errUnsupportedKey(kt)
+	}
 	alg, opts, err := SignatureAlgorithm(authCert.Cert.PublicKey)
 	if err != nil {
 		return nil, err
 	}
-	digest, err := token.Digest(alg, origin, challenge)
+	digest, err := digestFor(alg)
 	if err != nil {
 		return nil, err
 	}
@@ -243,8 +324,13 @@ func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin, ch
 	}
 	if err != nil {
 		var auth *pcsc.AuthError
-		if errors.As(err, &auth) && !auth.PUK {
+		switch {
+		case errors.As(err, &auth) && !auth.PUK:
 			s.setPIN(cs, auth.Retries, false)
+			s.dropCachedPIN(cs)
+		case errors.Is(err, pcsc.ErrPINBlocked):
+			// The try that blocks the PIN: real cards answer 6983, not 63C0.
+			s.setPIN(cs, 0, false)
 			s.dropCachedPIN(cs)
 		}
 		return nil, cardFailure(err)
@@ -253,13 +339,13 @@ func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin, ch
 	if !fromCache {
 		s.storePIN(cs, pin, origin)
 	}
-	return &token.Token{
-		Format:      token.Format,
-		Algorithm:   alg,
-		Certificate: base64.StdEncoding.EncodeToString(authCert.Cert.Raw),
-		Origin:      origin,
-		Signature:   base64.RawURLEncoding.EncodeToString(sig),
-	}, nil
+	if pub, ok := authCert.Cert.PublicKey.(*ecdsa.PublicKey); ok {
+		// Drivers return ASN.1 DER; ES256/ES384 are JOSE's raw r||s.
+		if sig, err = token.ECDSARaw(pub, sig); err != nil {
+			return nil, cardFailure(err)
+		}
+	}
+	return &signature{alg: alg, cert: authCert.Cert, sig: sig}, nil
 }
 
 // askPIN shows the prompt; the prompt is closed when the card leaves or ctx

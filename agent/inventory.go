@@ -42,8 +42,10 @@ type ReaderReport struct {
 type CardReport struct {
 	ATR string `json:"atr"`
 	// Kind is "piv", "series8", "retired" or "unknown"; Type says it in words.
-	Kind      string `json:"kind"`
-	Type      string `json:"type"`
+	Kind string `json:"kind"`
+	Type string `json:"type"`
+	// Supported is false for a card no driver serves, and for one whose
+	// sign-in key the driver cannot sign with (Hint says which).
 	Supported bool   `json:"supported"`
 	Mute      bool   `json:"mute,omitempty"`
 	Driver    string `json:"driver,omitempty"`
@@ -177,6 +179,11 @@ func (s *Scanner) scanCard(ctx context.Context, r pcsc.ReaderStatus) *CardReport
 	certs, err := card.Certificates(ctx)
 	if err != nil {
 		errs = append(errs, "reading certificates: "+err.Error())
+	}
+	rep.Type = cardName(id, certs)
+	if kt := unusableSignInKey(card, certs); kt != "" {
+		// The card is read, but sign-in cannot use it.
+		rep.Supported, rep.Hint = false, unsupportedKeyHint(kt)
 	}
 	now := s.Now()
 	for _, c := range certs {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -79,6 +80,25 @@ func newSite(t *testing.T, f *fixture, edit func(*demo.Config)) (*demo.Site, *ob
 	return s, logs
 }
 
+// joseSign signs digest as a JOSE ES256/ES384 signature: raw r||s, each
+// half left-padded to the curve's size (independent of token.ECDSARaw).
+func joseSign(t testing.TB, key crypto.Signer, digest []byte) []byte {
+	t.Helper()
+	k, ok := key.(*ecdsa.PrivateKey)
+	if !ok {
+		t.Fatalf("%T is not an ECDSA key", key)
+	}
+	r, s, err := ecdsa.Sign(rand.Reader, k, digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := (k.Curve.Params().BitSize + 7) / 8
+	out := make([]byte, 2*n)
+	r.FillBytes(out[:n])
+	s.FillBytes(out[n:])
+	return out
+}
+
 // sign makes the token the agent returns for origin and challenge.
 func sign(t *testing.T, c *testpki.CardCreds, origin, challenge string) *token.Token {
 	t.Helper()
@@ -86,14 +106,11 @@ func sign(t *testing.T, c *testpki.CardCreds, origin, challenge string) *token.T
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig, err := c.AuthKey.Sign(rand.Reader, digest, crypto.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sig := joseSign(t, c.AuthKey, digest)
 	return &token.Token{
 		Format:      token.Format,
 		Algorithm:   token.ES256,
-		Certificate: base64.StdEncoding.EncodeToString(c.AuthCert.Raw),
+		Certificate: base64.RawURLEncoding.EncodeToString(c.AuthCert.Raw),
 		Origin:      origin,
 		Signature:   base64.RawURLEncoding.EncodeToString(sig),
 	}

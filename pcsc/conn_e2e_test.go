@@ -144,7 +144,7 @@ func TestIdentifyE2E(t *testing.T) {
 		card testCard
 		want pcsc.IdentifyResult
 	}{
-		{"PIV", testCard{apps: []string{pivAID}}, pcsc.IdentifyResult{Kind: pcsc.KindPIV, Applet: pivAID, Name: "NHS series 9/10 (PIV)"}},
+		{"PIV", testCard{apps: []string{pivAID}}, pcsc.IdentifyResult{Kind: pcsc.KindPIV, Applet: pivAID, Name: "PIV card"}},
 		{"series 8", testCard{apps: []string{authenticAID}}, pcsc.IdentifyResult{Kind: pcsc.KindSeries8, Applet: authenticAID, Name: "NHS series 8 (Oberthur)"}},
 		{"unknown", testCard{}, pcsc.IdentifyResult{Kind: pcsc.KindUnknown, Name: "unknown card"}},
 	}

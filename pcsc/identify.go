@@ -14,13 +14,18 @@ type IdentifyResult struct {
 	// Applet is the AID (upper-case hex) of the application that answered
 	// SELECT; empty when the card was recognised from its ATR alone.
 	Applet string
-	// Name says in words what the card is, for people ("NHS series 9/10 (PIV)").
+	// Name says in words what the card is, for people ("PIV card"). Any
+	// vendor's PIV card is a "PIV card": only its certificates can tell an
+	// NHS one (the agent then says NamePIVNHS).
 	Name string
 }
 
+// NamePIVNHS names a PIV card whose certificates an NHS CA issued.
+const NamePIVNHS = "NHS series 9/10 (PIV)"
+
 // Human names of the card kinds.
 const (
-	namePIV     = "NHS series 9/10 (PIV)"
+	namePIV     = "PIV card"
 	nameSeries8 = "NHS series 8 (Oberthur)"
 	nameRetired = "retired NHS series 5/6 (JCOP41)"
 	nameUnknown = "unknown card"

@@ -79,13 +79,13 @@ func TestIdentify(t *testing.T) {
 			name: "PIV",
 			atr:  idemiaATR,
 			card: &selectCard{apps: map[string][]byte{pivHex: {0x61, 0x11, 0x4F, 0x06, 0x00, 0x00, 0x10, 0x00, 0x01, 0x00, 0x90, 0x00}}},
-			want: IdentifyResult{Kind: KindPIV, Applet: pivHex, Name: "NHS series 9/10 (PIV)"},
+			want: IdentifyResult{Kind: KindPIV, Applet: pivHex, Name: "PIV card"},
 		},
 		{
 			name: "PIV with GET RESPONSE",
 			atr:  anyATR,
 			card: &selectCard{apps: map[string][]byte{pivHex: {0x61, 0x02}}},
-			want: IdentifyResult{Kind: KindPIV, Applet: pivHex, Name: "NHS series 9/10 (PIV)"},
+			want: IdentifyResult{Kind: KindPIV, Applet: pivHex, Name: "PIV card"},
 		},
 		{
 			name: "series 8 AuthentIC",

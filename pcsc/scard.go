@@ -54,7 +54,7 @@ func (c realContext) Connect(reader string, mode scard.ShareMode, proto scard.Pr
 	if err != nil {
 		return nil, err // a nil *scard.Card must not become a non-nil interface
 	}
-	return card, nil
+	return newBufferedCard(card), nil
 }
 
 // pnpNotification is the pseudo-reader whose state changes when a reader is

@@ -2,8 +2,13 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -573,4 +578,278 @@ func get(v any, path ...string) any {
 		v = m[k]
 	}
 	return v
+}
+
+// TestEndToEndBlockingTry: the wrong PIN that blocks the card is answered
+// 6983 by the card (as real PIV cards do, not 63C0). The reply is
+// pin_blocked, status says blocked at once and card_changed is pushed; the
+// next sign-in ends with pin_blocked before any prompt.
+func TestEndToEndBlockingTry(t *testing.T) {
+	p := pcsctest.Require(t)
+	card, _ := e2eCard(t)
+	sw := prompttest.NewSwitch(prompttest.Func(func(context.Context, prompt.Request) ([]byte, error) { return []byte("000000"), nil }))
+	a := startAgent(t, sw, Options{})
+	p.Insert(t, 0, card, vcard.Options{})
+	a.waitCard(t, agent.CardReady)
+	c := a.client(t, goodOrigin)
+	n := card.PINTries()
+	for i := 1; i <= n; i++ {
+		m := c.authenticate(t, i, testChallenge)
+		want := "wrong_pin"
+		if i == n {
+			want = "pin_blocked"
+		}
+		if errCode(m) != want {
+			t.Fatalf("try %d: reply %v, want %s", i, m, want)
+		}
+		ev := c.event(t, "card_changed")
+		if tries, blocked := get(map[string]any(ev), "card", "pin", "tries_left"), get(map[string]any(ev), "card", "pin", "blocked"); tries != float64(n-i) || blocked != (i == n) {
+			t.Errorf("try %d: card_changed %v, want tries_left %d", i, ev, n-i)
+		}
+	}
+	if card.PINTries() != 0 {
+		t.Fatalf("card has %d tries, want 0", card.PINTries())
+	}
+	c.send(t, map[string]any{"id": "st", "type": "status"})
+	st := c.reply(t, "st")
+	readers, _ := st["readers"].([]any)
+	if len(readers) == 0 {
+		t.Fatalf("status %v", st)
+	}
+	if pin := get(readers[0], "card", "pin"); get(pin, "blocked") != true || get(pin, "tries_left") != 0.0 {
+		t.Errorf("status pin %v, want blocked with 0 tries", pin)
+	}
+	calls := sw.Calls()
+	if m := c.authenticate(t, "after", testChallenge); errCode(m) != "pin_blocked" {
+		t.Errorf("sign-in on the blocked card: %v", m)
+	}
+	if sw.Calls() != calls {
+		t.Error("prompted for a blocked card")
+	}
+}
+
+// TestEndToEndUnusableKey: a card whose authentication key the driver cannot
+// sign with (RSA-4096 in 9A) is "unsupported" in status, in cards and in its
+// card_inserted event, with a hint that names the key; sign-in says so at once,
+// before any prompt, and sends the card no VERIFY.
+func TestEndToEndUnusableKey(t *testing.T) {
+	p := pcsctest.Require(t)
+	pki, err := e2ePKI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := pki.IssueCard(testpki.CardSpec{UUID: "555253521109", Surname: "WIDE", Forename: "KEY", DaysLeft: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An RSA-4096 public key: a certificate needs no private key, and the
+	// card holds none for 9A, as the driver must refuse before signing.
+	n := new(big.Int).Lsh(big.NewInt(1), 4095)
+	n.SetBit(n, 0, 1)
+	pub := &rsa.PublicKey{N: n, E: 65537}
+	tmpl := *creds.AuthCert
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, pki.AuthCA, pub, pki.AuthCAKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wide, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := vpiv.NHSConfig(creds)
+	cfg.Slots[vpiv.SlotAuthentication] = vpiv.Slot{Cert: wide}
+	card, err := vpiv.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw := prompttest.NewSwitch(prompttest.Func(func(context.Context, prompt.Request) ([]byte, error) { return []byte(vpiv.DefaultPIN), nil }))
+	a := startAgent(t, sw, Options{})
+	c := a.client(t, goodOrigin)
+	p.Insert(t, 0, card, vcard.Options{})
+	a.waitCard(t, agent.CardUnsupported)
+	// The card's card_inserted (a previous test's card may still be
+	// reported going away first).
+	var ev msg
+	for ev == nil || get(map[string]any(ev), "card", "state") == agent.CardFailed {
+		ev = c.event(t, "card_inserted")
+	}
+	if get(map[string]any(ev), "card", "state") != "unsupported" || !strings.Contains(fmt.Sprint(get(map[string]any(ev), "card", "hint")), "RSA-4096") {
+		t.Errorf("card_inserted %v, want state unsupported and a hint naming RSA-4096", ev)
+	}
+	c.send(t, map[string]any{"id": "st", "type": "status"})
+	st := c.reply(t, "st")
+	cd := get(get(map[string]any(st), "readers").([]any)[0], "card")
+	if get(cd, "state") != "unsupported" || !strings.Contains(fmt.Sprint(get(cd, "hint")), "RSA-4096") {
+		t.Errorf("status card %v", cd)
+	}
+	card.ClearLog()
+	m := c.authenticate(t, 1, testChallenge)
+	msg := fmt.Sprint(get(map[string]any(m), "error", "message"))
+	if errCode(m) != "unsupported_card" || !strings.Contains(msg, "RSA-4096") {
+		t.Errorf("reply %v, want unsupported_card naming RSA-4096", m)
+	}
+	if sw.Calls() != 0 {
+		t.Errorf("%d prompts for a key the driver cannot use", sw.Calls())
+	}
+	if strings.Contains(fmt.Sprintf("% X", card.INSLog()), "20") || card.PINTries() != 3 {
+		t.Errorf("card saw INS % X, tries %d", card.INSLog(), card.PINTries())
+	}
+	// cardagent cards reads the same.
+	inv, err := (&agent.Scanner{}).Scan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := inv.Readers[0].Card
+	if rep == nil || rep.Supported || !strings.Contains(rep.Hint, "RSA-4096") {
+		t.Errorf("cards: %+v", rep)
+	}
+}
+
+// TestEndToEndCardName: a PIV card is an "NHS series 9/10 (PIV)" card only
+// when its certificates were issued by an NHS CA; any other PIV card is a
+// "PIV card", in status and in cards.
+func TestEndToEndCardName(t *testing.T) {
+	p := pcsctest.Require(t)
+	pki, err := e2ePKI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := pki.IssueCard(testpki.CardSpec{UUID: "555253521110", Surname: "OTHER", Forename: "VENDOR", DaysLeft: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same certificates, issued by a CA that is not the NHS's.
+	caKey, err := testpki.Key(testpki.RSA2048, 900)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(9), Subject: pkix.Name{CommonName: "Example PIV Issuing CA", Organization: []string{"Example Ltd"}},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reissue := func(c *x509.Certificate, key any) *x509.Certificate {
+		tmpl := *c
+		der, err := x509.CreateCertificate(rand.Reader, &tmpl, ca, key, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	cfg := vpiv.NHSConfig(creds)
+	cfg.Slots[vpiv.SlotAuthentication] = vpiv.Slot{Cert: reissue(creds.AuthCert, creds.AuthKey.Public()), Key: creds.AuthKey}
+	cfg.Slots[vpiv.SlotSignature] = vpiv.Slot{Cert: reissue(creds.SignCert, creds.SignKey.Public()), Key: creds.SignKey}
+	other, err := vpiv.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nhs, _ := e2eCard(t)
+
+	a := startAgent(t, nil, Options{})
+	for _, tt := range []struct {
+		name string
+		card *vpiv.Card
+		want string
+	}{
+		{"NHS issuer", nhs, "NHS series 9/10 (PIV)"},
+		{"other issuer", other, "PIV card"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			slot := p.Insert(t, 0, tt.card, vcard.Options{})
+			a.waitCard(t, agent.CardReady)
+			if got := a.svc.Status().Readers[0].Card.Type; got != tt.want {
+				t.Errorf("status type %q, want %q", got, tt.want)
+			}
+			inv, err := (&agent.Scanner{}).Scan(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := inv.Readers[0].Card.Type; got != tt.want {
+				t.Errorf("cards type %q, want %q", got, tt.want)
+			}
+			if err := slot.Remove(); err != nil {
+				t.Fatal(err)
+			}
+			a.waitCard(t, "")
+		})
+	}
+}
+
+// TestEndToEndEncodings: every binary field is base64url without padding,
+// ES256 signatures are JOSE's raw r||s, and a challenge with anything
+// outside the base64url alphabet (CR LF, which Go's decoder skips; padding;
+// standard base64) is refused before any prompt.
+func TestEndToEndEncodings(t *testing.T) {
+	p := pcsctest.Require(t)
+	pki, err := e2ePKI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	card, err := vpiv.NewNHS(pki, testpki.CardSpec{UUID: "555253521111", Surname: "CURVE", Forename: "EC", DaysLeft: 400, KeyType: testpki.P256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw := prompttest.NewSwitch(prompttest.Func(func(context.Context, prompt.Request) ([]byte, error) { return []byte(vpiv.DefaultPIN), nil }))
+	a := startAgent(t, sw, Options{})
+	p.Insert(t, 0, card, vcard.Options{})
+	a.waitCard(t, agent.CardReady)
+	c := a.client(t, goodOrigin)
+
+	for _, ch := range []string{
+		testChallenge[:20] + "\r\n" + testChallenge[20:],
+		testChallenge[:20] + "\n" + testChallenge[20:],
+		testChallenge + "=",
+		strings.ReplaceAll(testChallenge, "q", "+"),
+		testChallenge[:42],
+	} {
+		if m := c.authenticate(t, "bad", ch); errCode(m) != "bad_request" {
+			t.Errorf("challenge %q: %v, want bad_request", ch, m)
+		}
+	}
+	if sw.Calls() != 0 {
+		t.Errorf("%d prompts for bad challenges", sw.Calls())
+	}
+
+	v := newVerifier(t, pki)
+	ch, err := v.NewChallenge()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := c.authenticate(t, "ok", ch)
+	tok := tokenOf(t, m)
+	for _, f := range append([]string{tok.Certificate, tok.Signature}, tok.Chain...) {
+		if _, err := token.DecodeBinary(f); err != nil {
+			t.Errorf("binary field %q: %v", f, err)
+		}
+	}
+	if tok.Algorithm != token.ES256 {
+		t.Fatalf("algorithm %s", tok.Algorithm)
+	}
+	if sig, err := token.DecodeBinary(tok.Signature); err != nil || len(sig) != 64 {
+		t.Errorf("ES256 signature of %d bytes (%v), want raw r||s of 64", len(sig), err)
+	}
+	if _, err := v.Verify(tok, goodOrigin, ch); err != nil {
+		t.Fatalf("token does not verify: %v", err)
+	}
+	c.send(t, map[string]any{"id": "certs", "type": "certificates"})
+	certs := c.reply(t, "certs")
+	der, err := token.DecodeBinary(fmt.Sprint(certs["authentication_certificate"]))
+	if err != nil {
+		t.Fatalf("authentication_certificate: %v", err)
+	}
+	if cert, err := x509.ParseCertificate(der); err != nil || cert.Subject.CommonName != "555253521111_CURVE_EC" {
+		t.Errorf("authentication_certificate: %v", err)
+	}
 }

@@ -2,12 +2,14 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"unicode/utf8"
 
 	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/token"
 )
 
@@ -20,17 +22,19 @@ const (
 	reqStatus       = "status"
 	reqCertificates = "certificates"
 	reqAuthenticate = "authenticate"
+	// typeNone is the type of the reply to a request without a usable type.
+	typeNone = "error"
 )
 
 // Features lists what this agent offers, for `hello`.
-var Features = []string{"status", "certificates", "authenticate", "events"}
+var Features = []string{"status", "certificates", "authenticate", "events", "web-eid:1.0"}
 
 // allowedFields are the fields each request type may carry; any other is refused.
 var allowedFields = map[string]map[string]bool{
 	reqHello:        {"id": true, "type": true, "protocol": true},
 	reqStatus:       {"id": true, "type": true},
 	reqCertificates: {"id": true, "type": true},
-	reqAuthenticate: {"id": true, "type": true, "challenge": true},
+	reqAuthenticate: {"id": true, "type": true, "challenge": true, "format": true},
 }
 
 // refusedFields are refused with a reason of their own: the PIN never travels
@@ -52,6 +56,9 @@ type request struct {
 	Type      string
 	Challenge string
 	Protocol  int
+	// Format is the token format authenticate returns: token.Format
+	// (default) or token.WebEIDFormat.
+	Format string
 }
 
 // errMalformed marks a message that cannot be answered (not JSON, not an
@@ -89,8 +96,11 @@ func parseRequest(data []byte) (request, error) {
 		if err := dec.Decode(&v); err != nil {
 			return req, fmt.Errorf("%w: %v", errMalformed, err)
 		}
-		if _, ok := fields[k]; ok && dup == "" {
-			dup = k
+		if _, ok := fields[k]; ok {
+			if dup == "" {
+				dup = k
+			}
+			continue // the first value counts (the type echoed in the refusal)
 		}
 		fields[k] = v
 		order = append(order, k)
@@ -100,6 +110,13 @@ func parseRequest(data []byte) (request, error) {
 		return req, fmt.Errorf("%w: no id (a string or a number of at most %d characters)", errMalformed, maxIDLen)
 	}
 	req.ID = id
+	// Every reply, a refusal included, carries the request's type: the
+	// (first) "type" field when it is a string, known or not, and "error"
+	// when there is none.
+	typeOK := json.Unmarshal(fields["type"], &req.Type) == nil && req.Type != ""
+	if !typeOK {
+		req.Type = typeNone
+	}
 	bad := func(format string, a ...any) (request, error) {
 		return req, &agent.Error{Code: agent.CodeBadRequest, Message: fmt.Sprintf(format, a...), TriesLeft: -1}
 	}
@@ -111,12 +128,11 @@ func parseRequest(data []byte) (request, error) {
 			return bad("field %q refused: %s", k, why)
 		}
 	}
-	if err := json.Unmarshal(fields["type"], &req.Type); err != nil || req.Type == "" {
-		return bad("field \"type\" must be a string")
+	if !typeOK {
+		return bad("field \"type\" must be a non-empty string")
 	}
 	allowed, ok := allowedFields[req.Type]
 	if !ok {
-		req.Type = ""
 		return bad("unknown request type")
 	}
 	for _, k := range order {
@@ -131,6 +147,11 @@ func parseRequest(data []byte) (request, error) {
 	}
 	if req.Type == reqAuthenticate && req.Challenge == "" {
 		return bad("authenticate needs a challenge")
+	}
+	if v, ok := fields["format"]; ok {
+		if err := json.Unmarshal(v, &req.Format); err != nil || (req.Format != token.Format && req.Format != token.WebEIDFormat) {
+			return bad("field \"format\" must be %q or %q", token.Format, token.WebEIDFormat)
+		}
 	}
 	if v, ok := fields["protocol"]; ok {
 		if err := json.Unmarshal(v, &req.Protocol); err != nil {
@@ -153,6 +174,11 @@ type helloReply struct {
 	Protocol int      `json:"protocol"`
 	Features []string `json:"features"`
 	Origin   string   `json:"origin"`
+	// RequestTimeoutSeconds bounds a request, PIN prompt included;
+	// PromptTimeoutSeconds is how long the prompt stays open (absent when
+	// the prompter's own default applies).
+	RequestTimeoutSeconds int `json:"request_timeout_seconds"`
+	PromptTimeoutSeconds  int `json:"prompt_timeout_seconds,omitempty"`
 }
 
 type statusReply struct {
@@ -167,7 +193,13 @@ type certificatesReply struct {
 
 type authenticateReply struct {
 	header
-	Token *token.Token `json:"token"`
+	Token any `json:"token"` // *token.Token or *token.WebEIDToken
+}
+
+// webEIDBackend is a Backend that also makes Web eID tokens (the card
+// service does).
+type webEIDBackend interface {
+	AuthenticateWebEID(ctx context.Context, origin, nonce string, p prompt.Prompter) (*token.WebEIDToken, error)
 }
 
 type wireError struct {

@@ -97,6 +97,9 @@ type Options struct {
 	HandshakeTimeout time.Duration
 	// RequestTimeout bounds one request, the PIN prompt included.
 	RequestTimeout time.Duration
+	// PromptTimeout is how long the PIN prompt stays open (reported in
+	// hello; the card service applies it). Zero: not reported.
+	PromptTimeout time.Duration
 	// Version is the agent version reported by info and hello.
 	Version string
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/token"
 )
 
 const (
@@ -22,6 +24,14 @@ const (
 	pingInterval = 30 * time.Second
 	pongWait     = 75 * time.Second
 	noClose      = -1 // close without sending a close frame (one was sent or received already)
+	// closeWait is how long the agent waits, after its close frame, for the
+	// client's close frame before it closes the TCP connection: a socket
+	// closed with the client's data unread is reset, and browsers then
+	// report 1006 instead of the agent's code.
+	closeWait = time.Second
+	// drainMax bounds what the agent reads and discards after its close
+	// frame (the rest of an oversize message, messages in flight).
+	drainMax = 8 << 20
 )
 
 type websocketUpgrader = *websocket.Upgrader
@@ -50,12 +60,13 @@ type wsConn struct {
 	out    chan []byte
 	slots  chan struct{}
 	reqs   sync.WaitGroup
-	closed chan struct{} // closed once the socket is closed
+	closed chan struct{} // closed once the close frame (if any) is sent
 
-	mu         sync.Mutex
-	code       int
-	reason     string
-	codeWasSet bool
+	mu            sync.Mutex
+	code          int
+	reason        string
+	codeWasSet    bool
+	closeDeadline time.Time // set once the closing handshake began
 }
 
 // handleWS upgrades to a WebSocket once the connection cap allows it.
@@ -113,7 +124,11 @@ func (c *wsConn) fail(code int, reason string) {
 	c.cancel()
 }
 
-func (c *wsConn) closeNow() {
+// startClose begins the closing handshake once the connection's context
+// ends: it sends the close frame (unless one was sent or received already)
+// and gives the reader closeWait to read the client's close frame. The TCP
+// connection is closed by run once the reader has stopped.
+func (c *wsConn) startClose() {
 	defer close(c.closed)
 	c.mu.Lock()
 	code, reason, set := c.code, c.reason, c.codeWasSet
@@ -121,15 +136,34 @@ func (c *wsConn) closeNow() {
 	if !set {
 		code, reason = websocket.CloseGoingAway, "agent stopping"
 	}
+	deadline := time.Now().Add(closeWait)
 	if code != noClose {
-		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+		if err := c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), deadline); err != nil {
+			deadline = time.Now() // the client cannot get our close: do not wait for its own
+		}
 	}
-	_ = c.ws.Close()
+	c.mu.Lock()
+	c.closeDeadline = deadline
+	_ = c.ws.NetConn().SetReadDeadline(deadline)
+	c.mu.Unlock()
 }
+
+// extendDeadline gives the client pongWait more to send something, unless
+// the connection is closing (startClose's deadline stays).
+func (c *wsConn) extendDeadline() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeDeadline.IsZero() {
+		_ = c.ws.NetConn().SetReadDeadline(time.Now().Add(pongWait))
+	}
+}
+
+// closing reports whether the connection is closing (no more requests are read).
+func (c *wsConn) closing() bool { return c.ctx.Err() != nil }
 
 func (c *wsConn) run() {
 	c.log.Debug("client connected")
-	context.AfterFunc(c.ctx, c.closeNow)
+	context.AfterFunc(c.ctx, c.startClose)
 	unsubscribe := c.s.backend.Subscribe(func(ev agent.Event) {
 		if ev.Kind == agent.EventActivity { // the tray's alone: never another origin's business
 			return
@@ -147,6 +181,7 @@ func (c *wsConn) run() {
 	c.reqs.Wait()
 	<-wdone
 	<-c.closed
+	_ = c.ws.Close()
 	c.log.Debug("client disconnected")
 }
 
@@ -191,27 +226,64 @@ func (c *wsConn) writer() {
 	}
 }
 
+// readMessage reads the next message, at most limit bytes of it. A larger
+// message is reported with tooBig, its first limit bytes read; the rest is
+// left in the message for drain.
+func readMessage(ws *websocket.Conn, limit int64) (mt int, data []byte, r io.Reader, tooBig bool, err error) {
+	mt, r, err = ws.NextReader()
+	if err != nil {
+		return 0, nil, nil, false, err
+	}
+	data, err = io.ReadAll(io.LimitReader(r, limit+1))
+	if err != nil {
+		return 0, nil, nil, false, err
+	}
+	if int64(len(data)) > limit {
+		return mt, nil, r, true, nil
+	}
+	return mt, data, r, false, nil
+}
+
+// reader reads requests until the connection fails or closes. Once it is
+// closing, it goes on reading (and discarding, at most drainMax bytes, until
+// startClose's deadline) so that the client's close frame is read and the
+// TCP connection is closed with nothing unread: a socket closed with unread
+// data is reset, and the client would never see the close code.
+//
+// The message limit is checked here, not with gorilla's SetReadLimit: that
+// one answers 1009 and then refuses to read anything more, so the rest of
+// the oversize message could never be drained.
 func (c *wsConn) reader() {
-	c.ws.SetReadLimit(c.s.opts.MaxMessageBytes)
-	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+	limit := c.s.opts.MaxMessageBytes
+	c.extendDeadline()
 	c.ws.SetPongHandler(func(string) error {
-		return c.ws.SetReadDeadline(time.Now().Add(pongWait))
+		c.extendDeadline()
+		return nil
 	})
+	drained := int64(0)
 	for {
-		mt, data, err := c.ws.ReadMessage()
+		mt, data, r, tooBig, err := readMessage(c.ws, limit)
 		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				// gorilla has sent 1009 (message too big).
-				c.log.Warn("message too big; connection closed", zap.Int64("limit", c.s.opts.MaxMessageBytes))
-			}
 			c.fail(noClose, "")
 			return
 		}
-		_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+		if c.closing() || tooBig {
+			if tooBig && !c.closing() {
+				c.log.Warn("message too big; connection closed", zap.Int64("limit", limit))
+				c.fail(websocket.CloseMessageTooBig, "message too big")
+			}
+			n, err := io.Copy(io.Discard, io.LimitReader(r, drainMax-drained))
+			drained += n + int64(len(data))
+			if err != nil || drained >= drainMax {
+				return
+			}
+			continue
+		}
+		c.extendDeadline()
 		if mt != websocket.TextMessage {
 			c.log.Info("binary message; connection closed")
 			c.fail(websocket.CloseUnsupportedData, "text messages only")
-			return
+			continue // read on until the client's close frame
 		}
 		req, err := parseRequest(data)
 		if errors.Is(err, errMalformed) {
@@ -221,7 +293,7 @@ func (c *wsConn) reader() {
 				code = websocket.CloseInvalidFramePayloadData
 			}
 			c.fail(code, "malformed message")
-			return
+			continue // read on until the client's close frame
 		}
 		if err != nil {
 			c.log.Info("request refused", zap.String("type", req.Type), zap.Error(err))
@@ -236,7 +308,8 @@ func (c *wsConn) handle(req request) {
 	h := header{req.ID, req.Type}
 	switch req.Type {
 	case reqHello:
-		c.send(helloReply{header: h, Name: "cardagent", Version: c.s.opts.Version, Protocol: Protocol, Features: Features, Origin: c.origin})
+		c.send(helloReply{header: h, Name: "cardagent", Version: c.s.opts.Version, Protocol: Protocol, Features: Features, Origin: c.origin,
+			RequestTimeoutSeconds: int(c.s.opts.RequestTimeout / time.Second), PromptTimeoutSeconds: int(c.s.opts.PromptTimeout / time.Second)})
 	case reqStatus:
 		c.send(statusReply{header: h, Status: c.s.backend.Status()})
 	case reqCertificates, reqAuthenticate:
@@ -261,7 +334,18 @@ func (c *wsConn) handle(req request) {
 				c.send(certificatesReply{header: h, CardCertificates: res})
 				return
 			}
-			tok, err := c.s.backend.Authenticate(ctx, c.origin, req.Challenge, c.prompter())
+			var tok any
+			var err error
+			if req.Format == token.WebEIDFormat {
+				wb, ok := c.s.backend.(webEIDBackend)
+				if !ok {
+					c.send(errorReply{h, errorFor(&agent.Error{Code: agent.CodeBadRequest, Message: "this agent makes no web-eid:1.0 tokens", TriesLeft: -1})})
+					return
+				}
+				tok, err = wb.AuthenticateWebEID(ctx, c.origin, req.Challenge, c.prompter())
+			} else {
+				tok, err = c.s.backend.Authenticate(ctx, c.origin, req.Challenge, c.prompter())
+			}
 			if err != nil {
 				c.send(errorReply{h, errorFor(err)})
 				return

@@ -20,12 +20,15 @@ import (
 
 func TestHelloStatusCertificatesEvents(t *testing.T) {
 	b := newFakeBackend()
-	ts := startServer(t, b, nil, Options{Version: "9.9.9"}, allowPeer)
+	ts := startServer(t, b, nil, Options{Version: "9.9.9", RequestTimeout: 90 * time.Second, PromptTimeout: 60 * time.Second}, allowPeer)
 	c := ts.mustDial(t, otherOrigin)
 
 	m := roundTrip(t, c, map[string]any{"id": 1, "type": "hello", "protocol": 1})
 	if m["id"] != 1.0 || m["type"] != "hello" || m["name"] != "cardagent" || m["version"] != "9.9.9" || m["protocol"] != 1.0 || m["origin"] != otherOrigin {
 		t.Errorf("hello reply %v", m)
+	}
+	if m["request_timeout_seconds"] != 90.0 || m["prompt_timeout_seconds"] != 60.0 {
+		t.Errorf("hello timeouts %v", m)
 	}
 	if f, _ := m["features"].([]any); len(f) != len(Features) {
 		t.Errorf("features %v", m["features"])
@@ -38,7 +41,7 @@ func TestHelloStatusCertificatesEvents(t *testing.T) {
 		t.Errorf("readers %v", m["readers"])
 	}
 	m = roundTrip(t, c, map[string]any{"id": "c1", "type": "certificates"})
-	if m["type"] != "certificates" || m["card_type"] != "test" || m["reader"] != "Reader 0" || m["authentication_certificate"] != "MAA=" {
+	if m["type"] != "certificates" || m["card_type"] != "test" || m["reader"] != "Reader 0" || m["authentication_certificate"] != "MAA" {
 		t.Errorf("certificates reply %v", m)
 	}
 	m = roundTrip(t, c, map[string]any{"id": "a1", "type": "authenticate", "challenge": testChallenge})
@@ -65,24 +68,29 @@ func TestRefusedRequests(t *testing.T) {
 	tests := []struct {
 		name string
 		req  string
+		typ  string // the reply's type
 	}{
-		{"pin", `{"id":1,"type":"authenticate","challenge":"` + testChallenge + `","pin":"123456"}`},
-		{"pin on status", `{"id":1,"type":"status","pin":"123456"}`},
-		{"data", `{"id":1,"type":"authenticate","challenge":"` + testChallenge + `","data":"AAAA"}`},
-		{"hash", `{"id":1,"type":"authenticate","challenge":"` + testChallenge + `","hash":"AAAA"}`},
-		{"digest", `{"id":1,"type":"authenticate","challenge":"` + testChallenge + `","digest":"AAAA"}`},
-		{"origin", `{"id":1,"type":"authenticate","challenge":"` + testChallenge + `","origin":"https://evil.example"}`},
-		{"unknown field", `{"id":1,"type":"authenticate","challenge":"` + testChallenge + `","slot":"9c"}`},
-		{"field of another type", `{"id":1,"type":"status","challenge":"` + testChallenge + `"}`},
-		{"duplicate type", `{"id":1,"type":"status","type":"authenticate","challenge":"` + testChallenge + `"}`},
-		{"duplicate challenge", `{"id":1,"type":"authenticate","challenge":"x","challenge":"` + testChallenge + `"}`},
-		{"unknown type", `{"id":1,"type":"sign"}`},
-		{"type not a string", `{"id":1,"type":7}`},
-		{"no type", `{"id":1}`},
-		{"challenge not a string", `{"id":1,"type":"authenticate","challenge":7}`},
-		{"no challenge", `{"id":1,"type":"authenticate"}`},
-		{"protocol not a number", `{"id":1,"type":"hello","protocol":"1"}`},
-		{"case variant of pin", `{"id":1,"type":"authenticate","challenge":"` + testChallenge + `","PIN":"123456"}`},
+		{"pin", `{"id":1,"type":"authenticate","challenge":"` + testChallenge + `","pin":"123456"}`, "authenticate"},
+		{"pin before type", `{"id":1,"pin":"123456","type":"authenticate","challenge":"` + testChallenge + `"}`, "authenticate"},
+		{"pin on status", `{"id":1,"type":"status","pin":"123456"}`, "status"},
+		{"data", `{"id":1,"type":"authenticate","challenge":"` + testChallenge + `","data":"AAAA"}`, "authenticate"},
+		{"hash", `{"id":1,"type":"authenticate","challenge":"` + testChallenge + `","hash":"AAAA"}`, "authenticate"},
+		{"digest", `{"id":1,"type":"authenticate","challenge":"` + testChallenge + `","digest":"AAAA"}`, "authenticate"},
+		{"origin", `{"id":1,"type":"authenticate","challenge":"` + testChallenge + `","origin":"https://evil.example"}`, "authenticate"},
+		{"unknown field", `{"id":1,"type":"authenticate","challenge":"` + testChallenge + `","slot":"9c"}`, "authenticate"},
+		{"field of another type", `{"id":1,"type":"status","challenge":"` + testChallenge + `"}`, "status"},
+		{"duplicate type", `{"id":1,"type":"status","type":"authenticate","challenge":"` + testChallenge + `"}`, "status"},
+		{"duplicate challenge", `{"id":1,"type":"authenticate","challenge":"x","challenge":"` + testChallenge + `"}`, "authenticate"},
+		{"duplicate id", `{"id":1,"id":2,"type":"hello"}`, "hello"},
+		{"unknown type", `{"id":1,"type":"sign"}`, "sign"},
+		{"type not a string", `{"id":1,"type":7}`, "error"},
+		{"empty type", `{"id":1,"type":""}`, "error"},
+		{"no type", `{"id":1}`, "error"},
+		{"no type, pin", `{"id":1,"pin":"123456"}`, "error"},
+		{"challenge not a string", `{"id":1,"type":"authenticate","challenge":7}`, "authenticate"},
+		{"no challenge", `{"id":1,"type":"authenticate"}`, "authenticate"},
+		{"protocol not a number", `{"id":1,"type":"hello","protocol":"1"}`, "hello"},
+		{"case variant of pin", `{"id":1,"type":"authenticate","challenge":"` + testChallenge + `","PIN":"123456"}`, "authenticate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -90,8 +98,8 @@ func TestRefusedRequests(t *testing.T) {
 				t.Fatal(err)
 			}
 			m := readReply(t, c)
-			if m["id"] != 1.0 || errCode(m) != "bad_request" {
-				t.Fatalf("reply %v, want bad_request for id 1", m)
+			if m["id"] != 1.0 || errCode(m) != "bad_request" || m["type"] != tt.typ {
+				t.Fatalf("reply %v, want bad_request for id 1 with type %q", m, tt.typ)
 			}
 			msg := m["error"].(map[string]any)["message"].(string)
 			if strings.Contains(msg, "123456") {

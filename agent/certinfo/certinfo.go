@@ -132,3 +132,24 @@ func KeyType(c *x509.Certificate) string {
 	}
 	return "unknown"
 }
+
+// NHSIssued reports whether c was issued by an NHS smartcard CA, by the
+// issuer's name alone: O=nhs, OU=CA and a CN starting "NHS " (as in
+// "CN=NHS Authentication G2, OU=CA, O=nhs, C=GB" and the older
+// "CN=NHS Level 1D, OU=CA, O=nhs"). It names the card for people; it is no
+// proof of anything (only a verified chain is).
+func NHSIssued(c *x509.Certificate) bool {
+	if c == nil {
+		return false
+	}
+	is := c.Issuer
+	has := func(vals []string, want string) bool {
+		for _, v := range vals {
+			if strings.EqualFold(v, want) {
+				return true
+			}
+		}
+		return false
+	}
+	return has(is.Organization, "nhs") && has(is.OrganizationalUnit, "CA") && strings.HasPrefix(strings.ToUpper(is.CommonName), "NHS ")
+}

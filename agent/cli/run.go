@@ -100,6 +100,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		PromptsPerMinute: cfg.Limits.PromptsPerMinutePerOrigin,
 		HandshakeTimeout: cfg.Limits.HandshakeTimeout(),
 		RequestTimeout:   cfg.Limits.RequestTimeout(),
+		PromptTimeout:    cfg.Prompt.Timeout(),
 		Version:          agent.Version,
 	})
 	if err != nil {

@@ -137,7 +137,7 @@ func TestRunSignIn(t *testing.T) {
 	if _, err := v.Verify(tok, origin, ch); err != nil {
 		t.Fatalf("token does not verify: %v", err)
 	}
-	if _, err := base64.StdEncoding.DecodeString(tok.Certificate); err != nil {
+	if _, err := base64.RawURLEncoding.Strict().DecodeString(tok.Certificate); err != nil {
 		t.Errorf("certificate: %v", err)
 	}
 

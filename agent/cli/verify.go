@@ -14,6 +14,7 @@ import (
 	"github.com/cardagent/cardagent/agent/certinfo"
 	"github.com/cardagent/cardagent/agent/safetext"
 	"github.com/cardagent/cardagent/agent/token"
+	"github.com/cardagent/cardagent/pcsc"
 )
 
 // verifyResult is what `cardagent verify --json` prints.
@@ -91,10 +92,22 @@ func verifyCmd(_ context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	tok, err := token.ParseToken(data)
+	// Either format: a Web eID token says so in its "format".
+	var head struct {
+		Format string `json:"format"`
+	}
+	_ = json.Unmarshal(data, &head)
 	var res *token.Result
-	if err == nil {
-		res, err = v.Verify(tok, *origin, *challenge)
+	if head.Format == token.WebEIDFormat {
+		var wt *token.WebEIDToken
+		if wt, err = token.ParseWebEIDToken(data); err == nil {
+			res, err = v.VerifyWebEID(wt, *origin, *challenge)
+		}
+	} else {
+		var tok *token.Token
+		if tok, err = token.ParseToken(data); err == nil {
+			res, err = v.Verify(tok, *origin, *challenge)
+		}
 	}
 	if err != nil {
 		if *asJSON {
@@ -105,7 +118,8 @@ func verifyCmd(_ context.Context, env *Env, args []string) error {
 		}
 		return err
 	}
-	sum := certinfo.Summarise("", res.Certificate, time.Now())
+	// A token is always signed with the card's authentication key.
+	sum := certinfo.Summarise(string(pcsc.KeyAuthentication), res.Certificate, time.Now())
 	if *asJSON {
 		return printJSON(env.Stdout, verifyResult{Valid: true, Holder: &res.Holder, Certificate: &sum, Algorithm: res.Algorithm, Origin: res.Origin, Revocation: &res.Revocation})
 	}

@@ -3,7 +3,9 @@ package cli_test
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -20,6 +22,25 @@ import (
 	"github.com/cardagent/cardagent/pcsc/vcard/testpki"
 )
 
+// joseSign signs digest as a JOSE ES256/ES384 signature: raw r||s, each
+// half left-padded to the curve's size (independent of token.ECDSARaw).
+func joseSign(t testing.TB, key crypto.Signer, digest []byte) []byte {
+	t.Helper()
+	k, ok := key.(*ecdsa.PrivateKey)
+	if !ok {
+		t.Fatalf("%T is not an ECDSA key", key)
+	}
+	r, s, err := ecdsa.Sign(rand.Reader, k, digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := (k.Curve.Params().BitSize + 7) / 8
+	out := make([]byte, 2*n)
+	r.FillBytes(out[:n])
+	s.FillBytes(out[n:])
+	return out
+}
+
 // signToken makes a token as the agent would, and writes it to a file.
 func signToken(t *testing.T, dir string, cert *x509.Certificate, key crypto.Signer, origin, challenge string) string {
 	t.Helper()
@@ -27,14 +48,11 @@ func signToken(t *testing.T, dir string, cert *x509.Certificate, key crypto.Sign
 	if err != nil {
 		t.Fatal(err)
 	}
-	sig, err := key.Sign(rand.Reader, digest, crypto.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sig := joseSign(t, key, digest)
 	data, err := json.Marshal(token.Token{
 		Format:      token.Format,
 		Algorithm:   token.ES256,
-		Certificate: base64.StdEncoding.EncodeToString(cert.Raw),
+		Certificate: base64.RawURLEncoding.EncodeToString(cert.Raw),
 		Origin:      origin,
 		Signature:   base64.RawURLEncoding.EncodeToString(sig),
 	})
@@ -137,6 +155,37 @@ func TestVerifyCommand(t *testing.T) {
 		})
 	}
 
+	t.Run("web-eid token", func(t *testing.T) {
+		// Web eID's construction, written out here: SHA-256 of the two
+		// SHA-256 hashes, standard base64, raw r||s.
+		o, n := sha256.Sum256([]byte(origin)), sha256.Sum256([]byte(challenge))
+		digest := sha256.Sum256(append(o[:], n[:]...))
+		data, err := json.Marshal(map[string]string{
+			"unverifiedCertificate": base64.StdEncoding.EncodeToString(card.AuthCert.Raw),
+			"algorithm":             "ES256",
+			"signature":             base64.StdEncoding.EncodeToString(joseSign(t, card.AuthKey, digest[:])),
+			"format":                "web-eid:1.0",
+			"appVersion":            "https://example.invalid/app/1.0",
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(dir, "webeid.json")
+		if err := os.WriteFile(f, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out, errb strings.Builder
+		if code := cli.Main(context.Background(), with("--token", f, "--json"), &cli.Env{Stdout: &out, Stderr: &errb}); code != 0 || !strings.Contains(out.String(), `"valid": true`) {
+			t.Errorf("exit %d: %s %s", code, out.String(), errb.String())
+		}
+		out.Reset()
+		errb.Reset()
+		other := []string{"verify", "--origin", "https://localhost:9443", "--challenge", challenge, "--roots", roots, "--intermediates", chain, "--token", f}
+		if code := cli.Main(context.Background(), other, &cli.Env{Stdout: &out, Stderr: &errb}); code == 0 || !strings.Contains(errb.String(), "bad_signature") {
+			t.Errorf("another origin: exit %d: %s", code, errb.String())
+		}
+	})
+
 	t.Run("stdin", func(t *testing.T) {
 		f, err := os.Open(good)
 		if err != nil {
@@ -151,15 +200,19 @@ func TestVerifyCommand(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, errb.String())
 		}
 		var res struct {
-			Valid  bool
-			Holder struct{ Name, UUID string }
-			Origin string
+			Valid       bool
+			Holder      struct{ Name, UUID string }
+			Certificate struct{ Key, Usage string }
+			Origin      string
 		}
 		if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
 			t.Fatal(err)
 		}
 		if !res.Valid || res.Holder.Name != "Cardholder TEST" || res.Holder.UUID != "999000000001" || res.Origin != origin {
 			t.Errorf("result %+v", res)
+		}
+		if res.Certificate.Key != "9a" || res.Certificate.Usage != "authentication" {
+			t.Errorf("certificate key %q usage %q, want 9a, authentication: %s", res.Certificate.Key, res.Certificate.Usage, out.String())
 		}
 	})
 }

@@ -11,14 +11,26 @@
 // origin is the ASCII serialisation of the page's origin exactly as the
 // browser sent it in the WebSocket handshake ("https://signin.example.nhs.uk",
 // no trailing slash, port only when not the default); challenge is the
-// base64url string the relying party issued, as ASCII bytes.
+// base64url string the relying party issued, as ASCII bytes (its text, not
+// the bytes it decodes to).
+//
+// Every binary field of the token (certificate, chain, signature) is
+// base64url without padding (RFC 4648 section 5, as JOSE uses it); ES256 and
+// ES384 signatures are JOSE's raw r||s, each half left-padded to the
+// curve's size (64 and 96 bytes).
 package token
 
 import (
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/sha256"
 	_ "crypto/sha512" // SHA-384 for ES384
+	"encoding/asn1"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"math/big"
 )
 
 // Format is the token's format and version tag.
@@ -31,8 +43,8 @@ const Domain = "cardagent-auth-v1"
 const (
 	RS256 = "RS256" // RSA PKCS#1 v1.5 with SHA-256 (every NHS card, series 8 included)
 	PS256 = "PS256" // RSA-PSS with SHA-256, salt length 32
-	ES256 = "ES256" // ECDSA P-256 with SHA-256, signature ASN.1 DER
-	ES384 = "ES384" // ECDSA P-384 with SHA-384, signature ASN.1 DER
+	ES256 = "ES256" // ECDSA P-256 with SHA-256, signature raw r||s (64 bytes)
+	ES384 = "ES384" // ECDSA P-384 with SHA-384, signature raw r||s (96 bytes)
 )
 
 // Token is what the agent returns for `authenticate` (JSON over the WebSocket).
@@ -40,15 +52,85 @@ type Token struct {
 	Format string `json:"format"`
 	// Algorithm is one of RS256, PS256, ES256, ES384.
 	Algorithm string `json:"algorithm"`
-	// Certificate is the authentication certificate (base64 standard encoding of DER).
+	// Certificate is the authentication certificate (DER, base64url without padding).
 	Certificate string `json:"certificate"`
-	// Chain holds intermediate certificates found on the card (base64 DER), may be empty.
+	// Chain holds intermediate certificates (DER, base64url without padding)
+	// that may help the relying party build the path; it may be empty, and
+	// the relying party supplies its own intermediates (the verifier never
+	// trusts a certificate for being here).
 	Chain []string `json:"chain,omitempty"`
 	// Origin is the origin the agent bound the signature to (informational: the
 	// verifier uses the origin it expects, never this field).
 	Origin string `json:"origin"`
-	// Signature is base64url (no padding) of the signature.
+	// Signature is the signature (base64url without padding): PKCS#1 v1.5
+	// or PSS bytes for RS256/PS256, raw r||s for ES256/ES384.
 	Signature string `json:"signature"`
+}
+
+// ErrEncoding is a binary field that is not base64url without padding.
+var ErrEncoding = errors.New("not base64url without padding")
+
+// EncodeBinary encodes b as every binary field of the protocol is: base64url
+// without padding.
+func EncodeBinary(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// DecodeBinary decodes a base64url string without padding. Unlike Go's
+// decoder, which skips CR and LF, it refuses any character outside the
+// base64url alphabet (A-Z a-z 0-9 - _), and non-zero trailing bits.
+func DecodeBinary(s string) ([]byte, error) {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return nil, fmt.Errorf("%w: character %q at %d", ErrEncoding, c, i)
+		}
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrEncoding, err)
+	}
+	return b, nil
+}
+
+// Binary is bytes that encode to JSON as base64url without padding (Go's
+// []byte would give standard base64 with padding).
+type Binary []byte
+
+// MarshalJSON implements json.Marshaler.
+func (b Binary) MarshalJSON() ([]byte, error) { return json.Marshal(EncodeBinary(b)) }
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (b *Binary) UnmarshalJSON(data []byte) error {
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return err
+	}
+	v, err := DecodeBinary(s)
+	if err != nil {
+		return err
+	}
+	*b = v
+	return nil
+}
+
+// ecdsaSize is the byte length of r and s for a curve.
+func ecdsaSize(pub *ecdsa.PublicKey) int { return (pub.Curve.Params().BitSize + 7) / 8 }
+
+// ECDSARaw turns an ASN.1 DER ECDSA signature (what card drivers return)
+// into JOSE's raw r||s for pub's curve.
+func ECDSARaw(pub *ecdsa.PublicKey, der []byte) ([]byte, error) {
+	var sig struct{ R, S *big.Int }
+	rest, err := asn1.Unmarshal(der, &sig)
+	if err != nil || len(rest) != 0 || sig.R == nil || sig.S == nil || sig.R.Sign() <= 0 || sig.S.Sign() <= 0 {
+		return nil, errors.New("malformed ECDSA signature")
+	}
+	n := ecdsaSize(pub)
+	if sig.R.BitLen() > 8*n || sig.S.BitLen() > 8*n {
+		return nil, errors.New("ECDSA signature too long for the curve")
+	}
+	out := make([]byte, 2*n)
+	sig.R.FillBytes(out[:n])
+	sig.S.FillBytes(out[n:])
+	return out, nil
 }
 
 // Hash returns the hash an algorithm uses.

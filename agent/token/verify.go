@@ -9,10 +9,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"net/url"
 	"slices"
 	"strings"
@@ -113,7 +113,7 @@ var ErrMisconfigured = errors.New("token verifier misconfigured")
 const (
 	MaxTokenSize    = 64 << 10 // ParseToken: bytes of JSON
 	maxChain        = 8        // intermediate certificates in a token
-	maxCertB64      = 16 << 10 // characters of one base64 certificate
+	maxCertB64      = 16 << 10 // characters of one base64url certificate
 	maxSignatureB64 = 2048     // characters of the base64url signature (RSA-8192 needs 1366)
 	minRSABits      = 1024     // legacy NHS cards have RSA-1024 keys
 )
@@ -289,7 +289,7 @@ func parse(tok *Token) (*parsed, error) {
 	if len(tok.Signature) == 0 || len(tok.Signature) > maxSignatureB64 {
 		return nil, newError(ReasonBadFormat, "signature missing or too long")
 	}
-	sig, err := base64.RawURLEncoding.Strict().DecodeString(tok.Signature)
+	sig, err := DecodeBinary(tok.Signature)
 	if err != nil {
 		return nil, &VerifyError{Reason: ReasonBadFormat, Detail: "signature is not base64url without padding", Err: err}
 	}
@@ -317,9 +317,9 @@ func parseCert(b64, what string) (*x509.Certificate, error) {
 	if b64 == "" || len(b64) > maxCertB64 {
 		return nil, newError(ReasonBadFormat, what+" missing or too long")
 	}
-	der, err := base64.StdEncoding.Strict().DecodeString(b64)
+	der, err := DecodeBinary(b64)
 	if err != nil {
-		return nil, &VerifyError{Reason: ReasonBadFormat, Detail: what + " is not base64", Err: err}
+		return nil, &VerifyError{Reason: ReasonBadFormat, Detail: what + " is not base64url without padding", Err: err}
 	}
 	c, err := x509.ParseCertificate(der)
 	if err != nil {
@@ -433,8 +433,13 @@ func verifySignature(alg string, pub crypto.PublicKey, digest, sig []byte) bool 
 		}
 		return rsa.VerifyPSS(k, crypto.SHA256, digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: crypto.SHA256}) == nil
 	case ES256, ES384:
+		// JOSE: raw r||s, each half the curve's size.
 		k, ok := pub.(*ecdsa.PublicKey)
-		return ok && ecdsa.VerifyASN1(k, digest, sig)
+		if !ok || len(sig) != 2*ecdsaSize(k) {
+			return false
+		}
+		n := len(sig) / 2
+		return ecdsa.Verify(k, digest, new(big.Int).SetBytes(sig[:n]), new(big.Int).SetBytes(sig[n:]))
 	}
 	return false
 }

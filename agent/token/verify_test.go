@@ -2,6 +2,7 @@ package token_test
 
 import (
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -57,6 +58,25 @@ func fix(t testing.TB) *fixture {
 }
 
 // sign makes a token the way the agent does: the card key signs Digest(alg, origin, challenge).
+// joseSign signs digest as a JOSE ES256/ES384 signature: raw r||s, each
+// half left-padded to the curve's size (independent of token.ECDSARaw).
+func joseSign(t testing.TB, key crypto.Signer, digest []byte) []byte {
+	t.Helper()
+	k, ok := key.(*ecdsa.PrivateKey)
+	if !ok {
+		t.Fatalf("%T is not an ECDSA key", key)
+	}
+	r, s, err := ecdsa.Sign(rand.Reader, k, digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := (k.Curve.Params().BitSize + 7) / 8
+	out := make([]byte, 2*n)
+	r.FillBytes(out[:n])
+	s.FillBytes(out[n:])
+	return out
+}
+
 func sign(t testing.TB, cert *x509.Certificate, key crypto.Signer, alg, origin, challenge string) *token.Token {
 	t.Helper()
 	digest, err := token.Digest(alg, origin, challenge)
@@ -68,14 +88,16 @@ func sign(t testing.TB, cert *x509.Certificate, key crypto.Signer, alg, origin, 
 	if alg == token.PS256 {
 		opts = &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash, Hash: h}
 	}
-	sig, err := key.Sign(rand.Reader, digest, opts)
-	if err != nil {
+	var sig []byte
+	if alg == token.ES256 || alg == token.ES384 {
+		sig = joseSign(t, key, digest)
+	} else if sig, err = key.Sign(rand.Reader, digest, opts); err != nil {
 		t.Fatal(err)
 	}
 	return &token.Token{
 		Format:      token.Format,
 		Algorithm:   alg,
-		Certificate: base64.StdEncoding.EncodeToString(cert.Raw),
+		Certificate: base64.RawURLEncoding.EncodeToString(cert.Raw),
 		Origin:      origin,
 		Signature:   base64.RawURLEncoding.EncodeToString(sig),
 	}
@@ -190,6 +212,31 @@ func TestVerifyRejects(t *testing.T) {
 			e.tok.Signature = strings.NewReplacer("-", "+", "_", "/").Replace(e.tok.Signature) + "+/"
 		}, want: token.ReasonBadFormat},
 		{name: "no signature", setup: func(t *testing.T, e *env) { e.tok.Signature = "" }, want: token.ReasonBadFormat},
+		// Go's base64 decoder skips CR and LF: the verifier must not.
+		{name: "signature with CR LF", setup: func(t *testing.T, e *env) {
+			e.tok.Signature = e.tok.Signature[:8] + "\r\n" + e.tok.Signature[8:]
+		}, want: token.ReasonBadFormat},
+		{name: "certificate with a line break", setup: func(t *testing.T, e *env) {
+			e.tok.Certificate = e.tok.Certificate[:64] + "\n" + e.tok.Certificate[64:]
+		}, want: token.ReasonBadFormat},
+		{name: "certificate in standard base64 with padding", setup: func(t *testing.T, e *env) {
+			enc := base64.StdEncoding.EncodeToString(ecCard.AuthCert.Raw)
+			if !strings.ContainsAny(enc, "+/=") {
+				enc += "=" // a certificate whose encodings agree: padding is still refused
+			}
+			e.tok.Certificate = enc
+		}, want: token.ReasonBadFormat},
+		{name: "ES256 signature as ASN.1 DER", setup: func(t *testing.T, e *env) {
+			d, err := token.Digest(token.ES256, origin, e.ch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			der, err := ecCard.AuthKey.Sign(rand.Reader, d, crypto.SHA256)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.tok.Signature = base64.RawURLEncoding.EncodeToString(der)
+		}, want: token.ReasonBadSignature},
 		{name: "certificate not base64", setup: func(t *testing.T, e *env) { e.tok.Certificate = "%%%" }, want: token.ReasonBadFormat},
 		{name: "no certificate", setup: func(t *testing.T, e *env) { e.tok.Certificate = "" }, want: token.ReasonBadFormat},
 		{name: "chain too long", setup: func(t *testing.T, e *env) { e.tok.Chain = make([]string, 9) }, want: token.ReasonBadFormat},
@@ -197,10 +244,10 @@ func TestVerifyRejects(t *testing.T) {
 		{name: "algorithm HS256", setup: func(t *testing.T, e *env) { e.tok.Algorithm = "HS256" }, want: token.ReasonUnknownAlgorithm},
 		{name: "algorithm lower case", setup: func(t *testing.T, e *env) { e.tok.Algorithm = "es256" }, want: token.ReasonUnknownAlgorithm},
 		{name: "certificate garbage", setup: func(t *testing.T, e *env) {
-			e.tok.Certificate = base64.StdEncoding.EncodeToString([]byte("not a certificate"))
+			e.tok.Certificate = base64.RawURLEncoding.EncodeToString([]byte("not a certificate"))
 		}, want: token.ReasonBadCertificate},
 		{name: "chain garbage", setup: func(t *testing.T, e *env) {
-			e.tok.Chain = []string{base64.StdEncoding.EncodeToString([]byte{0x30, 0x03, 0x02, 0x01, 0x01})}
+			e.tok.Chain = []string{base64.RawURLEncoding.EncodeToString([]byte{0x30, 0x03, 0x02, 0x01, 0x01})}
 		}, want: token.ReasonBadCertificate},
 		{name: "ES256 with RSA key", setup: func(t *testing.T, e *env) {
 			e.tok = sign(t, rsaCard.AuthCert, rsaCard.AuthKey, token.RS256, origin, e.ch)
@@ -365,7 +412,7 @@ func TestVerifyChainInToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	tok := sign(t, card.AuthCert, card.AuthKey, token.ES256, origin, ch)
-	tok.Chain = []string{base64.StdEncoding.EncodeToString(f.pki.AuthCA.Raw)}
+	tok.Chain = []string{base64.RawURLEncoding.EncodeToString(f.pki.AuthCA.Raw)}
 	if _, err := v.Verify(tok, origin, ch); err != nil {
 		t.Fatal(err)
 	}
@@ -561,6 +608,8 @@ func FuzzVerify(f *testing.F) {
 	f.Add([]byte(`{"format":"cardagent-auth-token/1","algorithm":"ES384","certificate":"MAA=","signature":"AA"}`))
 	f.Add([]byte(`{"format":"cardagent-auth-token/1","algorithm":"RS256","certificate":"","chain":["MAMCAQE="],"signature":"_-_-"}`))
 	f.Add([]byte(`null`))
+	// The trust pools are built once: the fuzz function only verifies.
+	roots, inter := fx.pki.Roots(), fx.pki.Intermediates()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tok, err := token.ParseToken(data)
 		if err != nil {
@@ -573,8 +622,7 @@ func FuzzVerify(f *testing.F) {
 		if err := store.Add(ch, time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		v := newVerifier(fx)
-		v.Challenges = store
+		v := &token.Verifier{Roots: roots, Intermediates: inter, Challenges: store}
 		res, err := v.Verify(tok, origin, ch)
 		if err == nil {
 			if res == nil || !res.Certificate.Equal(card.AuthCert) {

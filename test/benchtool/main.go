@@ -1,10 +1,12 @@
 // Command benchtool makes the measurements of scripts/bench that need more
 // than a shell: how long `cardagent run` takes from process start to an
 // answering API, and how much later than a bare SCardGetStatusChange watcher
-// the agent's WebSocket clients hear of a card inserted or removed.
+// the agent's WebSocket clients hear of a card inserted or removed, and
+// what one sign-in allocates in the agent.
 //
 //	benchtool startup -agent bin/cardagent -config FILE -port P -origin O [-runs 15]
 //	benchtool latency -port P -origin O -vpcd 127.0.0.1:PORT -reader NAME [-n 30]
+//	benchtool signin-alloc [-reader NAME] [-pin PIN] [-n 1000]
 //
 // latency needs the agent running with O allowed, and the reader's vpcd
 // slot free: it inserts and removes its own virtual card there. Both print
@@ -38,7 +40,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: benchtool startup|latency [flags]")
+		fmt.Fprintln(os.Stderr, "usage: benchtool startup|latency|signin-alloc [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -47,6 +49,8 @@ func main() {
 		err = startup(os.Args[2:])
 	case "latency":
 		err = latency(os.Args[2:])
+	case "signin-alloc":
+		err = signinAlloc(os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q", os.Args[1])
 	}

@@ -109,6 +109,9 @@ func TestReaderGone(t *testing.T) {
 	a := startAgent(t, sw, agentOpts{})
 	a.waitCard(t, agent.CardReady, 10*time.Second)
 	c := dial(t, a.port)
+	// A reply proves the connection is subscribed to events: the handshake
+	// alone returns before the agent's side has subscribed.
+	c.status(t, "st-before")
 	before := len(c.eventKinds())
 	e.p.Kill()
 	deadline := time.Now().Add(boundService)
@@ -122,6 +125,14 @@ func TestReaderGone(t *testing.T) {
 	t.Logf("events with pcscd stopped: %q", got)
 	if i, j := slices.Index(got, "card_removed"), slices.Index(got, "service_down"); i < 0 || i > j {
 		t.Errorf("events %q: want card_removed before service_down", got)
+	}
+	// Their times are in their order: card_removed is not later than the
+	// reader_removed and service_down that follow it.
+	times := c.eventTimes(t)[before:]
+	for i := 1; i < len(got) && i < len(times); i++ {
+		if times[i].Before(times[i-1]) {
+			t.Errorf("event %s at %s is earlier than the %s before it at %s", got[i], times[i].Format(time.RFC3339Nano), got[i-1], times[i-1].Format(time.RFC3339Nano))
+		}
 	}
 	checkServiceRecovers(t, e, a, sw, c)
 }

@@ -411,6 +411,23 @@ func (c *wsClient) eventKinds() []string {
 	return out
 }
 
+// eventTimes returns the times of the events received so far.
+func (c *wsClient) eventTimes(t testing.TB) []time.Time {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]time.Time, len(c.events))
+	for i, e := range c.events {
+		s, _ := e["time"].(string)
+		tm, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatalf("event %v: time %q: %v", e, s, err)
+		}
+		out[i] = tm
+	}
+	return out
+}
+
 // received returns every raw message received so far.
 func (c *wsClient) received() []string {
 	c.mu.Lock()

@@ -677,10 +677,15 @@ func (g *gen) tokens(creds ...*testpki.CardCreds) error {
 		if err != nil {
 			return err
 		}
+		if pub, ok := c.AuthKey.Public().(*ecdsa.PublicKey); ok {
+			if sig, err = token.ECDSARaw(pub, sig); err != nil { // JOSE r||s
+				return err
+			}
+		}
 		tok := token.Token{
 			Format:      token.Format,
 			Algorithm:   alg,
-			Certificate: base64.StdEncoding.EncodeToString(c.AuthCert.Raw),
+			Certificate: base64.RawURLEncoding.EncodeToString(c.AuthCert.Raw),
 			Origin:      seedOrigin,
 			Signature:   base64.RawURLEncoding.EncodeToString(sig),
 		}

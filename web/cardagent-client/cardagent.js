@@ -6,16 +6,19 @@
 //   const token = await agent.authenticate(challenge); // the agent asks for the PIN itself
 //   // POST {token, challenge} to your server, which verifies it (agent/token).
 //
-// Discovery: a CORS GET of http://127.0.0.1:PORT/cardagent/v1/info on each
-// port of the range (in parallel, each with a short timeout; the lowest port
-// that answers as cardagent wins). A port that refuses the page (another OS
-// user's agent, or an agent that does not allow this origin: HTTP 403, which
-// a browser reports as a failed fetch) is skipped. Then the WebSocket
-// ws://127.0.0.1:PORT/cardagent/v1/ws, a `hello`, and requests matched to
+// Discovery: a CORS GET of http://127.0.0.1:PORT/cardagent/v1/info on the
+// ports of the range in order, one at a time (each with a short timeout),
+// stopping at the first agent that answers for this page: normally one
+// request, so the page's console stays clean. A port that refuses the page
+// (another OS user's agent, or an agent that does not allow this origin:
+// HTTP 403, which a browser reports as a failed fetch) is skipped. Then the
+// WebSocket ws://127.0.0.1:PORT/cardagent/v1/ws and a `hello`, which must
+// name this page's origin and protocol; an agent that fails this is not the
+// page's, and the scan goes on from the next port. Requests are matched to
 // their replies by id (docs/protocol.md). Errors are CardAgentError values
 // with a stable `code` (the protocol's codes plus the client's own:
-// agent_not_found, not_allowed, disconnected, timeout, aborted,
-// unsupported_protocol) and, for wrong_pin, `triesLeft`. Card and reader
+// agent_not_found, local_network_denied, not_allowed, disconnected,
+// timeout, aborted, unsupported_protocol) and, for wrong_pin, `triesLeft`. Card and reader
 // events are dispatched as events (EventTarget, or on()). A dropped
 // connection is re-established with backoff until close() is called.
 //
@@ -25,6 +28,8 @@
 export const PROTOCOL = 1;
 /** The agent's default port range: 43800..43809. */
 export const DEFAULT_PORTS = Object.freeze(Array.from({ length: 10 }, (_, i) => 43800 + i));
+/** Token formats authenticate can ask for: cardagent's (the default) and Web eID's. */
+export const TOKEN_FORMATS = Object.freeze(["cardagent-auth-token/1", "web-eid:1.0"]);
 /** Paths of the agent's loopback API. */
 export const INFO_PATH = "/cardagent/v1/info";
 export const WS_PATH = "/cardagent/v1/ws";
@@ -54,6 +59,7 @@ export const ErrorCodes = Object.freeze({
   INTERNAL_ERROR: "internal_error",
   // The client's.
   AGENT_NOT_FOUND: "agent_not_found", // no agent answered on the port range
+  LOCAL_NETWORK_DENIED: "local_network_denied", // the browser's Local Network Access kept the page from loopback
   DISCONNECTED: "disconnected", // the connection closed before the reply came
   ABORTED: "aborted", // the caller's AbortSignal fired
   UNSUPPORTED_PROTOCOL: "unsupported_protocol", // the agent speaks another protocol version
@@ -118,6 +124,9 @@ function resolveOptions(options = {}) {
   }
   o.ports = o.ports.filter((p) => Number.isInteger(p) && p > 0 && p < 65536);
   if (!o.ports.length) throw new CardAgentError(ErrorCodes.BAD_REQUEST, "no valid port to probe");
+  // The page's origin, which the agent's hello must name (none outside a browser).
+  o.origin = options.origin ?? globalThis.location?.origin ?? "";
+  if (o.origin === "null") o.origin = "";
   o.fetch = options.fetch ?? globalThis.fetch?.bind(globalThis);
   o.WebSocket = options.WebSocket ?? globalThis.WebSocket;
   if (typeof o.fetch !== "function") throw new CardAgentError(ErrorCodes.AGENT_NOT_FOUND, "this environment has no fetch()");
@@ -129,8 +138,11 @@ function hostPort(host, port) {
   return `${host.includes(":") && !host.startsWith("[") ? `[${host}]` : host}:${port}`;
 }
 
-// probe asks one port for the agent's info. It returns {port, info} or
-// {port, refused | unsupported | failed}.
+// probe asks one port for the agent's info (one CORS GET). It returns
+// {port, info} or {port, refused | unsupported | failed}. A browser reports a
+// refusal without CORS headers (a 403 from an agent that does not allow this
+// page, or another user's agent) as a failed fetch, like a closed port:
+// refusedHere tells them apart afterwards, only when no agent was found.
 async function probe(o, port, parent) {
   const ctl = new AbortController();
   const stop = () => ctl.abort();
@@ -143,19 +155,7 @@ async function probe(o, port, parent) {
       res = await o.fetch(url, { method: "GET", mode: "cors", credentials: "omit", cache: "no-store", signal: ctl.signal });
     } catch (err) {
       if (ctl.signal.aborted) return { port, failed: "timeout" };
-      // A browser reports a refusal without CORS headers (a 403 from an
-      // agent that does not allow this page, or another user's agent) as a
-      // failed fetch, like a closed port. An opaque answer to a no-cors
-      // request tells the two apart: something listens there and refused us.
-      if (o.probeRefusals !== false) {
-        try {
-          const opaque = await o.fetch(url, { method: "GET", mode: "no-cors", credentials: "omit", cache: "no-store", signal: ctl.signal });
-          if (opaque && (opaque.type === "opaque" || opaque.status === 403)) return { port, refused: true };
-        } catch {
-          // nothing listening
-        }
-      }
-      return { port, failed: String(err?.message ?? err) };
+      return { port, failed: String(err?.message ?? err), url };
     }
     if (res.status === 403) return { port, refused: true };
     if (!res.ok) return { port, failed: `HTTP ${res.status}` };
@@ -174,34 +174,73 @@ async function probe(o, port, parent) {
   }
 }
 
-/**
- * discover finds the agent: the lowest port of the range whose info endpoint
- * answers as cardagent with this client's protocol.
- * @param {object} [options] ports | port+portCount, host, probeTimeout, fetch, signal
- * @returns {Promise<{port: number, info: {name: string, version: string, protocol: number}}>}
- */
-export async function discover(options = {}) {
-  const o = options[RESOLVED] ? options : resolveOptions(options);
+// refusedHere asks a port whose CORS probe failed whether something answers
+// at all: an opaque answer to a no-cors request means a program listens there
+// and refused this page.
+async function refusedHere(o, url, parent) {
+  const ctl = new AbortController();
+  const stop = () => ctl.abort();
+  parent.addEventListener("abort", stop, { once: true });
+  const timer = setTimeout(stop, o.probeTimeout);
+  try {
+    const opaque = await o.fetch(url, { method: "GET", mode: "no-cors", credentials: "omit", cache: "no-store", signal: ctl.signal });
+    return Boolean(opaque && (opaque.type === "opaque" || opaque.status === 403));
+  } catch {
+    return false; // nothing listening
+  } finally {
+    clearTimeout(timer);
+    parent.removeEventListener("abort", stop);
+  }
+}
+
+// scan probes o.ports in order from index `from`, one at a time, and stops at
+// the first agent that answers for this page with this client's protocol:
+// the normal case costs one request, and the page's console stays clean (a
+// browser logs every refused connection). It resolves with {port, info,
+// index}, or rejects with agent_not_found, not_allowed or
+// unsupported_protocol when no port from `from` on has such an agent.
+async function scan(o, from = 0) {
   const all = new AbortController();
   const onAbort = () => all.abort();
   o.signal?.addEventListener?.("abort", onAbort, { once: true });
   if (o.signal?.aborted) throw new CardAgentError(ErrorCodes.ABORTED, "discovery aborted");
-  const probes = o.ports.map((p) => probe(o, p, all.signal));
   let refused = 0;
   let unsupported = null;
+  const failed = [];
   try {
-    for (const pr of probes) {
-      const r = await pr;
+    for (let i = from; i < o.ports.length; i++) {
+      const r = await probe(o, o.ports[i], all.signal);
       if (o.signal?.aborted) throw new CardAgentError(ErrorCodes.ABORTED, "discovery aborted");
-      if (r.info) return { port: r.port, info: r.info };
+      if (r.info) return { port: r.port, info: r.info, index: i };
       if (r.refused) refused++;
       if (r.unsupported) unsupported = r.unsupported;
+      if (r.url) failed.push(r.url);
+    }
+    // Nothing for this page. Did the browser keep it from loopback (Local
+    // Network Access: the user has not allowed this site, and IT's policy
+    // does not), was it refused, or is nothing there? Only now (the failure
+    // case) is the browser asked, and the failed ports asked again.
+    if (!refused && !unsupported && failed.length) {
+      // Only "denied" says it: "prompt" is also what a page that is itself
+      // local (where the permission does not apply) reads.
+      const lna = await localNetworkAccess(o);
+      if (lna === "denied") {
+        throw new CardAgentError(ErrorCodes.LOCAL_NETWORK_DENIED,
+          `the browser does not let this site reach local programs (local network access: ${lna}); allow it in the site's settings, or ask IT to allow this site`,
+          { details: { localNetworkAccess: lna } });
+      }
+    }
+    if (!refused && !unsupported && o.probeRefusals !== false) {
+      for (const url of failed) {
+        if (await refusedHere(o, url, all.signal)) refused++;
+        if (o.signal?.aborted) throw new CardAgentError(ErrorCodes.ABORTED, "discovery aborted");
+      }
     }
   } finally {
-    all.abort(); // the probes of higher ports are not needed any more
+    all.abort();
     o.signal?.removeEventListener?.("abort", onAbort);
   }
-  const range = `${o.host} ports ${o.ports[0]}-${o.ports[o.ports.length - 1]}`;
+  const range = `${o.host} ports ${o.ports[from]}-${o.ports[o.ports.length - 1]}`;
   if (unsupported) {
     throw new CardAgentError(ErrorCodes.UNSUPPORTED_PROTOCOL,
       `cardagent ${unsupported.version ?? ""} speaks protocol ${unsupported.protocol}; this page speaks ${PROTOCOL}`,
@@ -212,6 +251,33 @@ export async function discover(options = {}) {
       `a program on ${range} refused this page: cardagent does not allow this site (or it belongs to another user)`);
   }
   throw new CardAgentError(ErrorCodes.AGENT_NOT_FOUND, `cardagent is not running (nothing answered on ${range})`);
+}
+
+// localNetworkAccess asks the browser whether this page may reach local
+// addresses (Chrome's Local Network Access permission): "granted", "prompt",
+// "denied", or "" where the browser has no such permission.
+async function localNetworkAccess(o) {
+  const perms = o.permissions ?? globalThis.navigator?.permissions;
+  if (typeof perms?.query !== "function") return "";
+  try {
+    const st = await perms.query({ name: "local-network-access" });
+    return typeof st?.state === "string" ? st.state : "";
+  } catch {
+    return ""; // a browser without this permission name
+  }
+}
+
+/**
+ * discover finds the agent: the first port of the range, in order, whose
+ * info endpoint answers as cardagent with this client's protocol. Ports are
+ * probed one at a time and probing stops there.
+ * @param {object} [options] ports | port+portCount, host, probeTimeout, fetch, signal
+ * @returns {Promise<{port: number, info: {name: string, version: string, protocol: number}}>}
+ */
+export async function discover(options = {}) {
+  const o = options[RESOLVED] ? options : resolveOptions(options);
+  const { port, info } = await scan(o);
+  return { port, info };
 }
 
 /**
@@ -290,8 +356,35 @@ export class CardAgent extends EventTarget {
     return this;
   }
 
+  // #open connects to the first agent of the range that is this page's: its
+  // info answers, its WebSocket opens and its hello is cardagent's, with this
+  // client's protocol and this page's origin. An agent that answers but fails
+  // the handshake (another user's, or one that does not serve this origin)
+  // is not this page's: the scan goes on from the next port.
   async #open() {
-    const { port, info } = await discover(this.#o);
+    let from = 0;
+    let lastErr = null;
+    for (;;) {
+      let found;
+      try {
+        found = await scan(this.#o, from);
+      } catch (err) {
+        if (lastErr && err.code === ErrorCodes.AGENT_NOT_FOUND) throw lastErr;
+        throw err;
+      }
+      try {
+        await this.#handshake(found.port, found.info);
+        return;
+      } catch (err) {
+        if (this.#closed || err.code === ErrorCodes.ABORTED || err.code === ErrorCodes.DISCONNECTED) throw err;
+        lastErr = err;
+        from = found.index + 1;
+        if (from >= this.#o.ports.length) throw err;
+      }
+    }
+  }
+
+  async #handshake(port, info) {
     const url = `ws://${hostPort(this.#o.host, port)}${WS_PATH}`;
     const ws = await this.#openSocket(url);
     if (this.#closed) {
@@ -311,9 +404,17 @@ export class CardAgent extends EventTarget {
       this.#dropSocket(ws);
       throw err;
     }
+    if (hello?.name !== "cardagent") {
+      this.#dropSocket(ws);
+      throw new CardAgentError(ErrorCodes.AGENT_NOT_FOUND, `the program on port ${port} is not cardagent`);
+    }
     if (hello.protocol !== PROTOCOL) {
       this.#dropSocket(ws);
       throw new CardAgentError(ErrorCodes.UNSUPPORTED_PROTOCOL, `the agent speaks protocol ${hello.protocol}; this page speaks ${PROTOCOL}`);
+    }
+    if (this.#o.origin && hello.origin !== this.#o.origin) {
+      this.#dropSocket(ws);
+      throw new CardAgentError(ErrorCodes.NOT_ALLOWED, `the agent on port ${port} serves ${hello.origin}, not this page (${this.#o.origin})`);
     }
     this.#hello = hello;
     this.#retryDelay = this.#o.reconnectDelay;
@@ -500,15 +601,25 @@ export class CardAgent extends EventTarget {
    * authenticate asks the agent to sign the server's challenge (base64url of
    * at least 32 random bytes) for this page's origin. The agent shows its
    * own PIN prompt. Resolves with the token ({format, algorithm,
-   * certificate, chain?, origin, signature}) to send to the server.
+   * certificate, chain?, origin, signature}) to send to the server. With
+   * opts.format "web-eid:1.0" the token is Web eID's ({unverifiedCertificate,
+   * algorithm, signature, format, appVersion}) for a server that verifies Web
+   * eID tokens; the challenge is then its challenge nonce.
    * @param {string} challenge
-   * @param {{timeout?: number, signal?: AbortSignal}} [opts]
+   * @param {{timeout?: number, signal?: AbortSignal, format?: string}} [opts]
    */
   async authenticate(challenge, opts) {
     if (typeof challenge !== "string" || challenge === "") {
       throw new CardAgentError(ErrorCodes.BAD_REQUEST, "authenticate needs the challenge string the server issued");
     }
-    const reply = await this.#call({ type: "authenticate", challenge }, this.#o.authenticateTimeout, opts);
+    const req = { type: "authenticate", challenge };
+    if (opts?.format !== undefined) {
+      if (!TOKEN_FORMATS.includes(opts.format)) {
+        throw new CardAgentError(ErrorCodes.BAD_REQUEST, `token format must be one of ${TOKEN_FORMATS.join(", ")}`);
+      }
+      req.format = opts.format;
+    }
+    const reply = await this.#call(req, this.#o.authenticateTimeout, opts);
     if (!reply.token || typeof reply.token !== "object") {
       throw new CardAgentError(ErrorCodes.INTERNAL_ERROR, "the agent's reply carries no token");
     }
@@ -548,4 +659,4 @@ export function connect(options) {
   return CardAgent.connect(options);
 }
 
-export default { connect, discover, CardAgent, CardAgentError, CardAgentEvent, ErrorCodes, PROTOCOL, DEFAULT_PORTS };
+export default { connect, discover, CardAgent, CardAgentError, CardAgentEvent, ErrorCodes, PROTOCOL, DEFAULT_PORTS, TOKEN_FORMATS };

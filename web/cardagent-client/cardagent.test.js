@@ -205,7 +205,8 @@ test("discovery options: port range, ports list, host", async () => {
   let fake = fakeAgent({ 50001: "agent" });
   assert.equal((await discover(opts(fake, { port: 50000, portCount: 3 }))).port, 50001);
   const corsProbes = fake.fetchCalls.filter((f) => f.init.mode === "cors");
-  assert.deepEqual(corsProbes.map((f) => new URL(f.url).port).sort(), ["50000", "50001", "50002"]);
+  // In order, stopping at the agent: 50002 is never asked.
+  assert.deepEqual(corsProbes.map((f) => new URL(f.url).port), ["50000", "50001"]);
 
   fake = fakeAgent({ 40000: "agent" });
   assert.equal((await discover(opts(fake, { ports: [41000, 40000] }))).port, 40000);
@@ -215,6 +216,122 @@ test("discovery options: port range, ports list, host", async () => {
   assert.equal(fake.fetchCalls[0].url, "http://localhost:43800/cardagent/v1/info");
 
   assert.throws(() => new CardAgent(opts(fake, { ports: [0, 70000] })), (e) => e.code === "bad_request");
+});
+
+test("probing stops at the first agent; no second probe in the normal case", async (t) => {
+  await t.test("agent on the first port: one request", async () => {
+    const fake = fakeAgent({ 43800: "agent", 43801: "agent" });
+    const a = await connect(opts(fake));
+    a.close();
+    assert.deepEqual(fake.fetchCalls.map((f) => [new URL(f.url).port, f.init.mode]), [["43800", "cors"]]);
+  });
+  await t.test("closed ports before the agent: one CORS request each, in order", async () => {
+    const fake = fakeAgent({ 43802: "agent" });
+    const a = await connect(opts(fake));
+    a.close();
+    assert.deepEqual(fake.fetchCalls.map((f) => [new URL(f.url).port, f.init.mode]), [["43800", "cors"], ["43801", "cors"], ["43802", "cors"]]);
+  });
+  await t.test("no agent: the no-cors check only after the scan failed", async () => {
+    const fake = fakeAgent({ 43801: "cors-refuse" });
+    await rejectsWithCode(discover(opts(fake, { ports: [43800, 43801, 43802] })), "not_allowed");
+    const modes = fake.fetchCalls.map((f) => f.init.mode);
+    assert.deepEqual(modes.slice(0, 3), ["cors", "cors", "cors"]);
+    assert.ok(modes.slice(3).every((m) => m === "no-cors"), `modes ${modes}`);
+  });
+});
+
+test("an agent that fails the handshake is not this page's: the next port is tried", async (t) => {
+  const page = "https://signin.example";
+  await t.test("hello names another origin", async () => {
+    const fake = fakeAgent({ 43800: "agent", 43801: "agent" }, (req, ws, def) => {
+      const r = def(req);
+      if (req.type === "hello" && ws.url.includes(":43800/")) return { ...r, origin: "https://other.example" };
+      return r;
+    });
+    const a = await connect(opts(fake, { origin: page }));
+    try {
+      assert.equal(a.port, 43801);
+      assert.ok(fake.sockets[0].closedWith, "the first agent's socket was closed");
+    } finally {
+      a.close();
+    }
+  });
+  await t.test("WebSocket refused by the first agent", async () => {
+    const fake = fakeAgent({ 43800: "agent", 43801: "agent" });
+    const fakeWS = fake.WebSocket;
+    fake.WebSocket = class extends fakeWS {
+      constructor(url) {
+        super(url.replace(":43800/", ":43899/")); // info answers, the upgrade is refused
+      }
+    };
+    const a = await connect(opts(fake, { origin: page }));
+    try {
+      assert.equal(a.port, 43801);
+    } finally {
+      a.close();
+    }
+  });
+  await t.test("hello from something that is not cardagent", async () => {
+    const fake = fakeAgent({ 43800: "agent", 43801: "agent" }, (req, ws, def) => {
+      const r = def(req);
+      if (req.type === "hello" && ws.url.includes(":43800/")) return { ...r, name: "other" };
+      return r;
+    });
+    const a = await connect(opts(fake, { origin: page }));
+    a.close();
+    assert.equal(a.port, 43801);
+  });
+  await t.test("every agent fails: the last handshake's error", async () => {
+    const fake = fakeAgent({ 43800: "agent" }, (req, ws, def) => (req.type === "hello" ? { ...def(req), origin: "https://other.example" } : def(req)));
+    await rejectsWithCode(connect(opts(fake, { origin: page, ports: [43800, 43801] })), "not_allowed");
+  });
+});
+
+test("authenticate asks for the Web eID format only when told", async () => {
+  const WEBEID = { unverifiedCertificate: "MIIB", algorithm: "RS256", signature: "c2ln", format: "web-eid:1.0", appVersion: "https://x/1" };
+  const fake = fakeAgent({ 43800: "agent" }, (req, ws, def) => (req.type === "authenticate" && req.format === "web-eid:1.0" ? { token: WEBEID } : def(req)));
+  const a = await connect(opts(fake));
+  try {
+    assert.deepEqual(await a.authenticate(CHALLENGE), TOKEN);
+    assert.deepEqual(await a.authenticate(CHALLENGE, { format: "web-eid:1.0" }), WEBEID);
+    await rejectsWithCode(a.authenticate(CHALLENGE, { format: "jwt" }), "bad_request");
+    const sent = fake.requests.filter((r) => r.type === "authenticate");
+    assert.equal(sent.length, 2);
+    assert.equal("format" in sent[0], false);
+    assert.equal(sent[1].format, "web-eid:1.0");
+  } finally {
+    a.close();
+  }
+});
+
+test("Local Network Access: a distinct code when the browser keeps the page from loopback", async (t) => {
+  const perms = (state) => ({ queries: 0, async query(d) { this.queries++; assert.equal(d.name, "local-network-access"); return { state }; } });
+  await t.test("denied", async () => {
+    const fake = fakeAgent({});
+    const err = await rejectsWithCode(discover(opts(fake, { permissions: perms("denied") })), "local_network_denied");
+    assert.equal(err.details.localNetworkAccess, "denied");
+    assert.ok(fake.fetchCalls.every((f) => f.init.mode === "cors"), "no no-cors probe");
+  });
+  await t.test("prompt (a local page reads it too): not told apart", async () => {
+    await rejectsWithCode(discover(opts(fakeAgent({}), { permissions: perms("prompt") })), "agent_not_found");
+    await rejectsWithCode(discover(opts(fakeAgent({ 43800: "cors-refuse" }), { permissions: perms("prompt") })), "not_allowed");
+  });
+  await t.test("granted: nothing there is agent_not_found", async () => {
+    await rejectsWithCode(discover(opts(fakeAgent({}), { permissions: perms("granted") })), "agent_not_found");
+  });
+  await t.test("a browser without the permission", async () => {
+    const p = { async query() { throw new TypeError("bad permission name"); } };
+    await rejectsWithCode(discover(opts(fakeAgent({}), { permissions: p })), "agent_not_found");
+  });
+  await t.test("not asked when an agent answers", async () => {
+    const p = perms("denied");
+    const fake = fakeAgent({ 43800: "agent" });
+    assert.equal((await discover(opts(fake, { permissions: p }))).port, 43800);
+    assert.equal(p.queries, 0);
+  });
+  await t.test("a refusal (403) is not_allowed whatever the permission", async () => {
+    await rejectsWithCode(discover(opts(fakeAgent({ 43800: "refuse" }), { permissions: perms("prompt") })), "not_allowed");
+  });
 });
 
 test("a hung probe's timeout is honoured", async () => {

@@ -41,7 +41,15 @@ func unpad(b []byte) []byte {
 	return b
 }
 
-func triesStatus(n int) uint16 { return swVerifyFailed | uint16(min(n, 15)) }
+// triesStatus answers a wrong PIN or PUK: 63Cx with the tries left, or 6983
+// on the try that blocks it, as real PIV cards (and their drivers' users) see
+// it. A driver must take both 63C0 and 6983 as "blocked".
+func triesStatus(n int) uint16 {
+	if n == 0 {
+		return swAuthBlocked
+	}
+	return swVerifyFailed | uint16(min(n, 15))
+}
 
 // verify is VERIFY (00 20 P1 80): with data, check the PIN; without data,
 // report the status without spending a try; P1=FF resets the security status.
