@@ -6,7 +6,6 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"errors"
@@ -173,25 +172,14 @@ func (s *CardService) signChallenge(ctx context.Context, origin string, p prompt
 	if origin == "" {
 		return nil, &Error{Code: CodeBadRequest, Message: "no origin", TriesLeft: -1}
 	}
-	cs, err := s.pick(ctx)
+	err = s.onCard(ctx, &reader, func(cs *cardSlot) (err error) {
+		res, err = s.authenticate(ctx, cs, origin, p, digest)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	reader = cs.reader
-	if !cs.busy.CompareAndSwap(false, true) {
-		return nil, ErrBusy
-	}
-	defer cs.busy.Store(false)
-
-	res, err = s.authenticate(ctx, cs, origin, p, digest)
-	if err != nil && cs.ctx.Err() != nil {
-		// Whatever failed, the card left during the operation.
-		return nil, Classify(context.Cause(cs.ctx))
-	}
-	if errors.Is(err, pcsc.ErrNoAnswer) {
-		s.markMute(cs)
-	}
-	return res, err
+	return res, nil
 }
 
 // markMute records that the card stopped answering: status says so, and
@@ -246,16 +234,9 @@ func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin str
 	}
 
 	// Tries left, for the prompt; a blocked PIN ends here without a prompt.
-	st, err := card.PINStatus(ctx)
+	st, err := s.pinStatus(ctx, cs, card)
 	if err != nil {
-		if errors.Is(err, pcsc.ErrPINBlocked) {
-			s.setPIN(cs, 0, false)
-		}
-		return nil, cardFailure(err)
-	}
-	s.setPIN(cs, st.Retries, false)
-	if st.Blocked {
-		return nil, Classify(pcsc.ErrPINBlocked)
+		return nil, err
 	}
 
 	pin := s.cachedPIN(cs, origin, st.Retries)
@@ -299,11 +280,8 @@ func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin str
 
 	// The card may have left, or the page gone away, while the prompt was
 	// open: then nothing is sent to the card.
-	if cs.ctx.Err() != nil {
-		return nil, context.Cause(cs.ctx)
-	}
-	if ctx.Err() != nil {
-		return nil, context.Cause(ctx)
+	if err := cardGone(ctx, cs); err != nil {
+		return nil, err
 	}
 	called := false
 	key, err := card.PrivateKey(pcsc.KeyAuthentication, func() ([]byte, error) {
@@ -316,24 +294,9 @@ func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin str
 	if err != nil {
 		return nil, err
 	}
-	var sig []byte
-	if ks, ok := key.(contextSigner); ok {
-		sig, err = ks.SignContext(ctx, rand.Reader, digest, opts)
-	} else {
-		sig, err = key.Sign(rand.Reader, digest, opts)
-	}
+	sig, err := s.signWith(ctx, cs, key, digest, opts)
 	if err != nil {
-		var auth *pcsc.AuthError
-		switch {
-		case errors.As(err, &auth) && !auth.PUK:
-			s.setPIN(cs, auth.Retries, false)
-			s.dropCachedPIN(cs)
-		case errors.Is(err, pcsc.ErrPINBlocked):
-			// The try that blocks the PIN: real cards answer 6983, not 63C0.
-			s.setPIN(cs, 0, false)
-			s.dropCachedPIN(cs)
-		}
-		return nil, cardFailure(err)
+		return nil, err
 	}
 	s.setPIN(cs, -1, true)
 	if !fromCache {

@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"time"
 
@@ -107,26 +105,16 @@ func (s *CardService) SignDocuments(ctx context.Context, req SignRequest, p prom
 	if req.Hash != crypto.SHA1 && req.Hash != crypto.SHA256 {
 		return nil, &Error{Code: CodeBadRequest, Message: "unsupported digest algorithm", TriesLeft: -1}
 	}
-	cs, err := s.pick(ctx)
+	err = s.onCard(ctx, &reader, func(cs *cardSlot) (err error) {
+		s.setActivity(&Activity{Origin: req.Origin, Documents: len(req.Documents), Noun: req.Noun, Since: s.Now()})
+		defer s.setActivity(nil)
+		res, err = s.signDocuments(ctx, cs, req, p)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
-	reader = cs.reader
-	if !cs.busy.CompareAndSwap(false, true) {
-		return nil, ErrBusy
-	}
-	defer cs.busy.Store(false)
-	s.setActivity(&Activity{Origin: req.Origin, Documents: len(req.Documents), Noun: req.Noun, Since: s.Now()})
-	defer s.setActivity(nil)
-
-	res, err = s.signDocuments(ctx, cs, req, p)
-	if err != nil && cs.ctx.Err() != nil {
-		return nil, Classify(context.Cause(cs.ctx))
-	}
-	if errors.Is(err, pcsc.ErrNoAnswer) {
-		s.markMute(cs)
-	}
-	return res, err
+	return res, nil
 }
 
 func (s *CardService) signDocuments(ctx context.Context, cs *cardSlot, req SignRequest, p prompt.Prompter) (*SignResult, error) {
@@ -152,16 +140,9 @@ func (s *CardService) signDocuments(ctx context.Context, cs *cardSlot, req SignR
 		return nil, &Error{Code: CodeUnsupportedCard, Message: "the card's signing key is not an RSA key", TriesLeft: -1}
 	}
 
-	st, err := card.PINStatus(ctx)
+	st, err := s.pinStatus(ctx, cs, card)
 	if err != nil {
-		if errors.Is(err, pcsc.ErrPINBlocked) {
-			s.setPIN(cs, 0, false)
-		}
-		return nil, cardFailure(err)
-	}
-	s.setPIN(cs, st.Retries, false)
-	if st.Blocked {
-		return nil, Classify(pcsc.ErrPINBlocked)
+		return nil, err
 	}
 	if p == nil {
 		return nil, ErrPromptUnavailable
@@ -184,11 +165,8 @@ func (s *CardService) signDocuments(ctx context.Context, cs *cardSlot, req SignR
 	defer prompt.Zero(pin)
 
 	// Card pulled or page gone during the prompt: nothing is sent to the card.
-	if cs.ctx.Err() != nil {
-		return nil, context.Cause(cs.ctx)
-	}
-	if ctx.Err() != nil {
-		return nil, context.Cause(ctx)
+	if err := cardGone(ctx, cs); err != nil {
+		return nil, err
 	}
 	// The driver asks for the PIN once per signature; each time it gets a
 	// copy of the one the user typed, which it zeroes after use.
@@ -198,28 +176,15 @@ func (s *CardService) signDocuments(ctx context.Context, cs *cardSlot, req SignR
 	}
 	sigs := make([][]byte, 0, len(req.Documents))
 	for _, doc := range req.Documents {
-		if cs.ctx.Err() != nil {
-			return nil, context.Cause(cs.ctx)
-		}
-		if ctx.Err() != nil {
-			return nil, context.Cause(ctx)
+		if err := cardGone(ctx, cs); err != nil {
+			return nil, err
 		}
 		h := req.Hash.New()
 		h.Write(doc)
 		digest := h.Sum(nil)
-		var sig []byte
-		if ks, ok := key.(contextSigner); ok {
-			sig, err = ks.SignContext(ctx, rand.Reader, digest, req.Hash)
-		} else {
-			sig, err = key.Sign(rand.Reader, digest, req.Hash)
-		}
+		sig, err := s.signWith(ctx, cs, key, digest, req.Hash)
 		if err != nil {
-			var auth *pcsc.AuthError
-			if errors.As(err, &auth) && !auth.PUK {
-				s.setPIN(cs, auth.Retries, false)
-				s.dropCachedPIN(cs)
-			}
-			return nil, cardFailure(err)
+			return nil, err
 		}
 		// A signature that does not verify is the card's failure, never sent on.
 		if err := rsa.VerifyPKCS1v15(pub, req.Hash, digest, sig); err != nil {

@@ -371,9 +371,10 @@ func TestCredentialManagement(t *testing.T) {
 		}
 	})
 
+	var s8Slot *vcard.Slot
 	t.Run("series 8", func(t *testing.T) {
 		e.pcscd.WaitCard(t, 0, false)
-		e.pcscd.Insert(t, 1, e.s8, vcard.Options{})
+		s8Slot = e.pcscd.Insert(t, 1, e.s8, vcard.Options{})
 		e.waitReady(t)
 		for _, alg := range []string{"RS256", "RS1"} {
 			e.usePinentry(t, "pin", markerPIN)
@@ -385,6 +386,42 @@ func TestCredentialManagement(t *testing.T) {
 			if got := e.s8.Signatures() - sigs; got != 2 {
 				t.Errorf("%s: series 8 card made %d signatures, want 2", alg, got)
 			}
+		}
+	})
+
+	t.Run("the try that blocks the PIN", func(t *testing.T) {
+		// Real cards (and the virtual PIV card) answer the blocking VERIFY
+		// with 69 83: the reply says blocked, and so does the status at once.
+		if s8Slot == nil {
+			t.Skip("the series 8 case did not run")
+		}
+		if err := s8Slot.Remove(); err != nil {
+			t.Fatal(err)
+		}
+		e.pcscd.WaitCard(t, 1, false)
+		e.pcscd.Insert(t, 0, e.piv, vcard.Options{})
+		e.waitReady(t)
+		e.usePinentry(t, "pin", wrongPIN)
+		for e.piv.PINTries() > 1 {
+			e.sign(t, tab, "RS1", eps(1, "RS1")).reply(t).wantStatus(t, cm.StatusWrongPIN)
+		}
+		e.sign(t, tab, "RS1", eps(1, "RS1")).reply(t).wantStatus(t, cm.StatusPINBlocked)
+		if e.piv.PINTries() != 0 {
+			t.Fatalf("card has %d tries, want 0", e.piv.PINTries())
+		}
+		blocked := false
+		for _, r := range e.svc.Status().Readers {
+			if r.Card != nil && r.Card.PIN != nil && r.Card.PIN.Blocked {
+				blocked = true
+			}
+		}
+		if !blocked {
+			t.Errorf("status does not say blocked after the blocking try: %+v", e.svc.Status())
+		}
+		calls := e.prompter.Calls()
+		e.sign(t, tab, "RS1", eps(1, "RS1")).reply(t).wantStatus(t, cm.StatusPINBlocked)
+		if e.prompter.Calls() != calls {
+			t.Error("a blocked card was prompted for")
 		}
 	})
 

@@ -1,0 +1,95 @@
+package agent
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"errors"
+
+	"github.com/cardagent/cardagent/pcsc"
+)
+
+// The steps every PIN-protected card operation shares (sign-in, signing for
+// a prescribing page), each decided once here.
+
+// onCard runs op on the card pick chooses, one operation per card at a
+// time: a second operation while one runs gets ErrBusy at once, never
+// queued behind a PIN prompt. reader is set to the card's reader. When the
+// card left during op, whatever failed is reported as the card's removal;
+// a card that stopped answering is marked mute.
+func (s *CardService) onCard(ctx context.Context, reader *string, op func(cs *cardSlot) error) error {
+	cs, err := s.pick(ctx)
+	if err != nil {
+		return err
+	}
+	*reader = cs.reader
+	if !cs.busy.CompareAndSwap(false, true) {
+		return ErrBusy
+	}
+	defer cs.busy.Store(false)
+	err = op(cs)
+	if err != nil && cs.ctx.Err() != nil {
+		return Classify(context.Cause(cs.ctx))
+	}
+	if errors.Is(err, pcsc.ErrNoAnswer) {
+		s.markMute(cs)
+	}
+	return err
+}
+
+// pinStatus reads the PIN's tries left (without spending one) for the
+// prompt and records them; a blocked PIN ends the operation before any
+// prompt.
+func (s *CardService) pinStatus(ctx context.Context, cs *cardSlot, card pcsc.Card) (pcsc.PINStatus, error) {
+	st, err := card.PINStatus(ctx)
+	if err != nil {
+		if errors.Is(err, pcsc.ErrPINBlocked) {
+			s.setPIN(cs, 0, false)
+		}
+		return st, cardFailure(err)
+	}
+	s.setPIN(cs, st.Retries, false)
+	if st.Blocked {
+		return st, Classify(pcsc.ErrPINBlocked)
+	}
+	return st, nil
+}
+
+// cardGone says why nothing may be sent to the card after a prompt: the
+// card left, or the request went away, while the prompt was open.
+func cardGone(ctx context.Context, cs *cardSlot) error {
+	if cs.ctx.Err() != nil {
+		return context.Cause(cs.ctx)
+	}
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return nil
+}
+
+// signWith has key sign digest, in ctx's transaction where the driver takes
+// one. A refused PIN updates the tries left (and drops the PIN cache): a
+// wrong PIN, or the try that blocks it (real cards answer 6983 then, not
+// 63C0). It is never retried.
+func (s *CardService) signWith(ctx context.Context, cs *cardSlot, key crypto.Signer, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	var sig []byte
+	var err error
+	if ks, ok := key.(contextSigner); ok {
+		sig, err = ks.SignContext(ctx, rand.Reader, digest, opts)
+	} else {
+		sig, err = key.Sign(rand.Reader, digest, opts)
+	}
+	if err != nil {
+		var auth *pcsc.AuthError
+		switch {
+		case errors.As(err, &auth) && !auth.PUK:
+			s.setPIN(cs, auth.Retries, false)
+			s.dropCachedPIN(cs)
+		case errors.Is(err, pcsc.ErrPINBlocked):
+			s.setPIN(cs, 0, false)
+			s.dropCachedPIN(cs)
+		}
+		return nil, cardFailure(err)
+	}
+	return sig, nil
+}
