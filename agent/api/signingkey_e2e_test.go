@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/base64"
 	"testing"
 
 	"go.uber.org/zap"
@@ -72,7 +71,7 @@ func TestSigningKeyCannotSignIn(t *testing.T) {
 			t.Fatalf("signing with %s: %v", tc.key, err)
 		}
 		tok := &token.Token{Format: token.Format, Algorithm: token.RS256, Origin: goodOrigin,
-			Certificate: base64.StdEncoding.EncodeToString(cert.Raw), Signature: base64.RawURLEncoding.EncodeToString(sig)}
+			Certificate: token.EncodeBinary(cert.Raw), Signature: token.EncodeBinary(sig)}
 		_, err = v.Verify(tok, goodOrigin, ch)
 		if got := token.ReasonOf(err); got != tc.want || (tc.want == "" && err != nil) {
 			t.Errorf("token signed with key %s: %v, want reason %q", tc.key, err, tc.want)
