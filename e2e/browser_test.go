@@ -59,6 +59,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// agentSide is the in-process agent of a browser test and its PIN prompt.
+type agentSide struct {
+	pinentry string // the scripted pinentry program
+	prompter *prompttest.Switch
+	svc      *agent.CardService
+	log      *zap.Logger // the agent's logger
+}
+
 // env is everything one browser test run uses.
 type env struct {
 	pcscd   *pcsctest.PCSCD
@@ -66,10 +74,7 @@ type env struct {
 	card    *vpiv.Card
 	holder  certinfo.Holder
 
-	pinentry string // the scripted pinentry program
-	prompter *prompttest.Switch
-	svc      *agent.CardService
-	log      *zap.Logger // the agent's logger
+	agentSide
 	agentLog *observer.ObservedLogs
 	demoLog  *observer.ObservedLogs
 
@@ -384,7 +389,7 @@ func goTool() string {
 }
 
 // waitCardReady waits until the agent has read the inserted card.
-func (e *env) waitCardReady(t *testing.T) {
+func (e *agentSide) waitCardReady(t *testing.T) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
@@ -411,7 +416,7 @@ func (e *env) refusals(origin string) int {
 
 // usePinentry makes the agent's prompt run the scripted pinentry with action
 // and pin, recording to a fresh file whose path it returns.
-func (e *env) usePinentry(t *testing.T, action, pin string) string {
+func (e *agentSide) usePinentry(t *testing.T, action, pin string) string {
 	t.Helper()
 	rec := filepath.Join(t.TempDir(), "prompts.jsonl")
 	args := []string{"-action", action, "-record", rec}

@@ -49,13 +49,10 @@ var cmClients = []string{"v020", "v021", "jquery"}
 // on five private Port Service ports, and a prescribing page at an allowed
 // and at a refused origin, in headless Chromium.
 type cmEnv struct {
-	pcscd    *pcsctest.PCSCD
-	browser  context.Context
-	pinentry string
-	prompter *prompttest.Switch
-	log      *zap.Logger
+	pcscd   *pcsctest.PCSCD
+	browser context.Context
+	agentSide
 	agentLog *observer.ObservedLogs
-	svc      *agent.CardService
 	srv      *cm.Server
 	ports    []int
 
@@ -159,7 +156,7 @@ func TestCredentialManagement(t *testing.T) {
 	})
 
 	pivSlot := e.pcscd.Insert(t, 0, e.piv, vcard.Options{})
-	e.waitReady(t)
+	e.waitCardReady(t)
 
 	t.Run("malformed argument", func(t *testing.T) {
 		calls, sigs := e.prompter.Calls(), e.piv.Signatures()
@@ -375,7 +372,7 @@ func TestCredentialManagement(t *testing.T) {
 	t.Run("series 8", func(t *testing.T) {
 		e.pcscd.WaitCard(t, 0, false)
 		s8Slot = e.pcscd.Insert(t, 1, e.s8, vcard.Options{})
-		e.waitReady(t)
+		e.waitCardReady(t)
 		for _, alg := range []string{"RS256", "RS1"} {
 			e.usePinentry(t, "pin", markerPIN)
 			sigs := e.s8.Signatures()
@@ -400,7 +397,7 @@ func TestCredentialManagement(t *testing.T) {
 		}
 		e.pcscd.WaitCard(t, 1, false)
 		e.pcscd.Insert(t, 0, e.piv, vcard.Options{})
-		e.waitReady(t)
+		e.waitCardReady(t)
 		e.usePinentry(t, "pin", wrongPIN)
 		for e.piv.PINTries() > 1 {
 			e.sign(t, tab, "RS1", eps(1, "RS1")).reply(t).wantStatus(t, cm.StatusWrongPIN)
@@ -579,31 +576,6 @@ func (e *cmEnv) openPage(t *testing.T, base, client string) context.Context {
 		t.Fatalf("opening %s: %v", url, err)
 	}
 	return tab
-}
-
-func (e *cmEnv) usePinentry(t *testing.T, action, pin string) string {
-	t.Helper()
-	rec := filepath.Join(t.TempDir(), "prompts.jsonl")
-	args := []string{"-action", action, "-record", rec}
-	if pin != "" {
-		args = append(args, "-pin", pin)
-	}
-	e.prompter.Set(&prompt.Pinentry{Path: e.pinentry, Args: args, Timeout: 20 * time.Second, Log: e.log.Named("prompt")})
-	return rec
-}
-
-func (e *cmEnv) waitReady(t *testing.T) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, r := range e.svc.Status().Readers {
-			if r.Card != nil && r.Card.State == agent.CardReady {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("the agent did not read the card: %+v", e.svc.Status())
 }
 
 // setupCM starts everything TestCredentialManagement uses.
