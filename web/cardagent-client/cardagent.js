@@ -10,8 +10,10 @@
 // ports of the range in order, one at a time (each with a short timeout),
 // stopping at the first agent that answers for this page: normally one
 // request, so the page's console stays clean. A port that refuses the page
-// (another OS user's agent, or an agent that does not allow this origin:
-// HTTP 403, which a browser reports as a failed fetch) is skipped. Then the
+// is skipped: an agent that does not allow this origin (HTTP 403 without
+// CORS headers, which a browser reports as a failed fetch), or another OS
+// user's agent (it closes the connection unanswered, like a closed port).
+// Then the
 // WebSocket ws://127.0.0.1:PORT/cardagent/v1/ws and a `hello`, which must
 // name this page's origin and protocol; an agent that fails this is not the
 // page's, and the scan goes on from the next port. Requests are matched to
@@ -141,8 +143,9 @@ function hostPort(host, port) {
 // probe asks one port for the agent's info (one CORS GET). It returns
 // {port, info} or {port, refused | unsupported | failed}. A browser reports a
 // refusal without CORS headers (a 403 from an agent that does not allow this
-// page, or another user's agent) as a failed fetch, like a closed port:
-// refusedHere tells them apart afterwards, only when no agent was found.
+// page) as a failed fetch, like a closed port (or another user's agent, which
+// closes the connection unanswered): refusedHere tells a 403 apart
+// afterwards, only when no agent was found.
 async function probe(o, port, parent) {
   const ctl = new AbortController();
   const stop = () => ctl.abort();
@@ -248,7 +251,7 @@ async function scan(o, from = 0) {
   }
   if (refused) {
     throw new CardAgentError(ErrorCodes.NOT_ALLOWED,
-      `a program on ${range} refused this page: cardagent does not allow this site (or it belongs to another user)`);
+      `a program on ${range} refused this page: cardagent does not allow this site`);
   }
   throw new CardAgentError(ErrorCodes.AGENT_NOT_FOUND, `cardagent is not running (nothing answered on ${range})`);
 }
