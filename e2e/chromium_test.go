@@ -59,8 +59,8 @@ func startBrowser(path string) (context.Context, error) {
 		return nil, err
 	}
 	browserDir = dir
-	// The flags of /work/shared/HARNESS.md: headless as root, nothing that
-	// phones home, a fresh profile.
+	// Headless as root, nothing that phones home (this machine's network is
+	// closed: background requests fail by the dozen), a fresh profile.
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(path),
 		chromedp.UserDataDir(dir),

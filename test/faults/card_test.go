@@ -58,8 +58,8 @@ func TestCardFaults(t *testing.T) {
 		// prompts is how many PIN prompts were shown (none when the card
 		// failed before the prompt).
 		prompts int
-		// needsFix marks an outcome that needs the fixes proposed with
-		// issue 7 (see fixesApplied); without them the case is skipped.
+		// needsFix marks an outcome that needs the robustness fixes
+		// (see fixesApplied); without them the case is skipped.
 		needsFix bool
 	}{
 		{
@@ -157,7 +157,7 @@ func TestCardFaults(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if tt.needsFix && !fixesApplied() {
-				t.Skip("a malformed or unverifiable card answer is internal_error until the fixes proposed with issue 7 are applied")
+				t.Skip("a malformed or unverifiable card answer is internal_error until the robustness fixes are applied")
 			}
 			noLeaks(t)
 			e := newCardEnv(t)

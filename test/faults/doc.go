@@ -1,4 +1,4 @@
-// Package faults holds the fault-injection tests of issue 7: the whole agent
+// Package faults holds the fault-injection tests: the whole agent
 // (card service, loopback API, PIN prompt) over a private pcscd with vpcd and
 // the virtual PIV card, with pcscd killed, the card pulled mid-APDU, garbage
 // and mute cards, the browser leaving while the PIN prompt is open, a hanging

@@ -68,7 +68,7 @@ func openWithTimeout(d time.Duration) func(ctx context.Context, reader string) (
 // inserted again a sign-in works.
 func TestMuteCard(t *testing.T) {
 	if !apduTimeoutAvailable() {
-		t.Skip("pcsc.Conn has no per-APDU timeout: without it a mute card blocks a sign-in until the card is pulled (see the report of issue 7 and its patch)")
+		t.Skip("pcsc.Conn has no per-APDU timeout: without it a mute card blocks a sign-in until the card is pulled (the robustness fixes add one)")
 	}
 	tests := []struct {
 		name    string

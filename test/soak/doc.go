@@ -1,4 +1,4 @@
-// Package soak holds the soak and load tests of issue 7: the agent (card
+// Package soak holds the soak and load tests: the agent (card
 // service and loopback API, in process, over a private pcscd with vpcd and
 // virtual PIV cards) under card insert/remove cycles every 100 ms with 50
 // connected WebSocket clients, and 500 connection attempts against the
