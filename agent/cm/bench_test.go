@@ -33,7 +33,7 @@ const benchPIN = "604917"
 // benchEndpoint is the card service with the virtual PIV card in reader 0
 // (through the private pcscd) behind the endpoint, JSON logs discarded as a
 // service would write them, an instant prompter.
-func benchEndpoint(b *testing.B) *Server {
+func benchEndpoint(b *testing.B) (*Server, *agent.CardService) {
 	b.Helper()
 	pcscd := pcsctest.Require(b)
 	pki, err := testpki.New()
@@ -70,7 +70,7 @@ func benchEndpoint(b *testing.B) *Server {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return s
+	return s, svc
 }
 
 func ready(svc *agent.CardService) bool {
@@ -130,7 +130,7 @@ func connect(b *testing.B, s *Server, hc *http.Client) *benchClient {
 // <= 1.05). A page's whole call also includes the SignalR client's own 250 ms
 // wait before connecting, reported by BenchmarkHubConnect, not here.
 func BenchmarkRequestToSignOverhead(b *testing.B) {
-	s := benchEndpoint(b)
+	s, svc := benchEndpoint(b)
 	ctx := context.Background()
 	sess, err := pcsc.Open(ctx, nil, pcsctest.ReaderNames[0])
 	if err != nil {
@@ -183,26 +183,43 @@ func BenchmarkRequestToSignOverhead(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			// The card service alone (no HTTP, no SignalR), to tell the two costs apart.
+			docs := make([][]byte, n)
+			for i := range docs {
+				docs[i] = payload
+			}
+			instant := prompttest.Func(func(context.Context, prompt.Request) ([]byte, error) { return []byte(benchPIN), nil })
+			service := func() {
+				if _, err := svc.SignDocuments(ctx, agent.SignRequest{Origin: goodOrigin, Hash: crypto.SHA256, Documents: docs}, instant); err != nil {
+					b.Fatal(err)
+				}
+			}
 			for range 3 {
 				overHub()
 				direct()
+				service()
 			}
-			var tHub, tDirect time.Duration
+			var tHub, tDirect, tService time.Duration
 			k := 0
 			for b.Loop() {
 				t0 := time.Now()
 				overHub()
 				t1 := time.Now()
 				direct()
-				tDirect += time.Since(t1)
+				t2 := time.Now()
+				service()
+				tService += time.Since(t2)
+				tDirect += t2.Sub(t1)
 				tHub += t1.Sub(t0)
 				k++
 			}
-			hub, dr := float64(tHub.Nanoseconds())/float64(k), float64(tDirect.Nanoseconds())/float64(k)
+			per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(k) }
+			hub, dr, sv := per(tHub), per(tDirect), per(tService)
 			b.ReportMetric(hub, "hub-ns/op")
 			b.ReportMetric(dr, "direct-ns/op")
+			b.ReportMetric(sv, "service-ns/op")
 			b.ReportMetric(hub/dr, "ratio")
-			b.Logf("%d payloads: /signalr/send %.0f µs, direct driver %.0f µs, ratio %.3f (n=%d)", n, hub/1e3, dr/1e3, hub/dr, k)
+			b.Logf("%d payloads: /signalr/send %.0f µs, card service %.0f µs, direct driver %.0f µs, ratio %.3f (n=%d)", n, hub/1e3, sv/1e3, dr/1e3, hub/dr, k)
 		})
 	}
 }
@@ -212,7 +229,7 @@ func BenchmarkRequestToSignOverhead(b *testing.B) {
 // and reports p50 and p99 in microseconds. The SignalR client waits 250 ms
 // before connect by itself; that wait is not the agent's and is not counted.
 func BenchmarkHubConnect(b *testing.B) {
-	s := benchEndpoint(b)
+	s, _ := benchEndpoint(b)
 	hc := &http.Client{}
 	var d []time.Duration
 	for b.Loop() {
@@ -226,4 +243,16 @@ func BenchmarkHubConnect(b *testing.B) {
 	b.ReportMetric(pct(0.5), "p50-µs")
 	b.ReportMetric(pct(0.99), "p99-µs")
 	b.Logf("negotiate+connect+start: p50 %.0f µs, p99 %.0f µs (n=%d)", pct(0.5), pct(0.99), len(d))
+}
+
+// BenchmarkHubRoundTrip measures a /signalr/send exchange whose call needs no
+// card (a refused argument): the HTTP and SignalR layer alone.
+func BenchmarkHubRoundTrip(b *testing.B) {
+	s := serve(b, newFakeBackend(b), &countingPrompter{}, Options{})
+	c := connect(b, s, &http.Client{})
+	call, _ := json.Marshal(map[string]any{"H": "signinghub", "M": "requestToSign", "A": []string{"not base64"}, "I": 0})
+	body := "data=" + url.QueryEscape(string(call))
+	for b.Loop() {
+		c.do(b, "POST", "/send", body)
+	}
 }

@@ -45,7 +45,7 @@ type fakeBackend struct {
 	calls []agent.SignRequest
 }
 
-func newFakeBackend(t *testing.T) *fakeBackend {
+func newFakeBackend(t testing.TB) *fakeBackend {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -111,7 +111,7 @@ var fixedNow = time.Date(2023, 12, 19, 9, 8, 37, 656001000, time.UTC)
 
 // serve starts a Server on a free port with a same-user check that accepts
 // everyone (the real check has its own tests below).
-func serve(t *testing.T, b Backend, p prompt.Prompter, opts Options) *Server {
+func serve(t testing.TB, b Backend, p prompt.Prompter, opts Options) *Server {
 	t.Helper()
 	if opts.Ports == nil {
 		opts.Ports = []int{0}
