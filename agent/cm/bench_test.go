@@ -190,7 +190,9 @@ func BenchmarkRequestToSignOverhead(b *testing.B) {
 			}
 			instant := prompttest.Func(func(context.Context, prompt.Request) ([]byte, error) { return []byte(benchPIN), nil })
 			service := func() {
-				if _, err := svc.SignDocuments(ctx, agent.SignRequest{Origin: goodOrigin, Hash: crypto.SHA256, Documents: docs}, instant); err != nil {
+				sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+				defer cancel()
+				if _, err := svc.SignDocuments(sctx, agent.SignRequest{Origin: goodOrigin, Hash: crypto.SHA256, Documents: docs}, instant); err != nil {
 					b.Fatal(err)
 				}
 			}
