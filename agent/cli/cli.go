@@ -38,7 +38,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"run", "run the agent (reader and card monitor; the sign-in API comes with it)", runCmd},
+		{"run", "run the agent (card monitor, sign-in API, Credential Management endpoint)", runCmd},
 		{"cards", "list readers, cards, certificates and PIN tries left", cardsCmd},
 		{"readers", "list reader names, one per line", readersCmd},
 		{"verify", "check a sign-in token as a relying party would", verifyCmd},
@@ -72,10 +72,29 @@ func Main(ctx context.Context, args []string, env *Env) int {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: cardagent <command> [flags]\n\ncommands:")
+	width := 0
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		width = max(width, len(c.name))
+	}
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun `cardagent <command> -h` for a command's flags.")
+}
+
+// helpAsked answers `cardagent <command> -h` (or --help, -help, help) for a
+// command with actions: it prints the command's usage on standard output and
+// reports true (exit 0). A missing or unknown action stays a usage error.
+func helpAsked(env *Env, args []string, usage string) bool {
+	if len(args) == 0 {
+		return false
+	}
+	switch args[0] {
+	case "-h", "--help", "-help", "help":
+		fmt.Fprintln(env.Stdout, usage)
+		return true
+	}
+	return false
 }
 
 // usageError marks a bad command line (exit 2).

@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"context"
+	"io"
 	"strings"
 	"testing"
 
@@ -39,6 +40,53 @@ func TestExitCodes(t *testing.T) {
 				t.Errorf("exit %d stderr %q; want %d containing %q", code, errb.String(), tt.code, tt.stderr)
 			}
 		})
+	}
+}
+
+// TestCommandHelp: `cardagent <command> -h` prints that command's usage and
+// exits 0; a missing or unknown action exits 2 with the usage; the command
+// list's columns line up.
+func TestCommandHelp(t *testing.T) {
+	tests := []struct {
+		args   []string
+		code   int
+		stdout string // a substring of standard output ("" for none)
+		stderr string
+	}{
+		{[]string{"service", "--help"}, cli.ExitOK, "usage: cardagent service install|", ""},
+		{[]string{"service", "-h"}, cli.ExitOK, "usage: cardagent service", ""},
+		{[]string{"config", "-h"}, cli.ExitOK, "usage: cardagent config show", ""},
+		{[]string{"policy", "help"}, cli.ExitOK, "usage: cardagent policy generate", ""},
+		{[]string{"cards", "-h"}, cli.ExitOK, "", "-json"},
+		{[]string{"service"}, cli.ExitUsage, "", "usage: cardagent service"},
+		{[]string{"service", "bogus"}, cli.ExitUsage, "", ""},
+		{[]string{"config"}, cli.ExitUsage, "", "usage: cardagent config show"},
+		{[]string{"policy", "make"}, cli.ExitUsage, "", "usage: cardagent policy generate"},
+	}
+	for _, tt := range tests {
+		var out, errb strings.Builder
+		code := cli.Main(context.Background(), tt.args, &cli.Env{Stdout: &out, Stderr: &errb})
+		if code != tt.code || !strings.Contains(out.String(), tt.stdout) || !strings.Contains(errb.String(), tt.stderr) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", tt.args, code, out.String(), errb.String())
+		}
+	}
+	var errb strings.Builder
+	cli.Main(context.Background(), []string{"--help"}, &cli.Env{Stdout: io.Discard, Stderr: &errb})
+	col := -1
+	for _, l := range strings.Split(errb.String(), "\n") {
+		if !strings.HasPrefix(l, "  ") {
+			continue
+		}
+		name := strings.Fields(l)[0]
+		at := strings.Index(l[2+len(name):], strings.Fields(l)[1]) + 2 + len(name)
+		if col == -1 {
+			col = at
+		} else if at != col {
+			t.Errorf("the summary of %q starts at column %d, not %d:\n%s", name, at, col, errb.String())
+		}
+	}
+	if col == -1 {
+		t.Fatal("no command listed")
 	}
 }
 

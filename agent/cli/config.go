@@ -18,8 +18,12 @@ import (
 // configCmd is `cardagent config show [--json]`: the effective
 // configuration (defaults < file < IT policy) and where each value came from.
 func configCmd(_ context.Context, env *Env, args []string) error {
+	const use = "usage: cardagent config show [--json] [--config FILE]"
+	if helpAsked(env, args, use) {
+		return nil
+	}
 	if len(args) == 0 || args[0] != "show" {
-		return usageError{"usage: cardagent config show [--json] [--config FILE]"}
+		return usageError{use}
 	}
 	fs := newFlags("config show", env)
 	asJSON := fs.Bool("json", false, "print JSON: the configuration, each key's source and the warnings")
@@ -136,8 +140,12 @@ func join(prefix, name string) string {
 // browser policies that let the allowed origins reach the agent without
 // the Local Network Access prompt.
 func policyCmd(_ context.Context, env *Env, args []string) error {
+	use := "usage: cardagent policy generate --format " + strings.Join(installer.PolicyFormats, "|") + " [--out FILE] [--all-environments] [--config FILE]"
+	if helpAsked(env, args, use) {
+		return nil
+	}
 	if len(args) == 0 || args[0] != "generate" {
-		return usageError{"usage: cardagent policy generate --format " + strings.Join(installer.PolicyFormats, "|") + " [--out FILE]"}
+		return usageError{use}
 	}
 	fs := newFlags("policy generate", env)
 	format := fs.String("format", "", "policy format: "+strings.Join(installer.PolicyFormats, ", "))

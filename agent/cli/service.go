@@ -23,8 +23,12 @@ import (
 // serviceCmd is `cardagent service install|uninstall|start|stop|status`:
 // the per-user autostart (docs/deployment.md).
 func serviceCmd(ctx context.Context, env *Env, args []string) error {
+	const use = "usage: cardagent service install|uninstall|start|stop|status [flags]"
+	if helpAsked(env, args, use) {
+		return nil
+	}
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return usageError{"usage: cardagent service install|uninstall|start|stop|status [flags]"}
+		return usageError{use}
 	}
 	action, args := args[0], args[1:]
 	fs := newFlags("service "+action, env)
