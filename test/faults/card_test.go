@@ -26,11 +26,6 @@ const (
 // answers garbage.
 const boundCard = 5 * time.Second
 
-// fixesApplied reports whether the agent has the fixes this package's tests
-// found to be needed (a per-APDU timeout in pcsc.Conn, card_error for card
-// answers that make no sense): they came as one patch.
-func fixesApplied() bool { return apduTimeoutAvailable() }
-
 // TestCardFaults: a fault at one APDU of a sign-in, through pcscd, vpcd and
 // the virtual PIV card. The client gets the expected typed error within
 // boundCard; no PIN try is spent that the user did not submit (the card's
@@ -58,9 +53,6 @@ func TestCardFaults(t *testing.T) {
 		// prompts is how many PIN prompts were shown (none when the card
 		// failed before the prompt).
 		prompts int
-		// needsFix marks an outcome that needs the robustness fixes
-		// (see fixesApplied); without them the case is skipped.
-		needsFix bool
 	}{
 		{
 			name: "card pulled during VERIFY", pin: markerPIN,
@@ -116,14 +108,14 @@ func TestCardFaults(t *testing.T) {
 			arm: func(inj *vcard.Injector) {
 				inj.Arm(vcard.Unchained(vcard.INS(insGenAuth)), vcard.Action{Reply: vcard.Garbage(1, 200, 0x9000)}, 1)
 			},
-			codes: []string{"card_error"}, tries: 3, verifies: 1, signed: 0, prompts: 1, needsFix: true,
+			codes: []string{"card_error"}, tries: 3, verifies: 1, signed: 0, prompts: 1,
 		},
 		{
 			name: "signature corrupted on the way", pin: markerPIN,
 			arm: func(inj *vcard.Injector) {
 				inj.Arm(vcard.Unchained(vcard.INS(insGenAuth)), vcard.Action{Corrupt: flip}, 1)
 			},
-			codes: []string{"card_error"}, tries: 3, verifies: 1, signed: 1, prompts: 1, needsFix: true,
+			codes: []string{"card_error"}, tries: 3, verifies: 1, signed: 1, prompts: 1,
 		},
 		{
 			name: "endless GET RESPONSE chain", pin: markerPIN,
@@ -156,9 +148,6 @@ func TestCardFaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.needsFix && !fixesApplied() {
-				t.Skip("a malformed or unverifiable card answer is internal_error until the robustness fixes are applied")
-			}
 			noLeaks(t)
 			e := newCardEnv(t)
 			e.insert(t)
