@@ -203,19 +203,9 @@ func cardFailure(err error) error {
 }
 
 func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin string, p prompt.Prompter, digestFor func(alg string) ([]byte, error)) (*signature, error) {
-	card := s.cardOf(cs)
-	if card == nil {
-		return nil, Classify(pcsc.ErrCardRemoved)
-	}
-	certs, err := card.Certificates(ctx) // cached by the driver: no APDU
+	card, certs, authCert, err := s.cardCertificates(ctx, cs, pcsc.KeyAuthentication)
 	if err != nil {
 		return nil, err
-	}
-	var authCert *pcsc.Certificate
-	for i := range certs {
-		if certs[i].Key == pcsc.KeyAuthentication {
-			authCert = &certs[i]
-		}
 	}
 	if authCert == nil {
 		return nil, ErrNoCertificate

@@ -37,6 +37,26 @@ func (s *CardService) onCard(ctx context.Context, reader *string, op func(cs *ca
 	return err
 }
 
+// cardCertificates returns cs's card, its certificates (cached by the
+// driver: no APDU) and the one for key ref (nil when the card has none).
+func (s *CardService) cardCertificates(ctx context.Context, cs *cardSlot, ref pcsc.KeyRef) (pcsc.Card, []pcsc.Certificate, *pcsc.Certificate, error) {
+	card := s.cardOf(cs)
+	if card == nil {
+		return nil, nil, nil, Classify(pcsc.ErrCardRemoved)
+	}
+	certs, err := card.Certificates(ctx)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var found *pcsc.Certificate
+	for i := range certs {
+		if certs[i].Key == ref {
+			found = &certs[i]
+		}
+	}
+	return card, certs, found, nil
+}
+
 // pinStatus reads the PIN's tries left (without spending one) for the
 // prompt and records them; a blocked PIN ends the operation before any
 // prompt.

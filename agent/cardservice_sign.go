@@ -118,23 +118,14 @@ func (s *CardService) SignDocuments(ctx context.Context, req SignRequest, p prom
 }
 
 func (s *CardService) signDocuments(ctx context.Context, cs *cardSlot, req SignRequest, p prompt.Prompter) (*SignResult, error) {
-	card := s.cardOf(cs)
-	if card == nil {
-		return nil, Classify(pcsc.ErrCardRemoved)
-	}
-	certs, err := card.Certificates(ctx) // cached by the driver: no APDU
+	card, certs, sc, err := s.cardCertificates(ctx, cs, pcsc.KeySignature)
 	if err != nil {
 		return nil, err
 	}
-	var signCert *x509.Certificate
-	for i := range certs {
-		if certs[i].Key == pcsc.KeySignature {
-			signCert = certs[i].Cert
-		}
-	}
-	if signCert == nil {
+	if sc == nil {
 		return nil, ErrNoSigningCertificate
 	}
+	signCert := sc.Cert
 	pub, ok := signCert.PublicKey.(*rsa.PublicKey)
 	if !ok {
 		return nil, &Error{Code: CodeUnsupportedCard, Message: "the card's signing key is not an RSA key", TriesLeft: -1}

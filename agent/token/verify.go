@@ -176,15 +176,32 @@ func (v *Verifier) NewChallenge() (string, error) {
 
 // ParseToken decodes a token from JSON (unknown fields are ignored). Bad
 // JSON, or more than MaxTokenSize bytes, is ErrBadFormat.
-func ParseToken(data []byte) (*Token, error) {
+func ParseToken(data []byte) (*Token, error) { return parseJSON[Token](data) }
+
+// parseJSON decodes a token of either format (ErrBadFormat for bad JSON or
+// more than MaxTokenSize bytes).
+func parseJSON[T any](data []byte) (*T, error) {
 	if len(data) > MaxTokenSize {
 		return nil, newError(ReasonBadFormat, fmt.Sprintf("token is larger than %d bytes", MaxTokenSize))
 	}
-	var t Token
+	var t T
 	if err := json.Unmarshal(data, &t); err != nil {
 		return nil, &VerifyError{Reason: ReasonBadFormat, Detail: "token is not valid JSON", Err: err}
 	}
 	return &t, nil
+}
+
+// configured says what v lacks to verify anything for expectedOrigin (ErrMisconfigured).
+func (v *Verifier) configured(expectedOrigin string) error {
+	switch {
+	case v.Roots == nil:
+		return fmt.Errorf("%w: no trusted roots", ErrMisconfigured)
+	case v.Challenges == nil:
+		return fmt.Errorf("%w: no challenge store", ErrMisconfigured)
+	case expectedOrigin == "":
+		return fmt.Errorf("%w: no expected origin", ErrMisconfigured)
+	}
+	return nil
 }
 
 // Verify checks tok for a sign-in at expectedOrigin (the relying party's
@@ -203,13 +220,8 @@ func ParseToken(data []byte) (*Token, error) {
 // reported as origin_mismatch when it verifies over the token's Origin, as
 // bad_signature otherwise.
 func (v *Verifier) Verify(tok *Token, expectedOrigin, challenge string) (*Result, error) {
-	switch {
-	case v.Roots == nil:
-		return nil, fmt.Errorf("%w: no trusted roots", ErrMisconfigured)
-	case v.Challenges == nil:
-		return nil, fmt.Errorf("%w: no challenge store", ErrMisconfigured)
-	case expectedOrigin == "":
-		return nil, fmt.Errorf("%w: no expected origin", ErrMisconfigured)
+	if err := v.configured(expectedOrigin); err != nil {
+		return nil, err
 	}
 	p, err := parse(tok)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"crypto/sha512"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -75,29 +74,17 @@ func WebEIDDigest(alg, origin, nonce string) ([]byte, error) {
 
 // ParseWebEIDToken decodes a Web eID token from JSON (ErrBadFormat for bad
 // JSON or more than MaxTokenSize bytes).
-func ParseWebEIDToken(data []byte) (*WebEIDToken, error) {
-	if len(data) > MaxTokenSize {
-		return nil, newError(ReasonBadFormat, fmt.Sprintf("token is larger than %d bytes", MaxTokenSize))
-	}
-	var t WebEIDToken
-	if err := json.Unmarshal(data, &t); err != nil {
-		return nil, &VerifyError{Reason: ReasonBadFormat, Detail: "token is not valid JSON", Err: err}
-	}
-	return &t, nil
-}
+func ParseWebEIDToken(data []byte) (*WebEIDToken, error) { return parseJSON[WebEIDToken](data) }
 
 // VerifyWebEID checks a Web eID token as Verify checks a cardagent token:
 // format, algorithm, encodings (standard base64), the challenge consumed,
 // the certificate's validity, key usage and chain to Roots, and the
 // signature over WebEIDDigest(alg, expectedOrigin, nonce).
 func (v *Verifier) VerifyWebEID(tok *WebEIDToken, expectedOrigin, nonce string) (*Result, error) {
+	if err := v.configured(expectedOrigin); err != nil {
+		return nil, err
+	}
 	switch {
-	case v.Roots == nil:
-		return nil, fmt.Errorf("%w: no trusted roots", ErrMisconfigured)
-	case v.Challenges == nil:
-		return nil, fmt.Errorf("%w: no challenge store", ErrMisconfigured)
-	case expectedOrigin == "":
-		return nil, fmt.Errorf("%w: no expected origin", ErrMisconfigured)
 	case tok == nil:
 		return nil, newError(ReasonBadFormat, "no token")
 	case tok.Format != WebEIDFormat:
