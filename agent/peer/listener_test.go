@@ -96,6 +96,15 @@ func TestListenerRefuses(t *testing.T) {
 			t.Fatalf("refused connection %d left open", i)
 		}
 	}
+	// The client may see its connection closed a moment before the
+	// listener's goroutine has counted and logged the refusal: wait for it.
+	deadline := time.Now().Add(5 * time.Second)
+	for calls.Load() < 5 || logs.FilterMessage("connection from another user or an unknown process refused").Len() == 0 {
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	if calls.Load() != 5 {
 		t.Errorf("%d checks, want 5", calls.Load())
 	}
