@@ -170,12 +170,16 @@ func TestIdleWithoutTrayHost(t *testing.T) {
 			pids := []int{cmd.Process.Pid}
 			if tc.display {
 				pidFile := filepath.Join(dir, "log.pid")
-				waitFor(t, "the tray process", 15*time.Second, func() bool { _, err := os.Stat(pidFile); return err == nil })
-				b, _ := os.ReadFile(pidFile)
-				pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-				if err != nil {
-					t.Fatal(err)
-				}
+				// The file may exist a moment before its number is written.
+				var pid int
+				waitFor(t, "the tray process", 15*time.Second, func() bool {
+					b, err := os.ReadFile(pidFile)
+					if err != nil {
+						return false
+					}
+					pid, err = strconv.Atoi(strings.TrimSpace(string(b)))
+					return err == nil
+				})
 				pids = append(pids, pid)
 			}
 			time.Sleep(1500 * time.Millisecond) // settle
