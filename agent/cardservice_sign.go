@@ -126,8 +126,7 @@ func (s *CardService) signDocuments(ctx context.Context, cs *cardSlot, req SignR
 		return nil, ErrNoSigningCertificate
 	}
 	signCert := sc.Cert
-	pub, ok := signCert.PublicKey.(*rsa.PublicKey)
-	if !ok {
+	if _, ok := signCert.PublicKey.(*rsa.PublicKey); !ok { // RS1 and RS256 are RSA signatures
 		return nil, &Error{Code: CodeUnsupportedCard, Message: "the card's signing key is not an RSA key", TriesLeft: -1}
 	}
 
@@ -176,10 +175,6 @@ func (s *CardService) signDocuments(ctx context.Context, cs *cardSlot, req SignR
 		sig, err := s.signWith(ctx, cs, key, digest, req.Hash)
 		if err != nil {
 			return nil, err
-		}
-		// A signature that does not verify is the card's failure, never sent on.
-		if err := rsa.VerifyPKCS1v15(pub, req.Hash, digest, sig); err != nil {
-			return nil, cardFailure(fmt.Errorf("the card's signature does not verify: %w", err))
 		}
 		sigs = append(sigs, sig)
 	}

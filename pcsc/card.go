@@ -81,7 +81,8 @@ type Card interface {
 	// PrivateKey returns the key for ref as a crypto.Signer. Each Sign call asks
 	// pin for the PIN once, verifies it and signs in one transaction, and resets
 	// the card's PIN-verified state afterwards. A wrong PIN is returned as
-	// *AuthError and is never retried.
+	// *AuthError and is never retried. A signature that does not verify with
+	// the certificate's key is an error, never returned.
 	PrivateKey(ref KeyRef, pin PINFunc) (crypto.Signer, error)
 	// ChangePIN changes the user PIN. A wrong old PIN is an *AuthError.
 	ChangePIN(ctx context.Context, oldPIN, newPIN []byte) error

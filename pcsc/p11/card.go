@@ -436,6 +436,11 @@ func (s *signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 	if err != nil {
 		return nil, err
 	}
+	// As every driver does: a faulty token, or a key that does not match its
+	// certificate, is an error here, never a signature handed on.
+	if err := verifySignature(s.Public(), digest, sig, opts); err != nil {
+		return nil, fmt.Errorf("the token's signature does not verify with the certificate's key: %w", err)
+	}
 	c.log.Debug("signed", zap.String("key", string(s.cert.Key)), zap.Uint("mechanism", plan.mech),
 		zap.Duration("took", time.Since(start)))
 	return sig, nil

@@ -617,6 +617,26 @@ func (p signPlan) finish(out []byte) ([]byte, error) {
 	return out, nil
 }
 
+// verifySignature checks sig (as Sign returns it) over digest with pub.
+func verifySignature(pub crypto.PublicKey, digest, sig []byte, opts crypto.SignerOpts) error {
+	if opts == nil {
+		opts = crypto.Hash(0)
+	}
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		if _, ok := opts.(*rsa.PSSOptions); ok {
+			return rsa.VerifyPSS(k, opts.HashFunc(), digest, sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
+		}
+		return rsa.VerifyPKCS1v15(k, opts.HashFunc(), digest, sig)
+	case *ecdsa.PublicKey:
+		if !ecdsa.VerifyASN1(k, digest, sig) {
+			return errors.New("ECDSA verification failed")
+		}
+		return nil
+	}
+	return fmt.Errorf("public key type %T: %w", pub, pcsc.ErrUnsupportedAlgorithm)
+}
+
 // rawToDER converts a PKCS#11 ECDSA signature (r||s, each size bytes) to the
 // ASN.1 DER SEQUENCE { r INTEGER, s INTEGER } that Go's ecdsa verifies.
 func rawToDER(raw []byte, size int) ([]byte, error) {

@@ -395,3 +395,45 @@ func FuzzClassify(f *testing.F) {
 		}
 	})
 }
+
+// TestVerifySignature: what Sign checks before handing a token's signature
+// on, for each kind of signature it makes.
+func TestVerifySignature(t *testing.T) {
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ek, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest := sha256.Sum256([]byte("to be signed"))
+	pss := &rsa.PSSOptions{Hash: crypto.SHA256, SaltLength: rsa.PSSSaltLengthEqualsHash}
+	sign := func(k crypto.Signer, opts crypto.SignerOpts) []byte {
+		sig, err := k.Sign(rand.Reader, digest[:], opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	}
+	flip := func(b []byte) []byte { b = bytes.Clone(b); b[len(b)/2] ^= 1; return b }
+	tests := []struct {
+		name string
+		pub  crypto.PublicKey
+		sig  []byte
+		opts crypto.SignerOpts
+		ok   bool
+	}{
+		{"RSA PKCS#1 v1.5", &rk.PublicKey, sign(rk, crypto.SHA256), crypto.SHA256, true},
+		{"RSA PKCS#1 v1.5, altered", &rk.PublicKey, flip(sign(rk, crypto.SHA256)), crypto.SHA256, false},
+		{"RSA-PSS", &rk.PublicKey, sign(rk, pss), pss, true},
+		{"RSA-PSS, altered", &rk.PublicKey, flip(sign(rk, pss)), pss, false},
+		{"ECDSA", &ek.PublicKey, sign(ek, crypto.SHA256), crypto.SHA256, true},
+		{"ECDSA, another key", &rk.PublicKey, sign(ek, crypto.SHA256), crypto.SHA256, false},
+	}
+	for _, tc := range tests {
+		if err := verifySignature(tc.pub, digest[:], tc.sig, tc.opts); (err == nil) != tc.ok {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}
