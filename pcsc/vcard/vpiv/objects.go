@@ -237,6 +237,6 @@ func setBit(b []byte, i int, v byte) {
 }
 
 // defaultFASCN is the FASC-N of the test card: agency 9999, system 9999,
-// credential 999999, series 1, issue 1, person 1234567890, category 1,
-// organization 9999, association 1.
+// credential 999999, series 1, individual credential issue (ICI) 1, person
+// 1234567890, category 1, organization 9999, association 1.
 const defaultFASCN = "9999-9999-999999-1-1-1234567890-1-9999-1"
