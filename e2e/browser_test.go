@@ -341,16 +341,26 @@ func setup(t *testing.T) *env {
 // origin and page URL.
 func serveDemo(t *testing.T, host string, trust demo.Trust, client []byte, log *zap.Logger) (origin, page string) {
 	t.Helper()
+	return serveSite(t, host, func(origin string) http.Handler {
+		site, err := demo.New(demo.Config{Origin: origin, Trust: trust, Client: client, Log: log.With(zap.String("site", origin))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return site
+	})
+}
+
+// serveSite serves the handler made for its origin on 127.0.0.1, named
+// host (a loopback name) in the origin, until the test ends; it returns the
+// origin and the site's page URL.
+func serveSite(t *testing.T, host string, handler func(origin string) http.Handler) (origin, page string) {
+	t.Helper()
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	origin = fmt.Sprintf("http://%s:%d", host, l.Addr().(*net.TCPAddr).Port)
-	site, err := demo.New(demo.Config{Origin: origin, Trust: trust, Client: client, Log: log.With(zap.String("site", origin))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: site, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: handler(origin), ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

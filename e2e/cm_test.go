@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -632,7 +631,7 @@ func setupCM(t *testing.T) *cmEnv {
 	e.svc = &agent.CardService{Log: e.log.Named("cards")}
 	// Five private ports stand for the five Port Service ports, so a
 	// developer's own agent (on the real ones) is never touched.
-	e.ports = freePorts(t, 5)
+	e.ports = pcsctest.FreePorts(t, 5)
 	e.srv, err = cm.New(e.log.Named("cm"), e.svc, e.prompter, cm.Options{
 		Ports:            e.ports,
 		SigningOrigins:   []string{e.allowed, e.demo},
@@ -672,25 +671,6 @@ func joinInts(ns []int) string {
 	return strings.Join(s, ",")
 }
 
-// freePorts returns n distinct ports free on 127.0.0.1 and ::1 when asked.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for len(ports) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
 // bundleSignalRClients bundles the three SignalR clients (installed by
 // scripts/setup from e2e/signalr-clients/package.json) with esbuild into one
 // script defining window.signalrV020, window.signalrV021 and jQuery.signalR.
@@ -722,39 +702,20 @@ require("signalr");
 // and returns its origin and URL.
 func servePrescribing(t *testing.T, host string, client []byte) (origin, page string) {
 	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	origin = fmt.Sprintf("http://%s:%d", host, l.Addr().(*net.TCPAddr).Port)
 	files := map[string]string{"/": "page.html", "/page.js": "page.js"}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/client.js" {
-			w.Header().Set("Content-Type", "text/javascript")
-			_, _ = w.Write(client)
-			return
-		}
-		name, ok := files[r.URL.Path]
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		http.ServeFile(w, r, filepath.Join("testdata", "prescribing", name))
+	return serveSite(t, host, func(string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/client.js" {
+				w.Header().Set("Content-Type", "text/javascript")
+				_, _ = w.Write(client)
+				return
+			}
+			name, ok := files[r.URL.Path]
+			if !ok {
+				http.NotFound(w, r)
+				return
+			}
+			http.ServeFile(w, r, filepath.Join("testdata", "prescribing", name))
+		})
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Serve(l)
-	}()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			srv.Close()
-		}
-		<-done
-	})
-	return origin, origin + "/"
 }

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -108,25 +107,6 @@ func (nopPrompter) PIN(context.Context, prompt.Request) ([]byte, error) { return
 
 var errNotForTests = errors.New("the shared-host test agent does not sign")
 
-// freeTestPorts returns n distinct ports that were free a moment ago.
-func freeTestPorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for len(ports) < n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
-
 // probeResult is one port's answer to a probe.
 type probeResult struct {
 	Port   int    `json:"port"`
@@ -221,7 +201,7 @@ func answered(t *testing.T, res []probeResult) []int {
 // reaches its own agent; the other agent closes the connection unanswered.
 func TestSharedHost(t *testing.T) {
 	bin := otherUserBinary(t)
-	ports := freeTestPorts(t, 5)
+	ports := pcsctest.FreePorts(t, 5)
 
 	mine := serveReal(t, ports)
 
