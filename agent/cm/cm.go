@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -292,7 +293,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		origin = origins[0]
 	}
 	_, signalrVerb := signalr.Route(r.URL.Path)
-	isScript := signalrVerb && r.Method == http.MethodGet && hasSuffix(r.URL.Path, "/hubs")
+	isScript := signalrVerb && r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/hubs")
 	reason := ""
 	switch {
 	case !hostOK:
@@ -349,10 +350,6 @@ func (s *Server) preflight(w http.ResponseWriter, r *http.Request) {
 		h.Set("Access-Control-Allow-Private-Network", "true")
 	}
 	w.WriteHeader(http.StatusNoContent)
-}
-
-func hasSuffix(s, suffix string) bool {
-	return len(s) >= len(suffix) && s[len(s)-len(suffix):] == suffix
 }
 
 func truncate(s string, n int) string {

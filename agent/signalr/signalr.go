@@ -204,7 +204,7 @@ func (s *Server) Open() int {
 func (s *Server) Full() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.closed || (len(s.conns) >= s.opts.MaxConnections && s.oldestIdleLocked("") == nil)
+	return s.closed || (len(s.conns) >= s.opts.MaxConnections && s.oldestIdleLocked() == nil)
 }
 
 // Close ends every connection: pending polls get a fatal reply and running
@@ -353,7 +353,7 @@ func (s *Server) negotiate(w http.ResponseWriter, q url.Values, origin string) {
 		return
 	}
 	if len(s.conns) >= s.opts.MaxConnections {
-		old := s.oldestIdleLocked("")
+		old := s.oldestIdleLocked()
 		if old == nil {
 			s.mu.Unlock()
 			writeError(w, http.StatusServiceUnavailable, "too many connections")
@@ -485,13 +485,6 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, c *conn) {
 	if !c.connected {
 		s.mu.Unlock()
 		writeError(w, http.StatusBadRequest, "not connected")
-		return
-	}
-	if c.ending != "" && c.inflight == 0 {
-		msg, cursor := c.ending, c.cursor
-		s.removeLocked(c)
-		s.mu.Unlock()
-		writeJSON(w, persistent{C: cursorText(cursor), M: []json.RawMessage{}, E: msg})
 		return
 	}
 	if c.poll != nil { // a newer poll replaces the pending one, which ends empty
@@ -676,12 +669,11 @@ func (s *Server) supersedeLocked(c *conn) {
 	}
 }
 
-// oldestIdleLocked is the oldest connection (of origin, or of any when "")
-// with no call running.
-func (s *Server) oldestIdleLocked(origin string) *conn {
+// oldestIdleLocked is the oldest connection with no call running.
+func (s *Server) oldestIdleLocked() *conn {
 	var old *conn
 	for _, c := range s.conns {
-		if c.inflight == 0 && (origin == "" || c.origin == origin) && (old == nil || c.seq < old.seq) {
+		if c.inflight == 0 && (old == nil || c.seq < old.seq) {
 			old = c
 		}
 	}
