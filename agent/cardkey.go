@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/cardagent/cardagent/agent/certinfo"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc"
 )
 
@@ -44,7 +45,7 @@ func unsupportedKeyHint(keyType string) string {
 
 // errUnsupportedKey is the sign-in error for such a key.
 func errUnsupportedKey(keyType string) *Error {
-	return &Error{Code: CodeUnsupportedCard, TriesLeft: -1, Err: pcsc.ErrUnsupportedAlgorithm,
+	return &Error{Code: wire.CodeUnsupportedCard, TriesLeft: -1, Err: pcsc.ErrUnsupportedAlgorithm,
 		Message: fmt.Sprintf("the card's sign-in key is %s, which cardagent cannot sign with", keyType)}
 }
 

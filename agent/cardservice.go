@@ -10,14 +10,11 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/agent/certinfo"
-	"github.com/cardagent/cardagent/agent/token"
+	"github.com/cardagent/cardagent/agent/expiry"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc"
 	"github.com/cardagent/cardagent/pcsc/drivers"
 )
-
-// DefaultExpiryWarningDays is the certificate expiry warning window: NHS
-// self-renewal opens 90 days before expiry.
-const DefaultExpiryWarningDays = 90
 
 // CardService is the agent's long-running core. It watches readers and cards
 // (pcsc.Monitor), keeps one opened driver (pcsc.Card) per inserted card, and
@@ -46,7 +43,7 @@ type CardService struct {
 	// for every authentication.
 	PINCache time.Duration
 	// ExpiryWarningDays is the window in which a certificate is "expiring"
-	// (DefaultExpiryWarningDays when zero).
+	// (expiry.DefaultWarnDays when zero).
 	ExpiryWarningDays int
 	// RenewalURL is the active environment's certificate renewal page,
 	// reported in Status.
@@ -60,11 +57,11 @@ type CardService struct {
 	mu      sync.Mutex
 	serving bool
 	ctx     context.Context // Serve's context, the parent of every card's
-	service ServiceState
+	service wire.ServiceState
 	readers []*readerEntry
-	subs    map[uint64]func(Event)
+	subs    map[uint64]func(wire.Event)
 	nextSub uint64
-	events  *queue[Event]
+	events  *queue[wire.Event]
 	wg      sync.WaitGroup // card openers and closers
 	// activity is the signing in progress (nil: none), for the tray.
 	activity *Activity
@@ -76,118 +73,6 @@ type CardService struct {
 // the prompt ("Retry"), so it must not contain the PIN.
 type PINPolicy interface {
 	Check(pin []byte) error
-}
-
-// ServiceState is the PC/SC service's state as the service last saw it.
-type ServiceState string
-
-const (
-	ServiceUp      ServiceState = "up"
-	ServiceDown    ServiceState = "down"
-	ServiceStopped ServiceState = "stopped" // the card service itself is not serving
-)
-
-// EventKind names an event, as the protocol does.
-type EventKind string
-
-const (
-	// EventCardReading is sent as soon as PC/SC reports a card in a reader,
-	// before any card I/O (Event.Card.State is "reading", with the ATR): a
-	// tray or page can say "reading the card" at once, which matters with a
-	// real series 8 card whose reading takes a second. It is followed by
-	// EventCardInserted once the card is read, or by EventCardRemoved when
-	// the card is pulled first.
-	EventCardReading EventKind = "card_reading"
-	// EventCardInserted is sent once the agent has read the card (type,
-	// holder, certificates, PIN state) or found it unusable; Event.Card holds
-	// its state. A card that does not answer PC/SC at all (mute) gets it
-	// without a card_reading first.
-	EventCardInserted EventKind = "card_inserted"
-	// EventCardChanged is sent when what the agent knows of a read card
-	// changed without a new insertion: the PIN's tries left or blocked
-	// state after a sign-in or a PIN change. Event.Card holds the new state.
-	EventCardChanged   EventKind = "card_changed"
-	EventCardRemoved   EventKind = "card_removed"
-	EventReaderAdded   EventKind = "reader_added"
-	EventReaderRemoved EventKind = "reader_removed"
-	EventServiceDown   EventKind = "service_down"
-	EventServiceUp     EventKind = "service_up"
-	// EventActivity: a signing for a prescribing page started or ended
-	// (Activity). For the agent's own tray only: the API never sends it to
-	// pages, so one page never learns of another origin's signing.
-	EventActivity EventKind = "activity"
-)
-
-// Event is a change pushed to subscribers.
-type Event struct {
-	Kind   EventKind  `json:"event"`
-	Reader string     `json:"reader,omitempty"`
-	Card   *CardState `json:"card,omitempty"`
-	Time   time.Time  `json:"time"`
-}
-
-// Status is the state of readers and cards, from the service's cache (no card I/O).
-type Status struct {
-	Service           ServiceState `json:"service"`
-	ExpiryWarningDays int          `json:"expiry_warning_days"`
-	// RenewalURL is where the active environment renews certificates
-	// (absent when IT configured none), so a page can link to it.
-	RenewalURL string         `json:"renewal_url,omitempty"`
-	Readers    []ReaderStatus `json:"readers"`
-}
-
-// ReaderStatus is one reader and its card (nil when empty).
-type ReaderStatus struct {
-	Name string     `json:"name"`
-	Card *CardState `json:"card"`
-}
-
-// Card states.
-const (
-	CardReading     = "reading"     // inserted, being read
-	CardReady       = "ready"       // read; usable for sign-in
-	CardMute        = "mute"        // does not answer
-	CardUnsupported = "unsupported" // not a card cardagent serves
-	CardFailed      = "error"       // could not be read
-)
-
-// CardState describes an inserted card.
-type CardState struct {
-	State string `json:"state"`
-	ATR   string `json:"atr"`
-	// Kind is "piv", "series8", "retired" or "unknown"; Type says it in words.
-	Kind         string              `json:"kind"`
-	Type         string              `json:"type"`
-	Holder       *certinfo.Holder    `json:"holder,omitempty"`
-	PIN          *PINReport          `json:"pin,omitempty"`
-	Certificates []CertificateStatus `json:"certificates"`
-	// Hint says what to do about an unusable card.
-	Hint string `json:"hint,omitempty"`
-}
-
-// Certificate expiry states.
-const (
-	ExpiryOK       = "ok"
-	ExpiryExpiring = "expiring" // within the warning window
-	ExpiryExpired  = "expired"
-)
-
-// CertificateStatus is a certificate summary with its expiry state.
-type CertificateStatus struct {
-	certinfo.Summary
-	Expiry string `json:"expiry"`
-}
-
-// CardCertificates is what the `certificates` request returns: the
-// certificates of the card Authenticate would use.
-type CardCertificates struct {
-	Reader       string              `json:"reader"`
-	CardType     string              `json:"card_type"`
-	Holder       *certinfo.Holder    `json:"holder,omitempty"`
-	Certificates []CertificateStatus `json:"certificates"`
-	// Authentication is the DER of the authentication certificate, base64url
-	// without padding (the protocol's one encoding of binary fields).
-	Authentication token.Binary `json:"authentication_certificate"`
 }
 
 type readerEntry struct {
@@ -220,7 +105,7 @@ type cardSlot struct {
 	// with it (state unsupported).
 	unusableKey string
 	certs       []pcsc.Certificate
-	pin         *PINReport
+	pin         *wire.PINReport
 	maxTries    int
 	cache       pinCache
 }
@@ -246,11 +131,11 @@ func (s *CardService) init() {
 			}
 		}
 		if s.ExpiryWarningDays <= 0 {
-			s.ExpiryWarningDays = DefaultExpiryWarningDays
+			s.ExpiryWarningDays = expiry.DefaultWarnDays
 		}
-		s.events = newQueue[Event]()
-		s.subs = map[uint64]func(Event){}
-		s.service = ServiceStopped
+		s.events = newQueue[wire.Event]()
+		s.subs = map[uint64]func(wire.Event){}
+		s.service = wire.ServiceStopped
 	})
 }
 
@@ -263,7 +148,7 @@ func (s *CardService) Serve(ctx context.Context) error {
 		s.mu.Unlock()
 		return errors.New("card service is already serving")
 	}
-	s.serving, s.ctx, s.service = true, ctx, ServiceUp
+	s.serving, s.ctx, s.service = true, ctx, wire.ServiceUp
 	s.mu.Unlock()
 
 	dctx, dcancel := context.WithCancel(context.Background())
@@ -281,7 +166,7 @@ func (s *CardService) Serve(ctx context.Context) error {
 			s.detachLocked(r.card, time.Time{})
 		}
 	}
-	s.readers, s.serving, s.service = nil, false, ServiceStopped
+	s.readers, s.serving, s.service = nil, false, wire.ServiceStopped
 	s.mu.Unlock()
 	s.wg.Wait()
 	dcancel()
@@ -301,7 +186,7 @@ func (s *CardService) dispatch(ctx context.Context) {
 		}
 		s.dispatchMu.Lock()
 		s.mu.Lock()
-		fns := make([]func(Event), 0, len(s.subs))
+		fns := make([]func(wire.Event), 0, len(s.subs))
 		for _, fn := range s.subs {
 			fns = append(fns, fn)
 		}
@@ -317,7 +202,7 @@ func (s *CardService) dispatch(ctx context.Context) {
 // goroutine. fn must not block; it may call Status. The returned function
 // unsubscribes: once it returns, fn is not called again (do not call it
 // from inside fn).
-func (s *CardService) Subscribe(fn func(Event)) (unsubscribe func()) {
+func (s *CardService) Subscribe(fn func(wire.Event)) (unsubscribe func()) {
 	s.init()
 	s.mu.Lock()
 	id := s.nextSub
@@ -333,7 +218,7 @@ func (s *CardService) Subscribe(fn func(Event)) (unsubscribe func()) {
 	}
 }
 
-func (s *CardService) emitLocked(ev Event) {
+func (s *CardService) emitLocked(ev wire.Event) {
 	if ev.Time.IsZero() {
 		ev.Time = s.Now()
 	}
@@ -346,10 +231,10 @@ func (s *CardService) onEvent(ev pcsc.Event) {
 	defer s.mu.Unlock()
 	switch ev.Kind {
 	case pcsc.ReaderAdded:
-		s.service = ServiceUp
+		s.service = wire.ServiceUp
 		if s.reader(ev.Reader) == nil {
 			s.readers = append(s.readers, &readerEntry{name: ev.Reader})
-			s.emitLocked(Event{Kind: EventReaderAdded, Reader: ev.Reader, Time: ev.Time})
+			s.emitLocked(wire.Event{Kind: wire.EventReaderAdded, Reader: ev.Reader, Time: ev.Time})
 		}
 	case pcsc.ReaderRemoved:
 		for i, r := range s.readers {
@@ -358,12 +243,12 @@ func (s *CardService) onEvent(ev pcsc.Event) {
 					s.detachLocked(r.card, ev.Time)
 				}
 				s.readers = append(s.readers[:i], s.readers[i+1:]...)
-				s.emitLocked(Event{Kind: EventReaderRemoved, Reader: ev.Reader, Time: ev.Time})
+				s.emitLocked(wire.Event{Kind: wire.EventReaderRemoved, Reader: ev.Reader, Time: ev.Time})
 				break
 			}
 		}
 	case pcsc.CardInserted, pcsc.CardMute:
-		s.service = ServiceUp
+		s.service = wire.ServiceUp
 		r := s.reader(ev.Reader)
 		if r == nil {
 			r = &readerEntry{name: ev.Reader}
@@ -375,13 +260,13 @@ func (s *CardService) onEvent(ev pcsc.Event) {
 		cs := s.newSlot(ev.Reader, ev.ATR)
 		r.card = cs
 		if ev.Kind == pcsc.CardMute {
-			cs.state, cs.openDone = CardMute, true
+			cs.state, cs.openDone = wire.CardMute, true
 			cs.kind, cs.typeName, cs.hint = pcsc.KindUnknown, "card does not respond", hintMute
 			close(cs.opened)
-			s.emitLocked(Event{Kind: EventCardInserted, Reader: ev.Reader, Card: s.cardStateLocked(cs, s.Now()), Time: ev.Time})
+			s.emitLocked(wire.Event{Kind: wire.EventCardInserted, Reader: ev.Reader, Card: s.cardStateLocked(cs, s.Now()), Time: ev.Time})
 			return
 		}
-		s.emitLocked(Event{Kind: EventCardReading, Reader: ev.Reader, Card: s.cardStateLocked(cs, s.Now()), Time: ev.Time})
+		s.emitLocked(wire.Event{Kind: wire.EventCardReading, Reader: ev.Reader, Card: s.cardStateLocked(cs, s.Now()), Time: ev.Time})
 		s.wg.Add(1)
 		go s.openCard(cs)
 	case pcsc.CardRemoved:
@@ -396,11 +281,11 @@ func (s *CardService) onEvent(ev pcsc.Event) {
 			}
 		}
 		s.readers = nil
-		s.service = ServiceDown
-		s.emitLocked(Event{Kind: EventServiceDown, Time: ev.Time})
+		s.service = wire.ServiceDown
+		s.emitLocked(wire.Event{Kind: wire.EventServiceDown, Time: ev.Time})
 	case pcsc.ServiceUp:
-		s.service = ServiceUp
-		s.emitLocked(Event{Kind: EventServiceUp, Time: ev.Time})
+		s.service = wire.ServiceUp
+		s.emitLocked(wire.Event{Kind: wire.EventServiceUp, Time: ev.Time})
 	}
 }
 
@@ -415,7 +300,7 @@ func (s *CardService) reader(name string) *readerEntry {
 
 func (s *CardService) newSlot(reader string, atr []byte) *cardSlot {
 	ctx, cancel := context.WithCancelCause(s.ctx)
-	return &cardSlot{reader: reader, atr: atr, ctx: ctx, cancel: cancel, opened: make(chan struct{}), state: CardReading, kind: pcsc.KindUnknown, maxTries: -1}
+	return &cardSlot{reader: reader, atr: atr, ctx: ctx, cancel: cancel, opened: make(chan struct{}), state: wire.CardReading, kind: pcsc.KindUnknown, maxTries: -1}
 }
 
 // detachLocked ends a card's insertion: its context is cancelled (closing a
@@ -432,7 +317,7 @@ func (s *CardService) detachLocked(cs *cardSlot, at time.Time) {
 	cs.detached = true
 	cs.cancel(pcsc.ErrCardRemoved)
 	cs.cache.clear()
-	s.emitLocked(Event{Kind: EventCardRemoved, Reader: cs.reader, Time: at})
+	s.emitLocked(wire.Event{Kind: wire.EventCardRemoved, Reader: cs.reader, Time: at})
 	if cs.openDone {
 		s.closeLater(cs.card, cs.sess)
 		cs.card, cs.sess = nil, nil
@@ -468,8 +353,8 @@ func (s *CardService) openCard(cs *cardSlot) {
 		card   pcsc.Card
 		id     pcsc.IdentifyResult
 		certs  []pcsc.Certificate
-		pinSt  *PINReport
-		state  = CardReady
+		pinSt  *wire.PINReport
+		state  = wire.CardReady
 		hint   string
 		fields []zap.Field
 		// unusableKey names an authentication key the driver cannot sign with.
@@ -488,13 +373,13 @@ func (s *CardService) openCard(cs *cardSlot) {
 	case ctx.Err() != nil:
 		// Removed while being read: nothing to report.
 	case id.Kind == pcsc.KindRetired:
-		state, hint = CardUnsupported, hintRetired
+		state, hint = wire.CardUnsupported, hintRetired
 	case errors.Is(err, pcsc.ErrUnsupportedCard):
-		state, hint = CardUnsupported, hintUnsupported
+		state, hint = wire.CardUnsupported, hintUnsupported
 	case errors.Is(err, pcsc.ErrCardUnresponsive):
-		state, hint = CardMute, hintMute
+		state, hint = wire.CardMute, hintMute
 	default:
-		state, hint = CardFailed, "The card could not be read: take it out and insert it again."
+		state, hint = wire.CardFailed, "The card could not be read: take it out and insert it again."
 	}
 	if err != nil && ctx.Err() == nil {
 		log.Warn("card not usable", zap.String("type", id.Name), zap.Error(err))
@@ -507,16 +392,16 @@ func (s *CardService) openCard(cs *cardSlot) {
 			hint = "The card's certificates could not be read: take it out and insert it again."
 		} else if kt := unusableSignInKey(card, certs); kt != "" {
 			// Said now, not after a PIN prompt.
-			state, hint = CardUnsupported, unsupportedKeyHint(kt)
+			state, hint = wire.CardUnsupported, unsupportedKeyHint(kt)
 			unusableKey = kt
 			log.Warn("sign-in key not usable", zap.String("key_type", kt))
 		}
 		st, err := card.PINStatus(ctx)
 		switch {
 		case err == nil:
-			pinSt = &PINReport{TriesLeft: st.Retries, Blocked: st.Blocked}
+			pinSt = &wire.PINReport{TriesLeft: st.Retries, Blocked: st.Blocked}
 		case errors.Is(err, pcsc.ErrPINBlocked):
-			pinSt = &PINReport{TriesLeft: 0, Blocked: true}
+			pinSt = &wire.PINReport{TriesLeft: 0, Blocked: true}
 		default:
 			log.Warn("reading PIN status", zap.Error(err))
 		}
@@ -544,7 +429,7 @@ func (s *CardService) openCard(cs *cardSlot) {
 		cs.maxTries = pinSt.TriesLeft
 	}
 	st := s.cardStateLocked(cs, s.Now())
-	s.emitLocked(Event{Kind: EventCardInserted, Reader: cs.reader, Card: st})
+	s.emitLocked(wire.Event{Kind: wire.EventCardInserted, Reader: cs.reader, Card: st})
 	s.mu.Unlock()
 	if card != nil {
 		if st.Holder != nil {
@@ -555,14 +440,14 @@ func (s *CardService) openCard(cs *cardSlot) {
 }
 
 // Status returns readers and cards as last read (no card I/O).
-func (s *CardService) Status() Status {
+func (s *CardService) Status() wire.Status {
 	s.init()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.Now()
-	st := Status{Service: s.service, ExpiryWarningDays: s.ExpiryWarningDays, RenewalURL: s.RenewalURL, Readers: make([]ReaderStatus, 0, len(s.readers))}
+	st := wire.Status{Service: s.service, ExpiryWarningDays: s.ExpiryWarningDays, RenewalURL: s.RenewalURL, Readers: make([]wire.ReaderStatus, 0, len(s.readers))}
 	for _, r := range s.readers {
-		rs := ReaderStatus{Name: r.name}
+		rs := wire.ReaderStatus{Name: r.name}
 		if r.card != nil {
 			rs.Card = s.cardStateLocked(r.card, now)
 		}
@@ -571,8 +456,8 @@ func (s *CardService) Status() Status {
 	return st
 }
 
-func (s *CardService) cardStateLocked(cs *cardSlot, now time.Time) *CardState {
-	st := &CardState{
+func (s *CardService) cardStateLocked(cs *cardSlot, now time.Time) *wire.CardState {
+	st := &wire.CardState{
 		State:        cs.state,
 		ATR:          pcsc.HexString(cs.atr),
 		Kind:         string(cs.kind),
@@ -588,25 +473,13 @@ func (s *CardService) cardStateLocked(cs *cardSlot, now time.Time) *CardState {
 	return st
 }
 
-func (s *CardService) summaries(certs []pcsc.Certificate, now time.Time) []CertificateStatus {
-	out := make([]CertificateStatus, 0, len(certs))
+func (s *CardService) summaries(certs []pcsc.Certificate, now time.Time) []wire.CertificateStatus {
+	out := make([]wire.CertificateStatus, 0, len(certs))
 	for _, c := range certs {
 		sum := certinfo.Summarise(string(c.Key), c.Cert, now)
-		out = append(out, CertificateStatus{Summary: sum, Expiry: ExpiryState(sum, s.ExpiryWarningDays)})
+		out = append(out, wire.CertificateStatus{Summary: sum, Expiry: expiry.Policy{WarnDays: s.ExpiryWarningDays}.State(sum)})
 	}
 	return out
-}
-
-// ExpiryState says whether a certificate is ok, expiring (fewer than
-// warnDays days left) or expired.
-func ExpiryState(sum certinfo.Summary, warnDays int) string {
-	switch {
-	case sum.Expired || sum.DaysLeft < 0:
-		return ExpiryExpired
-	case sum.DaysLeft < warnDays:
-		return ExpiryExpiring
-	}
-	return ExpiryOK
 }
 
 // holderOf names the holder from the authentication certificate (else the signature one).
@@ -622,7 +495,7 @@ func holderOf(certs []pcsc.Certificate) *certinfo.Holder {
 }
 
 // Certificates returns the certificates of the card Authenticate would use.
-func (s *CardService) Certificates(ctx context.Context) (*CardCertificates, error) {
+func (s *CardService) Certificates(ctx context.Context) (*wire.CardCertificates, error) {
 	cs, err := s.pick(ctx)
 	if err != nil {
 		return nil, err
@@ -633,7 +506,7 @@ func (s *CardService) Certificates(ctx context.Context) (*CardCertificates, erro
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := &CardCertificates{Reader: cs.reader, CardType: cs.typeName, Holder: holderOf(certs), Certificates: s.summaries(certs, s.Now())}
+	out := &wire.CardCertificates{Reader: cs.reader, CardType: cs.typeName, Holder: holderOf(certs), Certificates: s.summaries(certs, s.Now())}
 	for _, c := range certs {
 		if c.Key == pcsc.KeyAuthentication {
 			out.Authentication = c.Cert.Raw
@@ -661,19 +534,19 @@ func (s *CardService) pick(ctx context.Context) (*cardSlot, error) {
 				continue
 			}
 			switch cs.state {
-			case CardReady:
+			case wire.CardReady:
 				s.mu.Unlock()
 				return cs, nil
-			case CardReading:
+			case wire.CardReading:
 				if wait == nil {
 					wait = cs
 				}
-			case CardUnsupported:
+			case wire.CardUnsupported:
 				unsupported = true
 				if unusableKey == "" {
 					unusableKey = cs.unusableKey
 				}
-			case CardMute:
+			case wire.CardMute:
 				mute = true
 			default:
 				failed = true
@@ -693,8 +566,8 @@ func (s *CardService) pick(ctx context.Context) (*cardSlot, error) {
 			case mute:
 				return nil, Classify(pcsc.ErrCardUnresponsive)
 			case failed:
-				return nil, &Error{Code: CodeCardError, Message: "the card could not be read; take it out and insert it again", TriesLeft: -1}
-			case service == ServiceDown:
+				return nil, &Error{Code: wire.CodeCardError, Message: "the card could not be read; take it out and insert it again", TriesLeft: -1}
+			case service == wire.ServiceDown:
 				return nil, Classify(pcsc.ErrServiceUnavailable)
 			}
 			return nil, Classify(pcsc.ErrNoCard)

@@ -17,7 +17,9 @@ import (
 
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/token"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc"
+	"github.com/cardagent/cardagent/version"
 )
 
 // Challenge limits: base64url without padding of at least 32 random bytes
@@ -51,7 +53,7 @@ const (
 )
 
 // ErrBadWebEIDNonce is a Web eID challenge nonce the agent refuses.
-var ErrBadWebEIDNonce = &Error{Code: CodeBadRequest, Message: "a web-eid:1.0 challenge nonce must be 43 to 128 base64 characters", TriesLeft: -1}
+var ErrBadWebEIDNonce = &Error{Code: wire.CodeBadRequest, Message: "a web-eid:1.0 challenge nonce must be 43 to 128 base64 characters", TriesLeft: -1}
 
 // CheckWebEIDNonce checks a Web eID challenge nonce: 43 to 128 characters of
 // the base64 alphabets (A-Z a-z 0-9 + / - _ and = padding), nothing else (no
@@ -140,7 +142,7 @@ func (s *CardService) AuthenticateWebEID(ctx context.Context, origin, nonce stri
 	if err != nil {
 		return nil, err
 	}
-	return token.NewWebEIDToken(sig.alg, sig.cert.Raw, sig.sig, Version), nil
+	return token.NewWebEIDToken(sig.alg, sig.cert.Raw, sig.sig, version.Version), nil
 }
 
 // signature is what signChallenge returns: the algorithm, the certificate
@@ -170,7 +172,7 @@ func (s *CardService) signChallenge(ctx context.Context, origin string, p prompt
 		log.Info("authenticated", zap.String("reader", reader), zap.String("algorithm", res.alg), zap.Duration("took", time.Since(start)))
 	}()
 	if origin == "" {
-		return nil, &Error{Code: CodeBadRequest, Message: "no origin", TriesLeft: -1}
+		return nil, &Error{Code: wire.CodeBadRequest, Message: "no origin", TriesLeft: -1}
 	}
 	err = s.onCard(ctx, &reader, func(cs *cardSlot) (err error) {
 		res, err = s.authenticate(ctx, cs, origin, p, digest)
@@ -188,7 +190,7 @@ func (s *CardService) markMute(cs *cardSlot) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !cs.detached {
-		cs.state, cs.hint = CardMute, hintMute
+		cs.state, cs.hint = wire.CardMute, hintMute
 	}
 }
 
@@ -196,8 +198,8 @@ func (s *CardService) markMute(cs *cardSlot) {
 // (a malformed answer, a signature that does not verify) a card_error: the
 // card failed, not the agent.
 func cardFailure(err error) error {
-	if e := Classify(err); e.Code == CodeInternalError {
-		return &Error{Code: CodeCardError, Message: Message(CodeCardError), TriesLeft: -1, Err: err}
+	if e := Classify(err); e.Code == wire.CodeInternalError {
+		return &Error{Code: wire.CodeCardError, Message: wire.Message(wire.CodeCardError), TriesLeft: -1, Err: err}
 	}
 	return err
 }
@@ -328,7 +330,7 @@ func (s *CardService) askPIN(ctx context.Context, cs *cardSlot, p prompt.Prompte
 		}
 		prompt.Zero(pin)
 		if attempt > 0 {
-			return nil, &Error{Code: CodePINFormat, Message: Message(CodePINFormat), TriesLeft: -1, Err: ferr}
+			return nil, &Error{Code: wire.CodePINFormat, Message: wire.Message(wire.CodePINFormat), TriesLeft: -1, Err: ferr}
 		}
 		why := ferr.Error()
 		if um, ok := ferr.(interface{ UserMessage() string }); ok {
@@ -375,12 +377,12 @@ func (s *CardService) setPIN(cs *cardSlot, tries int, success bool) {
 	if tries > cs.maxTries {
 		cs.maxTries = tries
 	}
-	pin := &PINReport{TriesLeft: tries, Blocked: tries == 0}
+	pin := &wire.PINReport{TriesLeft: tries, Blocked: tries == 0}
 	changed := cs.pin == nil || *cs.pin != *pin
 	cs.pin = pin
 	if changed && !cs.detached {
 		// The tray (tries left, blocked) and pages hear of it at once.
-		s.emitLocked(Event{Kind: EventCardChanged, Reader: cs.reader, Card: s.cardStateLocked(cs, s.Now())})
+		s.emitLocked(wire.Event{Kind: wire.EventCardChanged, Reader: cs.reader, Card: s.cardStateLocked(cs, s.Now())})
 	}
 }
 

@@ -10,14 +10,15 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc"
 )
 
 // Codes of the PIN management operations (ChangePIN, UnblockPIN), besides
 // the sign-in codes. They reach the tray, never a web page.
 const (
-	CodeWrongPUK   Code = "wrong_puk"   // the card refused the PUK; TriesLeft says how many PUK tries are left
-	CodePUKBlocked Code = "puk_blocked" // the PUK is blocked: only a Registration Authority can help
+	CodeWrongPUK   wire.Code = "wrong_puk"   // the card refused the PUK; TriesLeft says how many PUK tries are left
+	CodePUKBlocked wire.Code = "puk_blocked" // the PUK is blocked: only a Registration Authority can help
 )
 
 // maxSecretPrompts bounds how often one secret is asked again after a format
@@ -97,7 +98,7 @@ func (s *CardService) managePINOn(ctx context.Context, cs *cardSlot, p prompt.Pr
 	}
 	s.setPIN(cs, st.Retries, false)
 	if st.Blocked && !unblock {
-		return &Error{Code: CodePINBlocked, TriesLeft: 0,
+		return &Error{Code: wire.CodePINBlocked, TriesLeft: 0,
 			Message: "Your PIN is blocked, so it cannot be changed. Unblock the card first (Unblock card... with your PUK), or contact your Registration Authority."}
 	}
 
@@ -197,7 +198,7 @@ func (s *CardService) askNewPIN(ctx context.Context, cs *cardSlot, p prompt.Prom
 		}
 		prompt.Zero(newPIN)
 		if attempt >= maxSecretPrompts {
-			return nil, &Error{Code: CodePINFormat, TriesLeft: -1,
+			return nil, &Error{Code: wire.CodePINFormat, TriesLeft: -1,
 				Message: "The two new PINs did not match. Nothing was sent to the card and your PIN is unchanged."}
 		}
 		req.Retry = "The two new PINs did not match. Nothing was sent to the card; please choose the new PIN again."
@@ -240,7 +241,7 @@ func (s *CardService) askSecret(ctx context.Context, cs *cardSlot, p prompt.Prom
 			why += "."
 		}
 		if attempt >= maxSecretPrompts {
-			return nil, &Error{Code: CodePINFormat, TriesLeft: -1, Err: ferr,
+			return nil, &Error{Code: wire.CodePINFormat, TriesLeft: -1, Err: ferr,
 				Message: fmt.Sprintf("That %s cannot be right. %s Nothing was sent to the card.", what, why)}
 		}
 		req.Retry = fmt.Sprintf("That %s cannot be right. %s Nothing was sent to the card; please enter it again.", what, why)
@@ -269,7 +270,7 @@ func pinManagementError(err error, unblock bool) *Error {
 	if unblock {
 		unchanged = "The card is still blocked."
 	}
-	mk := func(code Code, tries int, msg string) *Error {
+	mk := func(code wire.Code, tries int, msg string) *Error {
 		return &Error{Code: code, Message: msg, TriesLeft: tries, Err: err}
 	}
 	var auth *pcsc.AuthError
@@ -288,38 +289,38 @@ func pinManagementError(err error, unblock bool) *Error {
 	case errors.As(err, &auth):
 		switch {
 		case auth.Retries == 0:
-			return mk(CodePINBlocked, 0, "The current PIN was wrong and the card is now blocked. Unblock it with your PUK (Unblock card...) or contact your Registration Authority.")
+			return mk(wire.CodePINBlocked, 0, "The current PIN was wrong and the card is now blocked. Unblock it with your PUK (Unblock card...) or contact your Registration Authority.")
 		case auth.Retries < 0:
-			return mk(CodeWrongPIN, -1, "The current PIN was wrong. "+unchanged)
+			return mk(wire.CodeWrongPIN, -1, "The current PIN was wrong. "+unchanged)
 		}
-		return mk(CodeWrongPIN, auth.Retries, "The current PIN was wrong. "+unchanged+" "+prompt.TriesLeft(auth.Retries))
+		return mk(wire.CodeWrongPIN, auth.Retries, "The current PIN was wrong. "+unchanged+" "+prompt.TriesLeft(auth.Retries))
 	case errors.As(err, &e):
-		if e.Code == CodePINBlocked || e.Code == CodePINFormat {
+		if e.Code == wire.CodePINBlocked || e.Code == wire.CodePINFormat {
 			return e // already in words
 		}
 	case errors.Is(err, pcsc.ErrPINBlocked):
-		return mk(CodePINBlocked, 0, "Your PIN is blocked. Unblock the card with your PUK (Unblock card...) or contact your Registration Authority.")
+		return mk(wire.CodePINBlocked, 0, "Your PIN is blocked. Unblock the card with your PUK (Unblock card...) or contact your Registration Authority.")
 	case errors.Is(err, pcsc.ErrPINFormat):
-		return mk(CodePINFormat, -1, "The card did not accept that new PIN. Nothing was changed and no try was spent: choose another PIN.")
+		return mk(wire.CodePINFormat, -1, "The card did not accept that new PIN. Nothing was changed and no try was spent: choose another PIN.")
 	}
 	c := Classify(err)
 	msg := c.Message
 	switch c.Code {
-	case CodeUserCancelled:
+	case wire.CodeUserCancelled:
 		msg = "Cancelled. " + unchanged
-	case CodeTimeout:
+	case wire.CodeTimeout:
 		msg = "The PIN entry timed out. " + unchanged
-	case CodeCardRemoved:
+	case wire.CodeCardRemoved:
 		msg = "The card was removed. " + unchanged + " Insert it and try again."
-	case CodeNoCard:
+	case wire.CodeNoCard:
 		msg = "No smartcard is inserted. Insert your card and try again."
-	case CodeBusy:
+	case wire.CodeBusy:
 		msg = "The card is busy with another operation. Try again in a moment."
-	case CodePromptUnavailable:
+	case wire.CodePromptUnavailable:
 		msg = "No PIN prompt can be shown on this desktop. " + unchanged
-	case CodeServiceUnavailable:
+	case wire.CodeServiceUnavailable:
 		msg = "The smart-card service is not running. " + unchanged
-	case CodeUnsupportedCard:
+	case wire.CodeUnsupportedCard:
 		msg = "This card is not supported. " + unchanged
 	default:
 		msg = "The card did not complete the operation. " + unchanged + " Take the card out, insert it again and retry."

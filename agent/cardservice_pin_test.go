@@ -9,6 +9,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent/config"
 	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc/vcard/testpki"
 	"github.com/cardagent/cardagent/pcsc/vcard/vpiv"
 )
@@ -76,7 +77,7 @@ func TestChangePINLocalChecksCostNoTry(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		answers map[prompt.Secret][]string
-		code    Code // "" = success after re-prompts
+		code    wire.Code // "" = success after re-prompts
 		prompts int
 	}{
 		{"new PIN too short, then fine", map[prompt.Secret][]string{
@@ -84,7 +85,7 @@ func TestChangePINLocalChecksCostNoTry(t *testing.T) {
 		}, "", 4},
 		{"letters in the new PIN three times", map[prompt.Secret][]string{
 			prompt.SecretPIN: {markerPIN}, prompt.SecretNewPIN: {"abcdef", "abcdeg", "abcdeh"},
-		}, CodePINFormat, 4},
+		}, wire.CodePINFormat, 4},
 		{"same as the current PIN", map[prompt.Secret][]string{
 			prompt.SecretPIN: {markerPIN}, prompt.SecretNewPIN: {markerPIN, newTestPIN}, prompt.SecretNewPINAgain: {newTestPIN},
 		}, "", 4},
@@ -93,13 +94,13 @@ func TestChangePINLocalChecksCostNoTry(t *testing.T) {
 		}, "", 5},
 		{"confirmation never matches", map[prompt.Secret][]string{
 			prompt.SecretPIN: {markerPIN}, prompt.SecretNewPIN: {newTestPIN, newTestPIN, newTestPIN}, prompt.SecretNewPINAgain: {"1111111", "2222222", "3333333"},
-		}, CodePINFormat, 7},
+		}, wire.CodePINFormat, 7},
 		{"current PIN malformed", map[prompt.Secret][]string{
 			prompt.SecretPIN: {"12 34", "x", ""},
-		}, CodePINFormat, 3},
+		}, wire.CodePINFormat, 3},
 		{"cancel at the new PIN", map[prompt.Secret][]string{
 			prompt.SecretPIN: {markerPIN}, prompt.SecretNewPIN: {"<cancel>"},
-		}, CodeUserCancelled, 2},
+		}, wire.CodeUserCancelled, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, pinPolicy)
@@ -125,7 +126,7 @@ func TestChangePINLocalChecksCostNoTry(t *testing.T) {
 					t.Errorf("a refused entry reached the card: INS log % X", card.INSLog())
 				}
 				var e *Error
-				if errors.As(err, &e) && !strings.Contains(e.Message, "Nothing was sent") && tc.code == CodePINFormat {
+				if errors.As(err, &e) && !strings.Contains(e.Message, "Nothing was sent") && tc.code == wire.CodePINFormat {
 					t.Errorf("message %q does not say nothing was sent", e.Message)
 				}
 			}
@@ -150,7 +151,7 @@ func TestChangePINWrongCurrentPIN(t *testing.T) {
 	})
 	err := h.svc.ChangePIN(context.Background(), p)
 	var e *Error
-	if !errors.As(err, &e) || e.Code != CodeWrongPIN || e.TriesLeft != 2 {
+	if !errors.As(err, &e) || e.Code != wire.CodeWrongPIN || e.TriesLeft != 2 {
 		t.Fatalf("error %v, want wrong_pin with 2 tries left", err)
 	}
 	if !strings.Contains(e.Message, "2 tries left before the card is blocked") || !strings.Contains(e.Message, "not been changed") {
@@ -173,7 +174,7 @@ func TestChangePINBlockedCard(t *testing.T) {
 	insertPIV(h, "R0", card)
 	p := scriptedSecrets(nil)
 	err := h.svc.ChangePIN(context.Background(), p)
-	if codeOf(err) != CodePINBlocked || len(p.requests()) != 0 {
+	if codeOf(err) != wire.CodePINBlocked || len(p.requests()) != 0 {
 		t.Fatalf("error %v after %d prompts; want pin_blocked before any prompt", err, len(p.requests()))
 	}
 	if !strings.Contains(err.Error(), "Unblock") {
@@ -237,10 +238,10 @@ func TestUnblockPINBlockedPUK(t *testing.T) {
 func TestPINManagementNoCardAndBusy(t *testing.T) {
 	h := newHarness(t, pinPolicy)
 	p := scriptedSecrets(nil)
-	if err := h.svc.ChangePIN(context.Background(), p); codeOf(err) != CodeNoCard {
+	if err := h.svc.ChangePIN(context.Background(), p); codeOf(err) != wire.CodeNoCard {
 		t.Errorf("no card: %v", err)
 	}
-	if err := h.svc.ChangePIN(context.Background(), nil); codeOf(err) != CodePromptUnavailable {
+	if err := h.svc.ChangePIN(context.Background(), nil); codeOf(err) != wire.CodePromptUnavailable {
 		t.Errorf("no prompter: %v", err)
 	}
 
@@ -254,7 +255,7 @@ func TestPINManagementNoCardAndBusy(t *testing.T) {
 		done <- err
 	}()
 	<-bp.shown
-	if err := h.svc.ChangePIN(context.Background(), p); codeOf(err) != CodeBusy {
+	if err := h.svc.ChangePIN(context.Background(), p); codeOf(err) != wire.CodeBusy {
 		t.Errorf("during a sign-in: %v, want busy", err)
 	}
 	close(release)
@@ -267,13 +268,13 @@ func TestPINManagementNoCardAndBusy(t *testing.T) {
 	go func() { done <- h.svc.ChangePIN(context.Background(), bp2) }()
 	<-bp2.shown
 	h.remove("R0")
-	if err := <-done; codeOf(err) != CodeCardRemoved || !strings.Contains(err.Error(), "removed") {
+	if err := <-done; codeOf(err) != wire.CodeCardRemoved || !strings.Contains(err.Error(), "removed") {
 		t.Errorf("card removed during the prompt: %v", err)
 	}
 }
 
 func TestPINManagementErrorWords(t *testing.T) {
-	for _, code := range []Code{CodeUserCancelled, CodeTimeout, CodeCardRemoved, CodeNoCard, CodeBusy, CodePromptUnavailable, CodeServiceUnavailable, CodeCardError} {
+	for _, code := range []wire.Code{wire.CodeUserCancelled, wire.CodeTimeout, wire.CodeCardRemoved, wire.CodeNoCard, wire.CodeBusy, wire.CodePromptUnavailable, wire.CodeServiceUnavailable, wire.CodeCardError} {
 		e := pinManagementError(&Error{Code: code, Message: "x", TriesLeft: -1}, false)
 		if e.Code != code || e.Message == "x" || e.Message == "" {
 			t.Errorf("%s: %+v", code, e)

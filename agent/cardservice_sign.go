@@ -12,11 +12,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc"
 )
 
 // ErrNoSigningCertificate: the card has no signing (non-repudiation) certificate.
-var ErrNoSigningCertificate = &Error{Code: CodeNoCertificate, Message: "the card has no signing certificate", TriesLeft: -1}
+var ErrNoSigningCertificate = &Error{Code: wire.CodeNoCertificate, Message: "the card has no signing certificate", TriesLeft: -1}
 
 // SignRequest is a request to sign documents with the card's signing key.
 type SignRequest struct {
@@ -70,7 +71,7 @@ func (s *CardService) setActivity(a *Activity) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.activity = a
-	s.emitLocked(Event{Kind: EventActivity})
+	s.emitLocked(wire.Event{Kind: wire.EventActivity})
 }
 
 // SignDocuments has the card's signing (non-repudiation) key sign each
@@ -100,10 +101,10 @@ func (s *CardService) SignDocuments(ctx context.Context, req SignRequest, p prom
 			zap.Int("documents", len(res.Signatures)), zap.Duration("took", time.Since(start)))
 	}()
 	if req.Origin == "" || len(req.Documents) == 0 {
-		return nil, &Error{Code: CodeBadRequest, Message: "nothing to sign", TriesLeft: -1}
+		return nil, &Error{Code: wire.CodeBadRequest, Message: "nothing to sign", TriesLeft: -1}
 	}
 	if req.Hash != crypto.SHA1 && req.Hash != crypto.SHA256 {
-		return nil, &Error{Code: CodeBadRequest, Message: "unsupported digest algorithm", TriesLeft: -1}
+		return nil, &Error{Code: wire.CodeBadRequest, Message: "unsupported digest algorithm", TriesLeft: -1}
 	}
 	err = s.onCard(ctx, &reader, func(cs *cardSlot) (err error) {
 		s.setActivity(&Activity{Origin: req.Origin, Documents: len(req.Documents), Noun: req.Noun, Since: s.Now()})
@@ -127,7 +128,7 @@ func (s *CardService) signDocuments(ctx context.Context, cs *cardSlot, req SignR
 	}
 	signCert := sc.Cert
 	if _, ok := signCert.PublicKey.(*rsa.PublicKey); !ok { // RS1 and RS256 are RSA signatures
-		return nil, &Error{Code: CodeUnsupportedCard, Message: "the card's signing key is not an RSA key", TriesLeft: -1}
+		return nil, &Error{Code: wire.CodeUnsupportedCard, Message: "the card's signing key is not an RSA key", TriesLeft: -1}
 	}
 
 	st, err := s.pinStatus(ctx, cs, card)

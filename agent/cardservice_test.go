@@ -18,6 +18,7 @@ import (
 	"github.com/cardagent/cardagent/agent/config"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/token"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc"
 	"github.com/cardagent/cardagent/pcsc/vcard/testpki"
 	"github.com/cardagent/cardagent/pcsc/vcard/vpiv"
@@ -153,7 +154,7 @@ func (h *harness) insert(reader string, card pcsc.Transmitter, atr []byte, wait 
 	}
 	h.send(pcsc.Event{Kind: pcsc.CardInserted, Reader: reader, ATR: atr})
 	if wait {
-		h.waitState(reader, func(c *CardState) bool { return c != nil && c.State != CardReading })
+		h.waitState(reader, func(c *wire.CardState) bool { return c != nil && c.State != wire.CardReading })
 	}
 }
 
@@ -164,7 +165,7 @@ func (h *harness) remove(reader string) {
 	h.send(pcsc.Event{Kind: pcsc.CardRemoved, Reader: reader})
 }
 
-func (h *harness) waitState(reader string, ok func(*CardState) bool) *CardState {
+func (h *harness) waitState(reader string, ok func(*wire.CardState) bool) *wire.CardState {
 	h.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -254,7 +255,7 @@ func verifyToken(t *testing.T, tok *token.Token, origin, challenge string) {
 	}
 }
 
-func codeOf(err error) Code {
+func codeOf(err error) wire.Code {
 	if err == nil {
 		return ""
 	}
@@ -269,9 +270,9 @@ func TestStatusAndEvents(t *testing.T) {
 	h := newHarness(t, nil)
 	var (
 		mu     sync.Mutex
-		events []Event
+		events []wire.Event
 	)
-	unsub := h.svc.Subscribe(func(ev Event) {
+	unsub := h.svc.Subscribe(func(ev wire.Event) {
 		mu.Lock()
 		events = append(events, ev)
 		mu.Unlock()
@@ -281,11 +282,11 @@ func TestStatusAndEvents(t *testing.T) {
 	insertPIV(h, "R0", card)
 
 	st := h.svc.Status()
-	if st.Service != ServiceUp || len(st.Readers) != 1 || st.ExpiryWarningDays != 90 {
+	if st.Service != wire.ServiceUp || len(st.Readers) != 1 || st.ExpiryWarningDays != 90 {
 		t.Fatalf("status %+v", st)
 	}
 	c := st.Readers[0].Card
-	if c.State != CardReady || c.Kind != "piv" || c.Holder == nil || c.Holder.Name != "Userq RANDOM" || c.Holder.UUID != "555253521108" {
+	if c.State != wire.CardReady || c.Kind != "piv" || c.Holder == nil || c.Holder.Name != "Userq RANDOM" || c.Holder.UUID != "555253521108" {
 		t.Errorf("card %+v holder %+v", c, c.Holder)
 	}
 	if c.PIN == nil || c.PIN.TriesLeft != 3 || c.PIN.Blocked {
@@ -295,7 +296,7 @@ func TestStatusAndEvents(t *testing.T) {
 		t.Fatalf("%d certificates", len(c.Certificates))
 	}
 	for _, cert := range c.Certificates {
-		if cert.DaysLeft != 59 && cert.DaysLeft != 60 || cert.Expiry != ExpiryExpiring {
+		if cert.DaysLeft != 59 && cert.DaysLeft != 60 || cert.Expiry != wire.ExpiryExpiring {
 			t.Errorf("certificate %s: %d days, expiry %q", cert.Key, cert.DaysLeft, cert.Expiry)
 		}
 	}
@@ -304,7 +305,7 @@ func TestStatusAndEvents(t *testing.T) {
 	h.send(pcsc.Event{Kind: pcsc.ReaderRemoved, Reader: "R0"})
 	h.send(pcsc.Event{Kind: pcsc.ServiceDown})
 	h.send(pcsc.Event{Kind: pcsc.ServiceUp})
-	want := []EventKind{EventReaderAdded, EventCardReading, EventCardInserted, EventCardRemoved, EventReaderRemoved, EventServiceDown, EventServiceUp}
+	want := []wire.EventKind{wire.EventReaderAdded, wire.EventCardReading, wire.EventCardInserted, wire.EventCardRemoved, wire.EventReaderRemoved, wire.EventServiceDown, wire.EventServiceUp}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		mu.Lock()
@@ -320,17 +321,17 @@ func TestStatusAndEvents(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()
-	var got []EventKind
+	var got []wire.EventKind
 	for _, ev := range events {
 		got = append(got, ev.Kind)
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("events %v, want %v", got, want)
 	}
-	if ev := events[1]; ev.Reader != "R0" || ev.Card == nil || ev.Card.State != CardReading || ev.Card.ATR == "" || ev.Card.Holder != nil {
+	if ev := events[1]; ev.Reader != "R0" || ev.Card == nil || ev.Card.State != wire.CardReading || ev.Card.ATR == "" || ev.Card.Holder != nil {
 		t.Errorf("card_reading event %+v", ev)
 	}
-	if ev := events[2]; ev.Reader != "R0" || ev.Card == nil || ev.Card.State != CardReady || ev.Card.Holder == nil {
+	if ev := events[2]; ev.Reader != "R0" || ev.Card == nil || ev.Card.State != wire.CardReady || ev.Card.Holder == nil {
 		t.Errorf("card_inserted event %+v", ev)
 	}
 	if st := h.svc.Status(); len(st.Readers) != 1 || st.Readers[0].Name != "R1" || st.Readers[0].Card != nil {
@@ -343,12 +344,12 @@ func TestExpiryStates(t *testing.T) {
 	tests := []struct {
 		days int
 		want string
-	}{{400, ExpiryOK}, {60, ExpiryExpiring}, {10, ExpiryExpiring}, {-1, ExpiryExpired}}
+	}{{400, wire.ExpiryOK}, {60, wire.ExpiryExpiring}, {10, wire.ExpiryExpiring}, {-1, wire.ExpiryExpired}}
 	for i, tt := range tests {
 		t.Run(fmt.Sprint(tt.days), func(t *testing.T) {
 			reader := fmt.Sprintf("R%d", i)
 			insertPIV(h, reader, newCard(t, testpki.CardSpec{DaysLeft: tt.days}, nil))
-			c := h.waitState(reader, func(c *CardState) bool { return c != nil && c.State == CardReady })
+			c := h.waitState(reader, func(c *wire.CardState) bool { return c != nil && c.State == wire.CardReady })
 			for _, cert := range c.Certificates {
 				if cert.Key == string(pcsc.KeyAuthentication) && cert.Expiry != tt.want {
 					t.Errorf("%d days: expiry %q, want %q", cert.DaysLeft, cert.Expiry, tt.want)
@@ -408,29 +409,29 @@ func TestAuthenticateErrors(t *testing.T) {
 		nilPrompt bool
 		challenge string
 		policy    PINPolicy
-		want      Code
+		want      wire.Code
 		triesLeft int // in the error, for wrong_pin
 		prompts   int
 		cardTries int
 		verifies  int // VERIFY commands the card received during Authenticate (the empty status one included)
 	}{
-		{name: "wrong PIN", prompter: answerPIN("000000"), want: CodeWrongPIN, triesLeft: 2, prompts: 1, cardTries: 2, verifies: 2},
-		{name: "last try", card: pivWith(func(c *vpiv.Config) { c.PINTriesLeft = 1 }), prompter: answerPIN("000000"), want: CodePINBlocked, prompts: 1, cardTries: 0, verifies: 2},
-		{name: "cancel", prompter: answerErr(prompt.ErrCancelled), want: CodeUserCancelled, prompts: 1, cardTries: 3, verifies: 1},
-		{name: "prompt timeout", prompter: answerErr(prompt.ErrTimeout), want: CodeTimeout, prompts: 1, cardTries: 3, verifies: 1},
-		{name: "prompt unavailable", prompter: answerErr(prompt.ErrUnavailable), want: CodePromptUnavailable, prompts: 1, cardTries: 3, verifies: 1},
-		{name: "no prompter", nilPrompt: true, want: CodePromptUnavailable, cardTries: 3, verifies: 1},
-		{name: "blocked", card: pivWith(func(c *vpiv.Config) { c.PINTriesLeft = -1 }), prompter: answerPIN(markerPIN), want: CodePINBlocked, cardTries: 0, verifies: 1},
-		{name: "bad format twice", policy: pinPolicy, prompter: answerPIN("12ab", "12"), want: CodePINFormat, prompts: 2, cardTries: 3, verifies: 1},
-		{name: "empty PIN twice, no policy", prompter: answerPIN(""), want: CodePINFormat, prompts: 2, cardTries: 3, verifies: 1},
+		{name: "wrong PIN", prompter: answerPIN("000000"), want: wire.CodeWrongPIN, triesLeft: 2, prompts: 1, cardTries: 2, verifies: 2},
+		{name: "last try", card: pivWith(func(c *vpiv.Config) { c.PINTriesLeft = 1 }), prompter: answerPIN("000000"), want: wire.CodePINBlocked, prompts: 1, cardTries: 0, verifies: 2},
+		{name: "cancel", prompter: answerErr(prompt.ErrCancelled), want: wire.CodeUserCancelled, prompts: 1, cardTries: 3, verifies: 1},
+		{name: "prompt timeout", prompter: answerErr(prompt.ErrTimeout), want: wire.CodeTimeout, prompts: 1, cardTries: 3, verifies: 1},
+		{name: "prompt unavailable", prompter: answerErr(prompt.ErrUnavailable), want: wire.CodePromptUnavailable, prompts: 1, cardTries: 3, verifies: 1},
+		{name: "no prompter", nilPrompt: true, want: wire.CodePromptUnavailable, cardTries: 3, verifies: 1},
+		{name: "blocked", card: pivWith(func(c *vpiv.Config) { c.PINTriesLeft = -1 }), prompter: answerPIN(markerPIN), want: wire.CodePINBlocked, cardTries: 0, verifies: 1},
+		{name: "bad format twice", policy: pinPolicy, prompter: answerPIN("12ab", "12"), want: wire.CodePINFormat, prompts: 2, cardTries: 3, verifies: 1},
+		{name: "empty PIN twice, no policy", prompter: answerPIN(""), want: wire.CodePINFormat, prompts: 2, cardTries: 3, verifies: 1},
 		{name: "bad format then right", policy: pinPolicy, prompter: answerPIN("7391", markerPIN), prompts: 2, cardTries: 3, verifies: 3},
-		{name: "no card", card: func(*testing.T) (*vpiv.Card, pcsc.Transmitter) { return nil, nil }, prompter: answerPIN(markerPIN), want: CodeNoCard},
-		{name: "unsupported card", card: func(*testing.T) (*vpiv.Card, pcsc.Transmitter) { return nil, unknownCard{} }, prompter: answerPIN(markerPIN), want: CodeUnsupportedCard},
-		{name: "no authentication certificate", card: pivWith(func(c *vpiv.Config) { delete(c.Slots, vpiv.SlotAuthentication) }), prompter: answerPIN(markerPIN), want: CodeNoCertificate, cardTries: 3},
-		{name: "challenge too short", challenge: "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8", prompter: answerPIN(markerPIN), want: CodeBadRequest, cardTries: 3},
-		{name: "challenge padded", challenge: testChallenge + "=", prompter: answerPIN(markerPIN), want: CodeBadRequest, cardTries: 3},
-		{name: "challenge not base64url", challenge: strings.Replace(testChallenge, "q", "+", 1), prompter: answerPIN(markerPIN), want: CodeBadRequest, cardTries: 3},
-		{name: "challenge too long", challenge: strings.Repeat("A", 260), prompter: answerPIN(markerPIN), want: CodeBadRequest, cardTries: 3},
+		{name: "no card", card: func(*testing.T) (*vpiv.Card, pcsc.Transmitter) { return nil, nil }, prompter: answerPIN(markerPIN), want: wire.CodeNoCard},
+		{name: "unsupported card", card: func(*testing.T) (*vpiv.Card, pcsc.Transmitter) { return nil, unknownCard{} }, prompter: answerPIN(markerPIN), want: wire.CodeUnsupportedCard},
+		{name: "no authentication certificate", card: pivWith(func(c *vpiv.Config) { delete(c.Slots, vpiv.SlotAuthentication) }), prompter: answerPIN(markerPIN), want: wire.CodeNoCertificate, cardTries: 3},
+		{name: "challenge too short", challenge: "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq8", prompter: answerPIN(markerPIN), want: wire.CodeBadRequest, cardTries: 3},
+		{name: "challenge padded", challenge: testChallenge + "=", prompter: answerPIN(markerPIN), want: wire.CodeBadRequest, cardTries: 3},
+		{name: "challenge not base64url", challenge: strings.Replace(testChallenge, "q", "+", 1), prompter: answerPIN(markerPIN), want: wire.CodeBadRequest, cardTries: 3},
+		{name: "challenge too long", challenge: strings.Repeat("A", 260), prompter: answerPIN(markerPIN), want: wire.CodeBadRequest, cardTries: 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -473,7 +474,7 @@ func TestAuthenticateErrors(t *testing.T) {
 			}
 			if err != nil {
 				e := Classify(err)
-				if e.Code == CodeWrongPIN && e.TriesLeft != tt.triesLeft {
+				if e.Code == wire.CodeWrongPIN && e.TriesLeft != tt.triesLeft {
 					t.Errorf("tries left %d, want %d", e.TriesLeft, tt.triesLeft)
 				}
 				if strings.Contains(err.Error(), markerPIN) || strings.Contains(e.Message, markerPIN) {
@@ -509,7 +510,7 @@ func TestStatusAfterWrongPIN(t *testing.T) {
 	h := newHarness(t, nil)
 	card := newCard(t, testpki.CardSpec{DaysLeft: 400}, nil)
 	insertPIV(h, "R0", card)
-	if _, err := h.svc.Authenticate(context.Background(), testOrigin, testChallenge, answerPIN("000000")); codeOf(err) != CodeWrongPIN {
+	if _, err := h.svc.Authenticate(context.Background(), testOrigin, testChallenge, answerPIN("000000")); codeOf(err) != wire.CodeWrongPIN {
 		t.Fatal(err)
 	}
 	if c := h.svc.Status().Readers[0].Card; c.PIN == nil || c.PIN.TriesLeft != 2 {
@@ -529,14 +530,14 @@ func TestCardRemovedDuringPrompt(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		end  func(h *harness, cancel context.CancelFunc)
-		want Code
+		want wire.Code
 		// stubborn: the prompt ignores the cancellation and returns the PIN anyway.
 		stubborn bool
 	}{
-		{"card removed", func(h *harness, _ context.CancelFunc) { h.remove("R0") }, CodeCardRemoved, false},
-		{"client gone", func(_ *harness, cancel context.CancelFunc) { cancel() }, CodeUserCancelled, false},
-		{"card removed, prompt answers anyway", func(h *harness, _ context.CancelFunc) { h.remove("R0") }, CodeCardRemoved, true},
-		{"client gone, prompt answers anyway", func(_ *harness, cancel context.CancelFunc) { cancel() }, CodeUserCancelled, true},
+		{"card removed", func(h *harness, _ context.CancelFunc) { h.remove("R0") }, wire.CodeCardRemoved, false},
+		{"client gone", func(_ *harness, cancel context.CancelFunc) { cancel() }, wire.CodeUserCancelled, false},
+		{"card removed, prompt answers anyway", func(h *harness, _ context.CancelFunc) { h.remove("R0") }, wire.CodeCardRemoved, true},
+		{"client gone, prompt answers anyway", func(_ *harness, cancel context.CancelFunc) { cancel() }, wire.CodeUserCancelled, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, nil)
@@ -600,7 +601,7 @@ func TestBusy(t *testing.T) {
 	for range n - 1 {
 		select {
 		case err := <-errs:
-			if !errors.Is(err, ErrBusy) || codeOf(err) != CodeBusy {
+			if !errors.Is(err, ErrBusy) || codeOf(err) != wire.CodeBusy {
 				t.Errorf("got %v, want busy", err)
 			}
 		case <-time.After(5 * time.Second):
@@ -628,7 +629,7 @@ func TestAuthenticateWaitsForCardBeingRead(t *testing.T) {
 	h.mu.Unlock()
 	card := newCard(t, testpki.CardSpec{DaysLeft: 400}, nil)
 	h.insert("R0", card, card.ATR(), false)
-	if c := h.svc.Status().Readers[0].Card; c == nil || c.State != CardReading {
+	if c := h.svc.Status().Readers[0].Card; c == nil || c.State != wire.CardReading {
 		t.Fatalf("card %+v, want reading", c)
 	}
 	errc := make(chan error, 1)
@@ -649,10 +650,10 @@ func TestCardPulledWhileBeingRead(t *testing.T) {
 	h := newHarness(t, nil)
 	var (
 		mu     sync.Mutex
-		events []EventKind
+		events []wire.EventKind
 	)
-	defer h.svc.Subscribe(func(ev Event) {
-		if ev.Reader == "R0" && ev.Kind != EventReaderAdded {
+	defer h.svc.Subscribe(func(ev wire.Event) {
+		if ev.Reader == "R0" && ev.Kind != wire.EventReaderAdded {
 			mu.Lock()
 			events = append(events, ev.Kind)
 			mu.Unlock()
@@ -666,8 +667,8 @@ func TestCardPulledWhileBeingRead(t *testing.T) {
 	h.insert("R0", card, card.ATR(), false)
 	h.remove("R0")
 	close(gate)
-	h.waitState("R0", func(c *CardState) bool { return c == nil })
-	want := []EventKind{EventCardReading, EventCardRemoved}
+	h.waitState("R0", func(c *wire.CardState) bool { return c == nil })
+	want := []wire.EventKind{wire.EventCardReading, wire.EventCardRemoved}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		mu.Lock()
@@ -697,10 +698,10 @@ func TestCardChangedOnPINState(t *testing.T) {
 	h := newHarness(t, nil)
 	var (
 		mu      sync.Mutex
-		changes []PINReport
+		changes []wire.PINReport
 	)
-	defer h.svc.Subscribe(func(ev Event) {
-		if ev.Kind == EventCardChanged && ev.Card != nil && ev.Card.PIN != nil {
+	defer h.svc.Subscribe(func(ev wire.Event) {
+		if ev.Kind == wire.EventCardChanged && ev.Card != nil && ev.Card.PIN != nil {
 			mu.Lock()
 			changes = append(changes, *ev.Card.PIN)
 			mu.Unlock()
@@ -710,21 +711,21 @@ func TestCardChangedOnPINState(t *testing.T) {
 	insertPIV(h, "R0", card)
 	steps := []struct {
 		pin  string
-		want []PINReport // card_changed events this step adds
+		want []wire.PINReport // card_changed events this step adds
 	}{
 		{markerPIN, nil},
-		{"000000", []PINReport{{TriesLeft: 2}}},
-		{"000000", []PINReport{{TriesLeft: 1}}},
-		{markerPIN, []PINReport{{TriesLeft: 3}}},
+		{"000000", []wire.PINReport{{TriesLeft: 2}}},
+		{"000000", []wire.PINReport{{TriesLeft: 1}}},
+		{markerPIN, []wire.PINReport{{TriesLeft: 3}}},
 		{markerPIN, nil},
 	}
-	var want []PINReport
+	var want []wire.PINReport
 	for i, st := range steps {
 		_, _ = h.svc.Authenticate(context.Background(), testOrigin, testChallenge, answerPIN(st.pin))
 		want = append(want, st.want...)
 		// Events are dispatched on their own goroutine: wait for those due,
 		// then a little for any extra one.
-		got := func() []PINReport {
+		got := func() []wire.PINReport {
 			mu.Lock()
 			defer mu.Unlock()
 			return slices.Clone(changes)
@@ -824,7 +825,7 @@ func TestPINCacheConfirmation(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.allow = false
-	if _, err := h.svc.Authenticate(context.Background(), testOrigin, testChallenge, p); codeOf(err) != CodeUserCancelled {
+	if _, err := h.svc.Authenticate(context.Background(), testOrigin, testChallenge, p); codeOf(err) != wire.CodeUserCancelled {
 		t.Fatalf("refused confirmation: %v", err)
 	}
 	if card.Signatures() != 1 {
@@ -885,7 +886,7 @@ func TestPINCacheExpires(t *testing.T) {
 
 func TestCertificates(t *testing.T) {
 	h := newHarness(t, nil)
-	if _, err := h.svc.Certificates(context.Background()); codeOf(err) != CodeNoCard {
+	if _, err := h.svc.Certificates(context.Background()); codeOf(err) != wire.CodeNoCard {
 		t.Fatalf("no card: %v", err)
 	}
 	card := newCard(t, testpki.CardSpec{DaysLeft: 10}, nil)
@@ -918,30 +919,30 @@ func TestFirstReaderWins(t *testing.T) {
 func TestClassify(t *testing.T) {
 	tests := []struct {
 		err   error
-		code  Code
+		code  wire.Code
 		tries int
 	}{
-		{&pcsc.AuthError{Retries: 2}, CodeWrongPIN, 2},
-		{fmt.Errorf("signing: %w", &pcsc.AuthError{Retries: 0}), CodePINBlocked, -1},
-		{&pcsc.AuthError{Retries: -1}, CodeWrongPIN, -1},
-		{&pcsc.StatusError{SW: 0x6983}, CodePINBlocked, -1},
-		{fmt.Errorf("x: %w", pcsc.ErrCardRemoved), CodeCardRemoved, -1},
-		{pcsc.ErrCardReset, CodeCardRemoved, -1},
-		{pcsc.ErrNoCard, CodeNoCard, -1},
-		{pcsc.ErrNoReader, CodeNoCard, -1},
-		{pcsc.ErrServiceUnavailable, CodeServiceUnavailable, -1},
-		{pcsc.ErrPINFormat, CodePINFormat, -1},
-		{pcsc.ErrUnsupportedCard, CodeUnsupportedCard, -1},
-		{prompt.ErrCancelled, CodeUserCancelled, -1},
-		{context.Canceled, CodeUserCancelled, -1},
-		{prompt.ErrTimeout, CodeTimeout, -1},
-		{context.DeadlineExceeded, CodeTimeout, -1},
-		{prompt.ErrUnavailable, CodePromptUnavailable, -1},
-		{pcsc.ErrCardUnresponsive, CodeCardError, -1},
-		{&pcsc.StatusError{SW: 0x6F00}, CodeCardError, -1},
-		{ErrBusy, CodeBusy, -1},
-		{fmt.Errorf("wrapped: %w", ErrRateLimited), CodeRateLimited, -1},
-		{errors.New("something else"), CodeInternalError, -1},
+		{&pcsc.AuthError{Retries: 2}, wire.CodeWrongPIN, 2},
+		{fmt.Errorf("signing: %w", &pcsc.AuthError{Retries: 0}), wire.CodePINBlocked, -1},
+		{&pcsc.AuthError{Retries: -1}, wire.CodeWrongPIN, -1},
+		{&pcsc.StatusError{SW: 0x6983}, wire.CodePINBlocked, -1},
+		{fmt.Errorf("x: %w", pcsc.ErrCardRemoved), wire.CodeCardRemoved, -1},
+		{pcsc.ErrCardReset, wire.CodeCardRemoved, -1},
+		{pcsc.ErrNoCard, wire.CodeNoCard, -1},
+		{pcsc.ErrNoReader, wire.CodeNoCard, -1},
+		{pcsc.ErrServiceUnavailable, wire.CodeServiceUnavailable, -1},
+		{pcsc.ErrPINFormat, wire.CodePINFormat, -1},
+		{pcsc.ErrUnsupportedCard, wire.CodeUnsupportedCard, -1},
+		{prompt.ErrCancelled, wire.CodeUserCancelled, -1},
+		{context.Canceled, wire.CodeUserCancelled, -1},
+		{prompt.ErrTimeout, wire.CodeTimeout, -1},
+		{context.DeadlineExceeded, wire.CodeTimeout, -1},
+		{prompt.ErrUnavailable, wire.CodePromptUnavailable, -1},
+		{pcsc.ErrCardUnresponsive, wire.CodeCardError, -1},
+		{&pcsc.StatusError{SW: 0x6F00}, wire.CodeCardError, -1},
+		{ErrBusy, wire.CodeBusy, -1},
+		{fmt.Errorf("wrapped: %w", ErrRateLimited), wire.CodeRateLimited, -1},
+		{errors.New("something else"), wire.CodeInternalError, -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.err.Error(), func(t *testing.T) {

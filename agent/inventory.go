@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/agent/certinfo"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc"
 	"github.com/cardagent/cardagent/pcsc/drivers"
 	"github.com/cardagent/cardagent/pcsc/series8"
@@ -55,17 +56,11 @@ type CardReport struct {
 	ID           string             `json:"id,omitempty"`
 	IDSource     string             `json:"id_source,omitempty"`
 	Holder       *certinfo.Holder   `json:"holder,omitempty"`
-	PIN          *PINReport         `json:"pin,omitempty"`
+	PIN          *wire.PINReport    `json:"pin,omitempty"`
 	Certificates []certinfo.Summary `json:"certificates"`
 	// Error is set when the card could not be read completely; Hint says what to do.
 	Error string `json:"error,omitempty"`
 	Hint  string `json:"hint,omitempty"`
-}
-
-// PINReport is the user PIN's state, read without spending a try.
-type PINReport struct {
-	TriesLeft int  `json:"tries_left"` // -1 when the card does not say
-	Blocked   bool `json:"blocked"`
 }
 
 // Hints shown for cards cardagent cannot serve.
@@ -197,7 +192,7 @@ func (s *Scanner) scanCard(ctx context.Context, r pcsc.ReaderStatus) *CardReport
 	if err != nil && !errors.Is(err, pcsc.ErrPINBlocked) {
 		errs = append(errs, "reading PIN status: "+err.Error())
 	} else {
-		rep.PIN = &PINReport{TriesLeft: st.Retries, Blocked: st.Blocked || errors.Is(err, pcsc.ErrPINBlocked)}
+		rep.PIN = &wire.PINReport{TriesLeft: st.Retries, Blocked: st.Blocked || errors.Is(err, pcsc.ErrPINBlocked)}
 	}
 	rep.Error = strings.Join(errs, "; ")
 	return rep

@@ -31,6 +31,7 @@ import (
 	"github.com/cardagent/cardagent/agent/certinfo"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/prompt/prompttest"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/demo"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 	"github.com/cardagent/cardagent/pcsc/vcard"
@@ -404,7 +405,7 @@ func (e *agentSide) waitCardReady(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, r := range e.svc.Status().Readers {
-			if r.Card != nil && r.Card.State == agent.CardReady {
+			if r.Card != nil && r.Card.State == wire.CardReady {
 				return
 			}
 		}

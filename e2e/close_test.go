@@ -17,15 +17,16 @@ import (
 	"github.com/cardagent/cardagent/agent/api"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/token"
+	"github.com/cardagent/cardagent/agent/wire"
 )
 
 // idleBackend is a card service with no reader: the close tests need only
 // the API server's WebSocket handling.
 type idleBackend struct{}
 
-func (idleBackend) Status() agent.Status               { return agent.Status{Service: agent.ServiceUp} }
-func (idleBackend) Subscribe(func(agent.Event)) func() { return func() {} }
-func (idleBackend) Certificates(context.Context) (*agent.CardCertificates, error) {
+func (idleBackend) Status() wire.Status               { return wire.Status{Service: wire.ServiceUp} }
+func (idleBackend) Subscribe(func(wire.Event)) func() { return func() {} }
+func (idleBackend) Certificates(context.Context) (*wire.CardCertificates, error) {
 	return nil, agent.ErrBusy
 }
 func (idleBackend) Authenticate(context.Context, string, string, prompt.Prompter) (*token.Token, error) {

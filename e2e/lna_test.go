@@ -24,6 +24,7 @@ import (
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/prompt/prompttest"
 	"github.com/cardagent/cardagent/agent/token"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 	"github.com/cardagent/cardagent/pcsc/vcard"
 	"github.com/cardagent/cardagent/pcsc/vcard/testpki"
@@ -181,7 +182,7 @@ document.body.dataset.ready = "1";
 	})
 	p.Insert(t, 0, card, vcard.Options{})
 	deadline := time.Now().Add(10 * time.Second)
-	for svc.Status().Readers == nil || len(svc.Status().Readers) == 0 || svc.Status().Readers[0].Card == nil || svc.Status().Readers[0].Card.State != agent.CardReady {
+	for svc.Status().Readers == nil || len(svc.Status().Readers) == 0 || svc.Status().Readers[0].Card == nil || svc.Status().Readers[0].Card.State != wire.CardReady {
 		if time.Now().After(deadline) {
 			t.Fatalf("card not ready: %+v", svc.Status())
 		}

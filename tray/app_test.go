@@ -17,6 +17,7 @@ import (
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/expiry"
 	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/wire"
 )
 
 // fakeUI records what the app shows.
@@ -146,7 +147,7 @@ func TestAppFollowsStatusAndNotifiesOncePerDay(t *testing.T) {
 
 	l.waitState(t, StateNoCard)
 	expiring := readyCard(t, 60)
-	b.set(withReaders(expiring), agent.EventCardInserted)
+	b.set(withReaders(expiring), wire.EventCardInserted)
 	v := l.waitState(t, StateAttention)
 	if !strings.Contains(v.Tooltip, "expires in 60 days") {
 		t.Errorf("tooltip %q", v.Tooltip)
@@ -156,12 +157,12 @@ func TestAppFollowsStatusAndNotifiesOncePerDay(t *testing.T) {
 		t.Errorf("notification %q", l.ui.notes[0])
 	}
 	// Removed and inserted again the same day: no second notification.
-	b.set(withReaders(nil), agent.EventCardRemoved)
+	b.set(withReaders(nil), wire.EventCardRemoved)
 	l.waitState(t, StateNoCard)
-	b.set(withReaders(expiring), agent.EventCardInserted)
+	b.set(withReaders(expiring), wire.EventCardInserted)
 	l.waitState(t, StateAttention)
 	// The next day it may notify again.
-	b.set(withReaders(nil), agent.EventCardRemoved)
+	b.set(withReaders(nil), wire.EventCardRemoved)
 	l.waitState(t, StateNoCard)
 	if _, n, _ := l.ui.counts(); n != 1 {
 		t.Fatalf("%d notifications on one day, want 1", n)
@@ -169,7 +170,7 @@ func TestAppFollowsStatusAndNotifiesOncePerDay(t *testing.T) {
 	clockMu.Lock()
 	day = day.Add(24 * time.Hour)
 	clockMu.Unlock()
-	b.set(withReaders(expiring), agent.EventCardInserted)
+	b.set(withReaders(expiring), wire.EventCardInserted)
 	waitFor(t, "the next day's notification", 5*time.Second, func() bool { _, n, _ := l.ui.counts(); return n == 2 })
 
 	// The debug state file follows the view.
@@ -189,7 +190,7 @@ func TestAppChangePINResultInWords(t *testing.T) {
 	calls := make(chan prompt.Prompter, 2)
 	b.change = func(ctx context.Context, p prompt.Prompter) error {
 		calls <- p
-		return &agent.Error{Code: agent.CodeWrongPIN, TriesLeft: 2, Message: "The current PIN was wrong. Your PIN has not been changed. 2 tries left before the card is blocked."}
+		return &agent.Error{Code: wire.CodeWrongPIN, TriesLeft: 2, Message: "The current PIN was wrong. Your PIN has not been changed. 2 tries left before the card is blocked."}
 	}
 	marker := &recordingPrompter{}
 	h := &Host{Backend: b, Prompter: marker}
@@ -344,7 +345,7 @@ func TestHostRefreshSendsOnlyChanges(t *testing.T) {
 	}
 	// A change without an event (as after a failed sign-in) is sent by the refresh.
 	b.mu.Lock()
-	b.status.Readers = []agent.ReaderStatus{{Name: "R0"}}
+	b.status.Readers = []wire.ReaderStatus{{Name: "R0"}}
 	b.mu.Unlock()
 	if m := read(); len(m.Status.Readers) != 1 || m.Event != "" {
 		t.Fatalf("refresh message %+v", m)
@@ -368,7 +369,7 @@ func TestHostRefreshSendsOnlyChanges(t *testing.T) {
 	}
 	select {
 	case m := <-got:
-		if m.Type != TypeResult || m.ID != 7 || m.Error == nil || m.Error.Code != agent.CodeBadRequest {
+		if m.Type != TypeResult || m.ID != 7 || m.Error == nil || m.Error.Code != wire.CodeBadRequest {
 			t.Errorf("result %+v", m)
 		}
 	case <-time.After(5 * time.Second):
@@ -423,7 +424,7 @@ func TestHostOneOperationAtATime(t *testing.T) {
 			t.Fatal("no busy result")
 		}
 	}
-	if r, ok := results[2]; !ok || r.Error == nil || r.Error.Code != agent.CodeBusy {
+	if r, ok := results[2]; !ok || r.Error == nil || r.Error.Code != wire.CodeBusy {
 		t.Errorf("second operation: %+v", results)
 	}
 	// Closing the tray cancels the operation in progress (its prompt closes).

@@ -16,13 +16,14 @@ import (
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/wire"
 )
 
 // Backend is what the tray needs from the agent's card service
 // (agent.CardService implements it).
 type Backend interface {
-	Status() agent.Status
-	Subscribe(fn func(agent.Event)) (unsubscribe func())
+	Status() wire.Status
+	Subscribe(fn func(wire.Event)) (unsubscribe func())
 	ChangePIN(ctx context.Context, p prompt.Prompter) error
 	UnblockPIN(ctx context.Context, p prompt.Prompter) error
 }
@@ -69,14 +70,14 @@ func (h *Host) Serve(ctx context.Context, r io.ReadCloser, w io.WriteCloser) (qu
 
 	// Events only mark the status dirty: the writer sends the latest status,
 	// so a burst of events never queues up behind a slow tray.
-	dirty := make(chan agent.EventKind, 1)
-	markDirty := func(kind agent.EventKind) {
+	dirty := make(chan wire.EventKind, 1)
+	markDirty := func(kind wire.EventKind) {
 		select {
 		case dirty <- kind:
 		default:
 		}
 	}
-	unsubscribe := h.Backend.Subscribe(func(ev agent.Event) { markDirty(ev.Kind) })
+	unsubscribe := h.Backend.Subscribe(func(ev wire.Event) { markDirty(ev.Kind) })
 	defer unsubscribe()
 
 	results := make(chan Message, 4)
@@ -103,7 +104,7 @@ func (h *Host) Serve(ctx context.Context, r io.ReadCloser, w io.WriteCloser) (qu
 		tick := time.NewTicker(refresh)
 		defer tick.Stop()
 		var last []byte // the last status sent, encoded
-		send := func(kind agent.EventKind, onlyIfChanged bool) error {
+		send := func(kind wire.EventKind, onlyIfChanged bool) error {
 			st := h.Backend.Status()
 			m := Message{Type: TypeStatus, Status: &st, Event: kind}
 			if h.Info != nil {
@@ -227,7 +228,7 @@ func (h *Host) Serve(ctx context.Context, r io.ReadCloser, w io.WriteCloser) (qu
 			}(m)
 		default:
 			log.Warn("tray sent an unknown request", zap.String("action", m.Action))
-			reply(Message{Type: TypeResult, ID: m.ID, Error: &ResultError{Code: agent.CodeBadRequest, Message: "unknown request", TriesLeft: -1}})
+			reply(Message{Type: TypeResult, ID: m.ID, Error: &ResultError{Code: wire.CodeBadRequest, Message: "unknown request", TriesLeft: -1}})
 		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/api"
+	"github.com/cardagent/cardagent/agent/logfile"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 )
 
@@ -30,7 +31,7 @@ const envIdleSeconds = "CARDAGENT_IDLE_SECONDS"
 // loopback API and the tray supervisor, as `cardagent run` wires them,
 // logging JSON at info level to stderr, until SIGTERM.
 func agentChild() int {
-	log, err := agent.NewLogger(os.Stderr, "json", "info")
+	log, err := logfile.ConsoleLogger(os.Stderr, "json", "info")
 	if err != nil {
 		return 10
 	}

@@ -30,10 +30,10 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/certinfo"
 	"github.com/cardagent/cardagent/agent/expiry"
 	"github.com/cardagent/cardagent/agent/safetext"
+	"github.com/cardagent/cardagent/agent/wire"
 )
 
 // State is what the icon shows. The names are the icon file names (tray/icons).
@@ -63,7 +63,7 @@ type Input struct {
 	Connected bool
 	// Problem says why the agent cannot be reached (when not Connected).
 	Problem string
-	Status  agent.Status
+	Status  wire.Status
 	Agent   AgentInfo
 }
 
@@ -129,7 +129,7 @@ func Build(in Input) View {
 		Quit:        item("Quit cardagent", !in.Agent.HideQuit, true),
 	}}
 	state, words := agentProblem(in)
-	var card *agent.CardState
+	var card *wire.CardState
 	if state == "" {
 		card = pickCard(in.Status)
 		state, words = cardState(in.Status, card, policy)
@@ -144,7 +144,7 @@ func Build(in Input) View {
 	if card == nil || state == StateAgentProblem {
 		return v
 	}
-	usable := card.State == agent.CardReady
+	usable := card.State == wire.CardReady
 	blocked := card.PIN != nil && card.PIN.Blocked
 	if card.Holder != nil || card.Type != "" {
 		v.Menu.Card = strings.TrimPrefix(strings.TrimSuffix(holderName(card)+" - "+cardType(card), " - "), " - ")
@@ -179,9 +179,9 @@ func agentProblem(in Input) (State, string) {
 		return StateAgentProblem, "Smartcard sign-in unavailable: " + why
 	case in.Agent.APIError != "":
 		return StateAgentProblem, "Smartcard sign-in unavailable: " + in.Agent.APIError
-	case in.Status.Service == agent.ServiceDown:
+	case in.Status.Service == wire.ServiceDown:
 		return StateAgentProblem, "The smart-card service is not running: start it (Linux: pcscd; Windows: Smart Card service)"
-	case in.Status.Service == agent.ServiceStopped:
+	case in.Status.Service == wire.ServiceStopped:
 		return StateAgentProblem, "The card service has stopped"
 	}
 	return "", ""
@@ -189,13 +189,13 @@ func agentProblem(in Input) (State, string) {
 
 // pickCard is the card a sign-in would use: the first reader's ready card,
 // else the first card of any kind (as agent.CardService does).
-func pickCard(st agent.Status) *agent.CardState {
-	var first *agent.CardState
+func pickCard(st wire.Status) *wire.CardState {
+	var first *wire.CardState
 	for _, r := range st.Readers {
 		if r.Card == nil {
 			continue
 		}
-		if r.Card.State == agent.CardReady {
+		if r.Card.State == wire.CardReady {
 			return r.Card
 		}
 		if first == nil {
@@ -205,7 +205,7 @@ func pickCard(st agent.Status) *agent.CardState {
 	return first
 }
 
-func cardState(st agent.Status, card *agent.CardState, policy expiry.Policy) (State, string) {
+func cardState(st wire.Status, card *wire.CardState, policy expiry.Policy) (State, string) {
 	if len(st.Readers) == 0 {
 		return StateNoReader, "No smart-card reader connected"
 	}
@@ -213,9 +213,9 @@ func cardState(st agent.Status, card *agent.CardState, policy expiry.Policy) (St
 		return StateNoCard, "No smartcard inserted"
 	}
 	switch card.State {
-	case agent.CardReading:
+	case wire.CardReading:
 		return StateNoCard, "Reading the smartcard..."
-	case agent.CardReady:
+	case wire.CardReady:
 	default:
 		why := safetext.Line(card.Hint, maxCardText)
 		if why == "" {
@@ -249,16 +249,16 @@ const maxCardText = 256
 // holderName and cardType are the card's words, cleaned for a menu, a
 // tooltip or a notification (no control, escape or bidirectional
 // characters: see safetext.Line).
-func holderName(card *agent.CardState) string {
+func holderName(card *wire.CardState) string {
 	if card.Holder == nil {
 		return ""
 	}
 	return safetext.Line(card.Holder.Name, maxCardText)
 }
 
-func cardType(card *agent.CardState) string { return safetext.Line(card.Type, maxCardText) }
+func cardType(card *wire.CardState) string { return safetext.Line(card.Type, maxCardText) }
 
-func summaries(card *agent.CardState) []certinfo.Summary {
+func summaries(card *wire.CardState) []certinfo.Summary {
 	out := make([]certinfo.Summary, 0, len(card.Certificates))
 	for _, c := range card.Certificates {
 		out = append(out, c.Summary)
@@ -267,7 +267,7 @@ func summaries(card *agent.CardState) []certinfo.Summary {
 }
 
 // cardID is the SHA-256 of the card's authentication certificate (else its first).
-func cardID(card *agent.CardState) string {
+func cardID(card *wire.CardState) string {
 	id := ""
 	for _, c := range card.Certificates {
 		if c.Usage == "authentication" {

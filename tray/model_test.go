@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/certinfo"
 	"github.com/cardagent/cardagent/agent/expiry"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc/vcard/testpki"
 )
 
@@ -20,7 +20,7 @@ var testPKI = sync.OnceValues(testpki.New)
 var testNow = time.Date(2025, 11, 21, 10, 0, 0, 0, time.UTC)
 
 // readyCard is a ready NHS card whose certificates have daysLeft days left.
-func readyCard(t testing.TB, daysLeft int) *agent.CardState {
+func readyCard(t testing.TB, daysLeft int) *wire.CardState {
 	t.Helper()
 	p, err := testPKI()
 	if err != nil {
@@ -31,21 +31,21 @@ func readyCard(t testing.TB, daysLeft int) *agent.CardState {
 		t.Fatal(err)
 	}
 	h := certinfo.HolderOf(creds.AuthCert)
-	cs := &agent.CardState{State: agent.CardReady, Kind: "piv", Type: "NHS series 9/10 (PIV)", Holder: &h,
-		PIN: &agent.PINReport{TriesLeft: 3}}
+	cs := &wire.CardState{State: wire.CardReady, Kind: "piv", Type: "NHS series 9/10 (PIV)", Holder: &h,
+		PIN: &wire.PINReport{TriesLeft: 3}}
 	auth := certinfo.Summarise("9a", creds.AuthCert, testNow)
 	sign := certinfo.Summarise("9c", creds.SignCert, testNow)
-	cs.Certificates = []agent.CertificateStatus{
-		{Summary: auth, Expiry: agent.ExpiryState(auth, 90)},
-		{Summary: sign, Expiry: agent.ExpiryState(sign, 90)},
+	cs.Certificates = []wire.CertificateStatus{
+		{Summary: auth, Expiry: expiry.Policy{WarnDays: 90}.State(auth)},
+		{Summary: sign, Expiry: expiry.Policy{WarnDays: 90}.State(sign)},
 	}
 	return cs
 }
 
-func withReaders(cards ...*agent.CardState) agent.Status {
-	st := agent.Status{Service: agent.ServiceUp, ExpiryWarningDays: 90}
+func withReaders(cards ...*wire.CardState) wire.Status {
+	st := wire.Status{Service: wire.ServiceUp, ExpiryWarningDays: 90}
 	for i, c := range cards {
-		st.Readers = append(st.Readers, agent.ReaderStatus{Name: fmt.Sprintf("Virtual PCD 00 %02d", i), Card: c})
+		st.Readers = append(st.Readers, wire.ReaderStatus{Name: fmt.Sprintf("Virtual PCD 00 %02d", i), Card: c})
 	}
 	return st
 }
@@ -53,11 +53,11 @@ func withReaders(cards ...*agent.CardState) agent.Status {
 func TestBuild(t *testing.T) {
 	renewal := AgentInfo{Version: "1.0", RenewalURL: "https://renew.example.nhs.uk", APIPort: 43800}
 	blocked := readyCard(t, 400)
-	blocked.PIN = &agent.PINReport{TriesLeft: 0, Blocked: true}
+	blocked.PIN = &wire.PINReport{TriesLeft: 0, Blocked: true}
 	lastTry := readyCard(t, 400)
-	lastTry.PIN = &agent.PINReport{TriesLeft: 1}
-	unsupported := &agent.CardState{State: agent.CardUnsupported, Kind: "retired", Type: "NHS series 4-6", Hint: "This card is no longer supported: ask for a new card."}
-	reading := &agent.CardState{State: agent.CardReading, Kind: "unknown"}
+	lastTry.PIN = &wire.PINReport{TriesLeft: 1}
+	unsupported := &wire.CardState{State: wire.CardUnsupported, Kind: "retired", Type: "NHS series 4-6", Hint: "This card is no longer supported: ask for a new card."}
+	reading := &wire.CardState{State: wire.CardReading, Kind: "unknown"}
 
 	for _, tc := range []struct {
 		name        string
@@ -74,7 +74,7 @@ func TestBuild(t *testing.T) {
 			tooltip: []string{"cardagent: Smartcard sign-in unavailable", "cannot be reached"}, changePIN: "hidden", quitVisible: true},
 		{name: "port in use", in: Input{Connected: true, Status: withReaders(readyCard(t, 400)), Agent: AgentInfo{APIError: "every port from 43800 to 43809 is in use"}},
 			state: StateAgentProblem, tooltip: []string{"43800 to 43809 is in use"}, changePIN: "hidden", quitVisible: true},
-		{name: "no smart-card service", in: Input{Connected: true, Status: agent.Status{Service: agent.ServiceDown}},
+		{name: "no smart-card service", in: Input{Connected: true, Status: wire.Status{Service: wire.ServiceDown}},
 			state: StateAgentProblem, tooltip: []string{"smart-card service is not running"}, changePIN: "hidden", quitVisible: true},
 		{name: "no reader", in: Input{Connected: true, Status: withReaders()},
 			state: StateNoReader, tooltip: []string{"No smart-card reader"}, changePIN: "hidden", quitVisible: true},
@@ -105,7 +105,7 @@ func TestBuild(t *testing.T) {
 			state: StateReady, tooltip: []string{"ready"}, changePIN: "enabled", quitVisible: true},
 		{name: "quit hidden by policy", in: Input{Connected: true, Status: withReaders(), Agent: AgentInfo{HideQuit: true}},
 			state: StateNoReader, changePIN: "hidden", quitVisible: false},
-		{name: "warning window from the agent's status", in: Input{Connected: true, Status: func() agent.Status {
+		{name: "warning window from the agent's status", in: Input{Connected: true, Status: func() wire.Status {
 			s := withReaders(readyCard(t, 60))
 			s.ExpiryWarningDays = 30
 			return s

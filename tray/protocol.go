@@ -8,7 +8,7 @@ import (
 	"io"
 	"sync"
 
-	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/wire"
 )
 
 // The channel between the agent and its tray carries one JSON object per
@@ -40,10 +40,10 @@ type Message struct {
 	ID int64 `json:"id,omitempty"`
 
 	// Status messages.
-	Status *agent.Status `json:"status,omitempty"`
-	Agent  *AgentInfo    `json:"agent,omitempty"`
+	Status *wire.Status `json:"status,omitempty"`
+	Agent  *AgentInfo   `json:"agent,omitempty"`
 	// Event names the card event that caused this status ("" for none).
-	Event agent.EventKind `json:"event,omitempty"`
+	Event wire.EventKind `json:"event,omitempty"`
 
 	// Request messages.
 	Action string `json:"action,omitempty"`
@@ -55,9 +55,9 @@ type Message struct {
 
 // ResultError is a failed request, in words for the user.
 type ResultError struct {
-	Code      agent.Code `json:"code"`
-	Message   string     `json:"message"`
-	TriesLeft int        `json:"tries_left"`
+	Code      wire.Code `json:"code"`
+	Message   string    `json:"message"`
+	TriesLeft int       `json:"tries_left"`
 }
 
 // AgentInfo are the agent's own facts the tray shows.

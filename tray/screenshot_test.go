@@ -30,9 +30,11 @@ import (
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/config"
 	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 	"github.com/cardagent/cardagent/pcsc/vcard"
 	"github.com/cardagent/cardagent/pcsc/vcard/vpiv"
+	"github.com/cardagent/cardagent/version"
 )
 
 var (
@@ -46,10 +48,10 @@ var (
 type switchable struct {
 	*agent.CardService
 	mu       sync.Mutex
-	override *agent.Status
+	override *wire.Status
 }
 
-func (s *switchable) Status() agent.Status {
+func (s *switchable) Status() wire.Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.override != nil {
@@ -58,7 +60,7 @@ func (s *switchable) Status() agent.Status {
 	return s.CardService.Status()
 }
 
-func (s *switchable) set(st *agent.Status) {
+func (s *switchable) set(st *wire.Status) {
 	s.mu.Lock()
 	s.override = st
 	s.mu.Unlock()
@@ -100,7 +102,7 @@ func TestTrayScreenshots(t *testing.T) {
 		Log: log,
 		Host: &Host{Log: log, Backend: backend, Prompter: dialog, Refresh: 200 * time.Millisecond,
 			Info: func() AgentInfo {
-				return AgentInfo{Version: agent.Version, APIPort: 43800, RenewalURL: "https://renew.example.nhs.uk", Environment: "training", PromptBackend: "desktop dialog"}
+				return AgentInfo{Version: version.Version, APIPort: 43800, RenewalURL: "https://renew.example.nhs.uk", Environment: "training", PromptBackend: "desktop dialog"}
 			}},
 		Command: func() *exec.Cmd {
 			cmd := exec.Command(trayExe, "--log-level", "debug")
@@ -212,7 +214,7 @@ func TestTrayScreenshots(t *testing.T) {
 	_ = slot.Remove()
 	expect("removed", StateNoCard, "No smartcard")
 
-	backend.set(&agent.Status{Service: agent.ServiceUp, ExpiryWarningDays: 90})
+	backend.set(&wire.Status{Service: wire.ServiceUp, ExpiryWarningDays: 90})
 	expect("no-reader", StateNoReader, "No smart-card reader")
 	backend.set(nil)
 	expect("readers-back", StateNoCard, "No smartcard")

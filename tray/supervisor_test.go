@@ -16,8 +16,8 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/wire"
 )
 
 const envTestLog = "CARDAGENT_TRAY_TEST_LOG"
@@ -94,24 +94,24 @@ func fakeChild(mode string) int {
 // fakeBackend is a Backend whose status and events the test sets.
 type fakeBackend struct {
 	mu     sync.Mutex
-	status agent.Status
-	subs   map[int]func(agent.Event)
+	status wire.Status
+	subs   map[int]func(wire.Event)
 	next   int
 	// change and unblock are called by ChangePIN and UnblockPIN.
 	change, unblock func(ctx context.Context, p prompt.Prompter) error
 }
 
 func newFakeBackend() *fakeBackend {
-	return &fakeBackend{status: agent.Status{Service: agent.ServiceUp, ExpiryWarningDays: 90}, subs: map[int]func(agent.Event){}}
+	return &fakeBackend{status: wire.Status{Service: wire.ServiceUp, ExpiryWarningDays: 90}, subs: map[int]func(wire.Event){}}
 }
 
-func (b *fakeBackend) Status() agent.Status {
+func (b *fakeBackend) Status() wire.Status {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.status
 }
 
-func (b *fakeBackend) Subscribe(fn func(agent.Event)) func() {
+func (b *fakeBackend) Subscribe(fn func(wire.Event)) func() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	id := b.next
@@ -124,16 +124,16 @@ func (b *fakeBackend) Subscribe(fn func(agent.Event)) func() {
 	}
 }
 
-func (b *fakeBackend) set(st agent.Status, kind agent.EventKind) {
+func (b *fakeBackend) set(st wire.Status, kind wire.EventKind) {
 	b.mu.Lock()
 	b.status = st
-	fns := make([]func(agent.Event), 0, len(b.subs))
+	fns := make([]func(wire.Event), 0, len(b.subs))
 	for _, fn := range b.subs {
 		fns = append(fns, fn)
 	}
 	b.mu.Unlock()
 	for _, fn := range fns {
-		fn(agent.Event{Kind: kind})
+		fn(wire.Event{Kind: kind})
 	}
 }
 
@@ -269,7 +269,7 @@ func TestSupervisorServesStatusAndStops(t *testing.T) {
 	}
 	stop := serveInBackground(t, s)
 	waitFor(t, "the first status", 10*time.Second, func() bool { return len(readLines(logPath)) >= 2 })
-	b.set(agent.Status{Service: agent.ServiceUp, Readers: []agent.ReaderStatus{{Name: "R0"}, {Name: "R1"}}}, agent.EventReaderAdded)
+	b.set(wire.Status{Service: wire.ServiceUp, Readers: []wire.ReaderStatus{{Name: "R0"}, {Name: "R1"}}}, wire.EventReaderAdded)
 	waitFor(t, "the status after an event", 10*time.Second, func() bool {
 		lines := readLines(logPath)
 		return lines[len(lines)-1] == "status readers=2 event=reader_added"

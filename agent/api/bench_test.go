@@ -15,10 +15,11 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
-	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/logfile"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/prompt/prompttest"
 	"github.com/cardagent/cardagent/agent/token"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc"
 	"github.com/cardagent/cardagent/pcsc/drivers"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
@@ -31,13 +32,13 @@ func benchAgent(b *testing.B, p prompt.Prompter, opts Options) *agentUnderTest {
 	b.Helper()
 	pcscd := pcsctest.Require(b)
 	card, _ := e2eCard(b)
-	log, err := agent.NewLogger(io.Discard, "json", "info")
+	log, err := logfile.ConsoleLogger(io.Discard, "json", "info")
 	if err != nil {
 		b.Fatal(err)
 	}
 	a := startAgentLog(b, p, opts, log)
 	pcscd.Insert(b, 0, card, vcard.Options{})
-	a.waitCard(b, agent.CardReady)
+	a.waitCard(b, wire.CardReady)
 	return a
 }
 

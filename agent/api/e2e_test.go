@@ -25,6 +25,7 @@ import (
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/prompt/prompttest"
 	"github.com/cardagent/cardagent/agent/token"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 	"github.com/cardagent/cardagent/pcsc/vcard"
 	"github.com/cardagent/cardagent/pcsc/vcard/testpki"
@@ -251,7 +252,7 @@ func TestEndToEnd(t *testing.T) {
 	sw := prompttest.NewSwitch(prompttest.Func(func(context.Context, prompt.Request) ([]byte, error) { return []byte(markerPIN), nil }))
 	a := startAgent(t, sw, Options{})
 	slot := p.Insert(t, 0, card, vcard.Options{})
-	a.waitCard(t, agent.CardReady)
+	a.waitCard(t, wire.CardReady)
 	v := newVerifier(t, pki)
 	c := a.client(t, goodOrigin)
 
@@ -531,7 +532,7 @@ func TestEndToEndPinentry(t *testing.T) {
 	sw := &prompttest.Switch{}
 	a := startAgent(t, sw, Options{})
 	p.Insert(t, 0, card, vcard.Options{})
-	a.waitCard(t, agent.CardReady)
+	a.waitCard(t, wire.CardReady)
 	v := newVerifier(t, pki)
 	c := a.client(t, goodOrigin)
 	tests := []struct {
@@ -590,7 +591,7 @@ func TestEndToEndBlockingTry(t *testing.T) {
 	sw := prompttest.NewSwitch(prompttest.Func(func(context.Context, prompt.Request) ([]byte, error) { return []byte("000000"), nil }))
 	a := startAgent(t, sw, Options{})
 	p.Insert(t, 0, card, vcard.Options{})
-	a.waitCard(t, agent.CardReady)
+	a.waitCard(t, wire.CardReady)
 	c := a.client(t, goodOrigin)
 	n := card.PINTries()
 	for i := 1; i <= n; i++ {
@@ -666,11 +667,11 @@ func TestEndToEndUnusableKey(t *testing.T) {
 	a := startAgent(t, sw, Options{})
 	c := a.client(t, goodOrigin)
 	p.Insert(t, 0, card, vcard.Options{})
-	a.waitCard(t, agent.CardUnsupported)
+	a.waitCard(t, wire.CardUnsupported)
 	// The card's card_inserted (a previous test's card may still be
 	// reported going away first).
 	var ev msg
-	for ev == nil || get(map[string]any(ev), "card", "state") == agent.CardFailed {
+	for ev == nil || get(map[string]any(ev), "card", "state") == wire.CardFailed {
 		ev = c.event(t, "card_inserted")
 	}
 	if get(map[string]any(ev), "card", "state") != "unsupported" || !strings.Contains(fmt.Sprint(get(map[string]any(ev), "card", "hint")), "RSA-4096") {
@@ -768,7 +769,7 @@ func TestEndToEndCardName(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			slot := p.Insert(t, 0, tt.card, vcard.Options{})
-			a.waitCard(t, agent.CardReady)
+			a.waitCard(t, wire.CardReady)
 			if got := a.svc.Status().Readers[0].Card.Type; got != tt.want {
 				t.Errorf("status type %q, want %q", got, tt.want)
 			}
@@ -804,7 +805,7 @@ func TestEndToEndEncodings(t *testing.T) {
 	sw := prompttest.NewSwitch(prompttest.Func(func(context.Context, prompt.Request) ([]byte, error) { return []byte(vpiv.DefaultPIN), nil }))
 	a := startAgent(t, sw, Options{})
 	p.Insert(t, 0, card, vcard.Options{})
-	a.waitCard(t, agent.CardReady)
+	a.waitCard(t, wire.CardReady)
 	c := a.client(t, goodOrigin)
 
 	for _, ch := range []string{

@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/peer"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/prompt/prompttest"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 	"github.com/cardagent/cardagent/pcsc/vcard"
 )
@@ -64,7 +64,7 @@ func TestFloodFromOtherUser(t *testing.T) {
 	instant := prompttest.Func(func(context.Context, prompt.Request) ([]byte, error) { return []byte(markerPIN), nil })
 	a := startAgent(t, instant, Options{})
 	p.Insert(t, 0, card, vcard.Options{})
-	a.waitCard(t, agent.CardReady)
+	a.waitCard(t, wire.CardReady)
 	v := newVerifier(t, pki)
 
 	// The flooder: this test binary, copied where nobody can run it.

@@ -13,9 +13,9 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/token"
+	"github.com/cardagent/cardagent/agent/wire"
 )
 
 const (
@@ -28,8 +28,8 @@ const (
 // fakeBackend is a Backend a test steers.
 type fakeBackend struct {
 	mu     sync.Mutex
-	status agent.Status
-	subs   map[int]func(agent.Event)
+	status wire.Status
+	subs   map[int]func(wire.Event)
 	next   int
 	auth   func(ctx context.Context, origin, challenge string, p prompt.Prompter) (*token.Token, error)
 	calls  []string // origins Authenticate was called with
@@ -37,21 +37,21 @@ type fakeBackend struct {
 
 func newFakeBackend() *fakeBackend {
 	return &fakeBackend{
-		subs:   map[int]func(agent.Event){},
-		status: agent.Status{Service: agent.ServiceUp, ExpiryWarningDays: 90, Readers: []agent.ReaderStatus{{Name: "Reader 0"}}},
+		subs:   map[int]func(wire.Event){},
+		status: wire.Status{Service: wire.ServiceUp, ExpiryWarningDays: 90, Readers: []wire.ReaderStatus{{Name: "Reader 0"}}},
 		auth: func(_ context.Context, origin, _ string, _ prompt.Prompter) (*token.Token, error) {
 			return &token.Token{Format: token.Format, Algorithm: token.RS256, Origin: origin, Certificate: "MA==", Signature: "AA"}, nil
 		},
 	}
 }
 
-func (f *fakeBackend) Status() agent.Status {
+func (f *fakeBackend) Status() wire.Status {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.status
 }
 
-func (f *fakeBackend) Subscribe(fn func(agent.Event)) func() {
+func (f *fakeBackend) Subscribe(fn func(wire.Event)) func() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	id := f.next
@@ -70,7 +70,7 @@ func (f *fakeBackend) subscribers() int {
 	return len(f.subs)
 }
 
-func (f *fakeBackend) emit(ev agent.Event) {
+func (f *fakeBackend) emit(ev wire.Event) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, fn := range f.subs {
@@ -78,8 +78,8 @@ func (f *fakeBackend) emit(ev agent.Event) {
 	}
 }
 
-func (f *fakeBackend) Certificates(context.Context) (*agent.CardCertificates, error) {
-	return &agent.CardCertificates{Reader: "Reader 0", CardType: "test", Authentication: []byte{0x30, 0x00}}, nil
+func (f *fakeBackend) Certificates(context.Context) (*wire.CardCertificates, error) {
+	return &wire.CardCertificates{Reader: "Reader 0", CardType: "test", Authentication: []byte{0x30, 0x00}}, nil
 }
 
 func (f *fakeBackend) Authenticate(ctx context.Context, origin, challenge string, p prompt.Prompter) (*token.Token, error) {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 	"github.com/cardagent/cardagent/pcsc/vcard"
 )
@@ -70,7 +71,7 @@ func TestPINCacheThroughAPI(t *testing.T) {
 	}()
 	a := &agentUnderTest{svc: svc, ts: &testServer{Server: s, port: port}}
 	p.Insert(t, 0, card, vcard.Options{})
-	a.waitCard(t, agent.CardReady)
+	a.waitCard(t, wire.CardReady)
 	v := newVerifier(t, pki)
 
 	signIn := func(origin string, id int) msg {
@@ -105,7 +106,7 @@ func TestPINCacheThroughAPI(t *testing.T) {
 		t.Fatalf("cached sign-in: %d PIN prompts, %d confirmations; want 2, 1", pins, consents)
 	}
 	m := signIn(otherOrigin, 4)
-	if e, _ := m["error"].(map[string]any); e == nil || e["code"] != string(agent.CodeRateLimited) {
+	if e, _ := m["error"].(map[string]any); e == nil || e["code"] != string(wire.CodeRateLimited) {
 		t.Fatalf("third sign-in of the origin within a minute: %v, want rate_limited", m)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/token"
+	"github.com/cardagent/cardagent/agent/wire"
 )
 
 // Protocol is the version of the WebSocket protocol (docs/protocol.md).
@@ -118,7 +119,7 @@ func parseRequest(data []byte) (request, error) {
 		req.Type = typeNone
 	}
 	bad := func(format string, a ...any) (request, error) {
-		return req, &agent.Error{Code: agent.CodeBadRequest, Message: fmt.Sprintf(format, a...), TriesLeft: -1}
+		return req, &agent.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf(format, a...), TriesLeft: -1}
 	}
 	if dup != "" {
 		return bad("field %q given twice", dup)
@@ -183,12 +184,12 @@ type helloReply struct {
 
 type statusReply struct {
 	header
-	agent.Status
+	wire.Status
 }
 
 type certificatesReply struct {
 	header
-	*agent.CardCertificates
+	*wire.CardCertificates
 }
 
 type authenticateReply struct {
@@ -203,9 +204,9 @@ type webEIDBackend interface {
 }
 
 type wireError struct {
-	Code      agent.Code `json:"code"`
-	Message   string     `json:"message"`
-	TriesLeft *int       `json:"tries_left,omitempty"`
+	Code      wire.Code `json:"code"`
+	Message   string    `json:"message"`
+	TriesLeft *int      `json:"tries_left,omitempty"`
 }
 
 type errorReply struct {
@@ -216,14 +217,14 @@ type errorReply struct {
 // eventMessage is a pushed event: {"type":"event","event":"card_inserted",...}.
 type eventMessage struct {
 	Type string `json:"type"`
-	agent.Event
+	wire.Event
 }
 
 // errorFor turns any error into its wire form (code and safe message only).
 func errorFor(err error) wireError {
 	e := agent.Classify(err)
 	w := wireError{Code: e.Code, Message: e.Message}
-	if e.Code == agent.CodeWrongPIN && e.TriesLeft >= 0 {
+	if e.Code == wire.CodeWrongPIN && e.TriesLeft >= 0 {
 		n := e.TriesLeft
 		w.TriesLeft = &n
 	}

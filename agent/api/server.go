@@ -28,10 +28,11 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/peer"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/token"
+	"github.com/cardagent/cardagent/agent/wire"
+	"github.com/cardagent/cardagent/version"
 )
 
 // Paths of the API.
@@ -63,11 +64,11 @@ const (
 // Backend is what the API needs from the card service (agent.CardService).
 type Backend interface {
 	// Status returns readers and cards from the service's cache.
-	Status() agent.Status
+	Status() wire.Status
 	// Subscribe calls fn for every event until unsubscribe is called; fn must not block.
-	Subscribe(fn func(agent.Event)) (unsubscribe func())
+	Subscribe(fn func(wire.Event)) (unsubscribe func())
 	// Certificates returns the certificates of the card used for sign-in.
-	Certificates(ctx context.Context) (*agent.CardCertificates, error)
+	Certificates(ctx context.Context) (*wire.CardCertificates, error)
 	// Authenticate signs an origin-bound challenge, asking p for the PIN.
 	Authenticate(ctx context.Context, origin, challenge string, p prompt.Prompter) (*token.Token, error)
 }
@@ -177,7 +178,7 @@ func New(log *zap.Logger, backend Backend, p prompt.Prompter, opts Options) (*Se
 		opts.RequestTimeout = DefaultRequestTimeout
 	}
 	if opts.Version == "" {
-		opts.Version = agent.Version
+		opts.Version = version.Version
 	}
 	s := &Server{
 		log:       log,
@@ -359,7 +360,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	origin, reason := s.check(r)
 	if reason != "" {
 		s.logRefusal(r, reason)
-		writeJSON(w, http.StatusForbidden, map[string]any{"error": map[string]string{"code": string(agent.CodeNotAllowed)}})
+		writeJSON(w, http.StatusForbidden, map[string]any{"error": map[string]string{"code": string(wire.CodeNotAllowed)}})
 		return
 	}
 	rt, ok := s.routes[r.URL.Path]
@@ -428,7 +429,7 @@ func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request, origin strin
 // checks in ServeHTTP already refused the others).
 func (s *Server) handlePreflight(w http.ResponseWriter, r *http.Request, origin string) {
 	if m := r.Header.Get("Access-Control-Request-Method"); m != http.MethodGet {
-		writeJSON(w, http.StatusForbidden, map[string]any{"error": map[string]string{"code": string(agent.CodeNotAllowed)}})
+		writeJSON(w, http.StatusForbidden, map[string]any{"error": map[string]string{"code": string(wire.CodeNotAllowed)}})
 		return
 	}
 	cors(w, origin)

@@ -20,10 +20,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/prompt/prompttest"
 	"github.com/cardagent/cardagent/agent/token"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 	"github.com/cardagent/cardagent/pcsc/vcard"
 	"github.com/cardagent/cardagent/pcsc/vcard/testpki"
@@ -125,7 +125,7 @@ func TestEndToEndWebEID(t *testing.T) {
 				t.Fatal(err)
 			}
 			slot := p.Insert(t, 0, card, vcard.Options{})
-			a.waitCard(t, agent.CardReady)
+			a.waitCard(t, wire.CardReady)
 			defer func() {
 				slot.Remove()
 				a.waitCard(t, "")

@@ -15,6 +15,7 @@ import (
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/token"
+	"github.com/cardagent/cardagent/agent/wire"
 )
 
 const (
@@ -74,14 +75,14 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request, origin string)
 	s.mu.Lock()
 	if s.closing || s.ctx == nil {
 		s.mu.Unlock()
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{"code": string(agent.CodeBusy)}})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{"code": string(wire.CodeBusy)}})
 		return
 	}
 	if len(s.conns) >= s.opts.MaxConnections {
 		s.mu.Unlock()
 		s.log.Warn("connection refused: too many connections", zap.Int("max", s.opts.MaxConnections), zap.String("origin", origin))
 		w.Header().Set("Retry-After", "5")
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{"code": string(agent.CodeBusy)}})
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": map[string]string{"code": string(wire.CodeBusy)}})
 		return
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
@@ -164,8 +165,8 @@ func (c *wsConn) closing() bool { return c.ctx.Err() != nil }
 func (c *wsConn) run() {
 	c.log.Debug("client connected")
 	context.AfterFunc(c.ctx, c.startClose)
-	unsubscribe := c.s.backend.Subscribe(func(ev agent.Event) {
-		if ev.Kind == agent.EventActivity { // the tray's alone: never another origin's business
+	unsubscribe := c.s.backend.Subscribe(func(ev wire.Event) {
+		if ev.Kind == wire.EventActivity { // the tray's alone: never another origin's business
 			return
 		}
 		c.send(eventMessage{Type: "event", Event: ev})
@@ -316,7 +317,7 @@ func (c *wsConn) handle(req request) {
 		select {
 		case c.slots <- struct{}{}:
 		default:
-			c.send(errorReply{h, errorFor(&agent.Error{Code: agent.CodeBusy, Message: "too many requests in progress on this connection", TriesLeft: -1})})
+			c.send(errorReply{h, errorFor(&agent.Error{Code: wire.CodeBusy, Message: "too many requests in progress on this connection", TriesLeft: -1})})
 			return
 		}
 		c.reqs.Add(1)
@@ -339,7 +340,7 @@ func (c *wsConn) handle(req request) {
 			if req.Format == token.WebEIDFormat {
 				wb, ok := c.s.backend.(webEIDBackend)
 				if !ok {
-					c.send(errorReply{h, errorFor(&agent.Error{Code: agent.CodeBadRequest, Message: "this agent makes no web-eid:1.0 tokens", TriesLeft: -1})})
+					c.send(errorReply{h, errorFor(&agent.Error{Code: wire.CodeBadRequest, Message: "this agent makes no web-eid:1.0 tokens", TriesLeft: -1})})
 					return
 				}
 				tok, err = wb.AuthenticateWebEID(ctx, c.origin, req.Challenge, c.prompter())

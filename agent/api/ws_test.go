@@ -15,6 +15,7 @@ import (
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/prompt/prompttest"
 	"github.com/cardagent/cardagent/agent/token"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc"
 )
 
@@ -51,8 +52,8 @@ func TestHelloStatusCertificatesEvents(t *testing.T) {
 	}
 
 	// The tray's activity event never reaches a page: the next event read is the card's.
-	b.emit(agent.Event{Kind: agent.EventActivity, Time: time.Now()})
-	b.emit(agent.Event{Kind: agent.EventCardRemoved, Reader: "Reader 0", Time: time.Now()})
+	b.emit(wire.Event{Kind: wire.EventActivity, Time: time.Now()})
+	b.emit(wire.Event{Kind: wire.EventCardRemoved, Reader: "Reader 0", Time: time.Now()})
 	m = readMsg(t, c)
 	if m["type"] != "event" || m["event"] != "card_removed" || m["reader"] != "Reader 0" {
 		t.Errorf("event %v", m)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/safetext"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc/p11"
 )
 
@@ -112,7 +113,7 @@ func printInventory(w io.Writer, inv *agent.Inventory) {
 	}
 }
 
-func pinWords(p *agent.PINReport) string {
+func pinWords(p *wire.PINReport) string {
 	switch {
 	case p.Blocked:
 		return "blocked (no tries left)"

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/pcsc"
+	"github.com/cardagent/cardagent/version"
 )
 
 // Exit codes. Scripts and support tooling may rely on them.
@@ -148,7 +149,7 @@ func versionCmd(_ context.Context, env *Env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "cardagent %s (%s, %s/%s)\n", agent.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(env.Stdout, "cardagent %s (%s, %s/%s)\n", version.Version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return nil
 }
 

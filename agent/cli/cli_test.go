@@ -9,6 +9,7 @@ import (
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/cli"
 	"github.com/cardagent/cardagent/pcsc"
+	"github.com/cardagent/cardagent/version"
 )
 
 func TestExitCodes(t *testing.T) {
@@ -95,7 +96,7 @@ func TestVersion(t *testing.T) {
 	if code := cli.Main(context.Background(), []string{"version"}, &cli.Env{Stdout: &out, Stderr: &errb}); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	if !strings.HasPrefix(out.String(), "cardagent "+agent.Version+" (go") {
+	if !strings.HasPrefix(out.String(), "cardagent "+version.Version+" (go") {
 		t.Errorf("version output %q", out.String())
 	}
 }

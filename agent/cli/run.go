@@ -16,6 +16,7 @@ import (
 	"github.com/cardagent/cardagent/agent/logfile"
 	"github.com/cardagent/cardagent/agent/nodump"
 	"github.com/cardagent/cardagent/pcsc/p11"
+	"github.com/cardagent/cardagent/version"
 )
 
 // runCmd is `cardagent run`: the card service and the loopback API, until
@@ -53,7 +54,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		closeLog = func() error { return nil }
 	)
 	if *logDir == "none" {
-		log, err = agent.NewLogger(env.Stderr, *format, *level)
+		log, err = logfile.ConsoleLogger(env.Stderr, *format, *level)
 	} else {
 		// The file always gets JSON at the configured level; the console keeps *format.
 		log, closeLog, err = logfile.OpenLogger(logfile.Options{Dir: *logDir, ConsoleFallback: *consoleLog == "fallback"}, env.Stderr, *format, *level)
@@ -101,7 +102,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		HandshakeTimeout: cfg.Limits.HandshakeTimeout(),
 		RequestTimeout:   cfg.Limits.RequestTimeout(),
 		PromptTimeout:    cfg.Prompt.Timeout(),
-		Version:          agent.Version,
+		Version:          version.Version,
 	})
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
@@ -111,7 +112,7 @@ func runCmd(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	origins := cfg.AllowedOrigins()
-	log.Info("cardagent starting", zap.String("version", agent.Version), zap.Int("port", port),
+	log.Info("cardagent starting", zap.String("version", version.Version), zap.Int("port", port),
 		zap.String("environment", cfg.Environment), zap.Strings("allowed_origins", origins))
 	if len(origins) == 0 {
 		log.Warn("NO ALLOWED ORIGINS: every sign-in page will be refused. Set environments.<name>.origins or allowed_origins in " + config.DefaultPath())

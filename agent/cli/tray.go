@@ -7,6 +7,7 @@ import (
 	"github.com/cardagent/cardagent/agent/config"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/tray"
+	"github.com/cardagent/cardagent/version"
 )
 
 // The tray icon itself is the separate program cardagent-tray
@@ -48,7 +49,7 @@ func choosePrompter(cfg config.Config, pinentryFlag string, log *zap.Logger) (pr
 // the sentence choosePrompter returned, quit what the tray's Quit does.
 func traySupervisor(log *zap.Logger, cfg config.Config, svc *agent.CardService, p prompt.Prompter, port int, promptWhy string, quit func()) *tray.Supervisor {
 	info := tray.AgentInfo{
-		Version:       agent.Version,
+		Version:       version.Version,
 		APIPort:       port,
 		Environment:   cfg.Environment,
 		RenewalURL:    cfg.RenewalURL(),

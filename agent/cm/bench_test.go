@@ -18,8 +18,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/logfile"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/prompt/prompttest"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc"
 	"github.com/cardagent/cardagent/pcsc/drivers"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
@@ -44,7 +46,7 @@ func benchEndpoint(b *testing.B) (*Server, *agent.CardService) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	log, err := agent.NewLogger(io.Discard, "json", "info")
+	log, err := logfile.ConsoleLogger(io.Discard, "json", "info")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -75,7 +77,7 @@ func benchEndpoint(b *testing.B) (*Server, *agent.CardService) {
 
 func ready(svc *agent.CardService) bool {
 	for _, r := range svc.Status().Readers {
-		if r.Card != nil && r.Card.State == agent.CardReady {
+		if r.Card != nil && r.Card.State == wire.CardReady {
 			return true
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/signalr"
+	"github.com/cardagent/cardagent/agent/wire"
 )
 
 // Reply is requestToSign's result, fields in Credential Management's order.
@@ -70,26 +71,26 @@ const (
 )
 
 // statusOf maps a card service error code to a status code and its short text.
-var statusOf = map[agent.Code]struct {
+var statusOf = map[wire.Code]struct {
 	code uint32
 	text string
 }{
-	agent.CodeNoCard:             {StatusNoCertificate, ""},
-	agent.CodeNoCertificate:      {StatusNoCertificate, ""},
-	agent.CodeBadRequest:         {StatusBadRequest, ""},
-	agent.CodeUserCancelled:      {StatusCancelled, "The PIN prompt was cancelled; the card was not used"},
-	agent.CodeWrongPIN:           {StatusWrongPIN, "Wrong PIN"},
-	agent.CodePINBlocked:         {StatusPINBlocked, "The card's PIN is blocked; it must be unblocked (PUK or Registration Authority)"},
-	agent.CodeCardRemoved:        {StatusCardRemoved, "The card was removed"},
-	agent.CodeBusy:               {StatusBusy, "Another card operation is in progress; try again"},
-	agent.CodeRateLimited:        {StatusRateLimited, "Too many PIN requests from this site; wait a minute and try again"},
-	agent.CodePromptUnavailable:  {StatusNoPrompt, "No PIN prompt can be shown on this desktop"},
-	agent.CodeTimeout:            {StatusTimeout, "The PIN prompt timed out; the card was not used"},
-	agent.CodePINFormat:          {StatusPINFormat, "The PIN typed has a format the card cannot take; no try was spent"},
-	agent.CodeUnsupportedCard:    {StatusUnsupportedCard, "This card's signing key cannot be used"},
-	agent.CodeServiceUnavailable: {StatusServiceDown, "The smart-card service is not running"},
-	agent.CodeCardError:          {StatusCardError, "The card did not complete the operation"},
-	agent.CodeInternalError:      {StatusInternal, "Internal error"},
+	wire.CodeNoCard:             {StatusNoCertificate, ""},
+	wire.CodeNoCertificate:      {StatusNoCertificate, ""},
+	wire.CodeBadRequest:         {StatusBadRequest, ""},
+	wire.CodeUserCancelled:      {StatusCancelled, "The PIN prompt was cancelled; the card was not used"},
+	wire.CodeWrongPIN:           {StatusWrongPIN, "Wrong PIN"},
+	wire.CodePINBlocked:         {StatusPINBlocked, "The card's PIN is blocked; it must be unblocked (PUK or Registration Authority)"},
+	wire.CodeCardRemoved:        {StatusCardRemoved, "The card was removed"},
+	wire.CodeBusy:               {StatusBusy, "Another card operation is in progress; try again"},
+	wire.CodeRateLimited:        {StatusRateLimited, "Too many PIN requests from this site; wait a minute and try again"},
+	wire.CodePromptUnavailable:  {StatusNoPrompt, "No PIN prompt can be shown on this desktop"},
+	wire.CodeTimeout:            {StatusTimeout, "The PIN prompt timed out; the card was not used"},
+	wire.CodePINFormat:          {StatusPINFormat, "The PIN typed has a format the card cannot take; no try was spent"},
+	wire.CodeUnsupportedCard:    {StatusUnsupportedCard, "This card's signing key cannot be used"},
+	wire.CodeServiceUnavailable: {StatusServiceDown, "The smart-card service is not running"},
+	wire.CodeCardError:          {StatusCardError, "The card did not complete the operation"},
+	wire.CodeInternalError:      {StatusInternal, "Internal error"},
 }
 
 // errorMessage is the reply's message for a status: Credential Management's
@@ -170,7 +171,7 @@ func (h *signingHub) requestToSign(ctx context.Context, origin, arg string) *Rep
 		e := agent.Classify(err)
 		st, ok := statusOf[e.Code]
 		if !ok {
-			st = statusOf[agent.CodeInternalError]
+			st = statusOf[wire.CodeInternalError]
 		}
 		return h.failure(st.code, st.text, e.TriesLeft)
 	}

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cardagent/cardagent/agent/expiry"
 	"github.com/cardagent/cardagent/pcsc"
 )
 
@@ -207,6 +208,12 @@ type Expiry struct {
 	WarningDays int `json:"warning_days"`
 	// UrgentDays: inside this many days the warning is worded as urgent.
 	UrgentDays int `json:"urgent_days"`
+}
+
+// Policy is the expiry rule these settings give (agent/expiry decides every
+// expiry state from it: the status, the tray and doctor).
+func (e Expiry) Policy() expiry.Policy {
+	return expiry.Policy{WarnDays: e.WarningDays, UrgentDays: e.UrgentDays}.Normalize()
 }
 
 // Tray sets what the notification-area icon offers.

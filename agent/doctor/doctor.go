@@ -22,7 +22,9 @@ import (
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/config"
+	"github.com/cardagent/cardagent/agent/expiry"
 	"github.com/cardagent/cardagent/pcsc"
+	"github.com/cardagent/cardagent/version"
 )
 
 // Schema is the version of the JSON report.
@@ -230,7 +232,7 @@ func (d *Doctor) defaults() {
 // Run performs every check and returns the report.
 func (d *Doctor) Run(ctx context.Context) *Report {
 	d.defaults()
-	r := &Report{Schema: Schema, Time: d.Now().UTC(), Version: agent.Version, OS: runtime.GOOS + "/" + runtime.GOARCH}
+	r := &Report{Schema: Schema, Time: d.Now().UTC(), Version: version.Version, OS: runtime.GOOS + "/" + runtime.GOARCH}
 	add := func(res Result) { r.Results = append(r.Results, res) }
 
 	cfg, cfgOK := d.checkConfig(add)
@@ -397,12 +399,12 @@ func (d *Doctor) checkCards(ctx context.Context, cfg config.Config, add func(Res
 		}
 		for _, s := range c.Certificates {
 			name := s.Usage + " certificate"
-			switch {
-			case s.Expired || s.DaysLeft < 0:
+			switch cfg.Expiry.Policy().Classify(s.DaysLeft, s.Expired) {
+			case expiry.Expired:
 				worse(&certStatus, Fail)
 				certLines = append(certLines, fmt.Sprintf("%s: the %s expired on %s.", rd.Name, name, s.NotAfter.Format("2 January 2006")))
 				certFixes = append(certFixes, "An expired card needs a visit to your Registration Authority.")
-			case s.DaysLeft <= 90:
+			case expiry.Warning, expiry.Urgent:
 				worse(&certStatus, Warn)
 				certLines = append(certLines, fmt.Sprintf("%s: the %s expires in %d days (%s).", rd.Name, name, s.DaysLeft, s.NotAfter.Format("2 January 2006")))
 				fix := "Renew it now, before it expires"

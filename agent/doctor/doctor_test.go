@@ -21,6 +21,7 @@ import (
 	"github.com/cardagent/cardagent/agent/certinfo"
 	"github.com/cardagent/cardagent/agent/config"
 	"github.com/cardagent/cardagent/agent/doctor"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/installer"
 	"github.com/cardagent/cardagent/pcsc"
 )
@@ -87,7 +88,7 @@ func card(mod func(*agent.CardReport)) *agent.Inventory {
 	c := &agent.CardReport{
 		Kind: "piv", Type: "NHS series 9 smartcard (PIV)", Supported: true,
 		Holder:       &certinfo.Holder{Name: "Jane SMITH"},
-		PIN:          &agent.PINReport{TriesLeft: 3},
+		PIN:          &wire.PINReport{TriesLeft: 3},
 		Certificates: []certinfo.Summary{cert("authentication", 400), cert("signature", 400)},
 	}
 	if mod != nil {
@@ -171,10 +172,10 @@ func TestEachProblem(t *testing.T) {
 			d.Scanner = scanner{inv: card(func(c *agent.CardReport) { c.Supported, c.Type = false, "unknown card" })}
 		}, doctor.CheckCard, doctor.Fail, "not supported", true},
 		{"blocked PIN", func(d *doctor.Doctor) {
-			d.Scanner = scanner{inv: card(func(c *agent.CardReport) { c.PIN = &agent.PINReport{TriesLeft: 0, Blocked: true} })}
+			d.Scanner = scanner{inv: card(func(c *agent.CardReport) { c.PIN = &wire.PINReport{TriesLeft: 0, Blocked: true} })}
 		}, doctor.CheckCard, doctor.Fail, "Registration Authority", true},
 		{"last PIN try", func(d *doctor.Doctor) {
-			d.Scanner = scanner{inv: card(func(c *agent.CardReport) { c.PIN = &agent.PINReport{TriesLeft: 1} })}
+			d.Scanner = scanner{inv: card(func(c *agent.CardReport) { c.PIN = &wire.PINReport{TriesLeft: 1} })}
 		}, doctor.CheckCard, doctor.Warn, "1 PIN tries left", false},
 		{"card read error", func(d *doctor.Doctor) {
 			d.Scanner = scanner{inv: card(func(c *agent.CardReport) { c.Error = "card removed" })}

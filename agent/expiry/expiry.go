@@ -13,6 +13,7 @@ import (
 	"strconv"
 
 	"github.com/cardagent/cardagent/agent/certinfo"
+	"github.com/cardagent/cardagent/agent/wire"
 )
 
 // Defaults of Policy.
@@ -96,6 +97,20 @@ func (p Policy) Classify(daysLeft int, expired bool) Level {
 		return Warning
 	}
 	return OK
+}
+
+// State is the protocol's word for a certificate's expiry against p:
+// wire.ExpiryOK, wire.ExpiryExpiring (Warning or Urgent) or
+// wire.ExpiryExpired. The agent's status, the tray and doctor all decide
+// expiry through Classify, so they never disagree.
+func (p Policy) State(c certinfo.Summary) string {
+	switch p.Classify(c.DaysLeft, c.Expired) {
+	case Expired:
+		return wire.ExpiryExpired
+	case Warning, Urgent:
+		return wire.ExpiryExpiring
+	}
+	return wire.ExpiryOK
 }
 
 // Soonest returns the certificate that ends first among certs and true, or

@@ -204,8 +204,8 @@ func (w *Writer) Close() error {
 	return err
 }
 
-// NewLogger returns the agent's logger: JSON lines at level into file, and
-// the same entries in consoleFormat ("console" or "json") to console when
+// NewLogger returns the agent's logger: JSON lines at level into file (none
+// when file is nil), and the same entries in consoleFormat ("console" or "json") to console when
 // console is not nil (stderr, which the service manager keeps: the
 // journal, launchd). level is debug, info, warn or error.
 func NewLogger(file io.Writer, console io.Writer, consoleFormat, level string) (*zap.Logger, error) {
@@ -215,7 +215,10 @@ func NewLogger(file io.Writer, console io.Writer, consoleFormat, level string) (
 	}
 	enc := zap.NewProductionEncoderConfig()
 	enc.EncodeTime = zapcore.ISO8601TimeEncoder
-	cores := []zapcore.Core{zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(file), lvl)}
+	var cores []zapcore.Core
+	if file != nil {
+		cores = append(cores, zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(file), lvl))
+	}
 	if console != nil {
 		var ce zapcore.Encoder
 		switch consoleFormat {
@@ -231,6 +234,13 @@ func NewLogger(file io.Writer, console io.Writer, consoleFormat, level string) (
 		cores = append(cores, zapcore.NewCore(ce, zapcore.Lock(zapcore.AddSync(console)), lvl))
 	}
 	return zap.New(zapcore.NewTee(cores...)), nil
+}
+
+// ConsoleLogger is NewLogger without a file: entries in format ("console"
+// or "json") to w only. PINs and other secrets are never passed to a
+// logger: no field anywhere in cardagent carries one.
+func ConsoleLogger(w io.Writer, format, level string) (*zap.Logger, error) {
+	return NewLogger(nil, w, format, level)
 }
 
 // OpenLogger opens the log file with opts and returns the logger of

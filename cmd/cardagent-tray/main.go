@@ -25,7 +25,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/logfile"
 	"github.com/cardagent/cardagent/tray"
 	"github.com/cardagent/cardagent/tray/trayui"
 )
@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, runUI tray.RunUI)
 		fmt.Fprintf(stderr, "cardagent-tray: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	log, err := agent.NewLogger(stderr, "console", *level)
+	log, err := logfile.ConsoleLogger(stderr, "console", *level)
 	if err != nil {
 		fmt.Fprintln(stderr, "cardagent-tray:", err)
 		return exitUsage

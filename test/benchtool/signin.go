@@ -13,6 +13,7 @@ import (
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/prompt/prompttest"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc/vcard/vpiv"
 )
 
@@ -75,9 +76,9 @@ func signinAlloc(args []string) error {
 	return nil
 }
 
-func ready(st agent.Status, reader string) bool {
+func ready(st wire.Status, reader string) bool {
 	for _, r := range st.Readers {
-		if r.Name == reader && r.Card != nil && r.Card.State == agent.CardReady {
+		if r.Name == reader && r.Card != nil && r.Card.State == wire.CardReady {
 			return true
 		}
 	}

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt/prompttest"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc/vcard"
 )
 
@@ -153,7 +153,7 @@ func TestCardFaults(t *testing.T) {
 			e.insert(t)
 			sw := prompttest.NewSwitch(fixedPIN(tt.pin))
 			a := startAgent(t, sw, agentOpts{})
-			a.waitCard(t, agent.CardReady, 10*time.Second)
+			a.waitCard(t, wire.CardReady, 10*time.Second)
 			c := dial(t, a.port)
 			if e.card.PINTries() != 3 {
 				t.Fatalf("card starts with %d tries", e.card.PINTries())
@@ -208,7 +208,7 @@ func TestCardFaults(t *testing.T) {
 				a.waitCard(t, "", 5*time.Second)
 				e.insert(t)
 			}
-			a.waitCard(t, agent.CardReady, 10*time.Second)
+			a.waitCard(t, wire.CardReady, 10*time.Second)
 			sw.Set(fixedPIN(markerPIN))
 			c.signIn(t, 2)
 			if got := e.card.PINTries(); got != 3 {

@@ -10,8 +10,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt/prompttest"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc"
 	"github.com/cardagent/cardagent/pcsc/vcard"
 )
@@ -106,12 +106,12 @@ func TestMuteCard(t *testing.T) {
 			if tt.atInsertion {
 				// The agent gives up reading the card and says it is mute.
 				ev := c.event(t, "card_inserted", bound)
-				if cd, _ := ev["card"].(map[string]any); cd["state"] != agent.CardMute || cd["hint"] == "" {
+				if cd, _ := ev["card"].(map[string]any); cd["state"] != wire.CardMute || cd["hint"] == "" {
 					t.Errorf("card_inserted %v, want state mute with a hint", ev)
 				}
 				t.Logf("card reported mute %v after insertion", time.Since(start).Round(time.Millisecond))
 			} else {
-				a.waitCard(t, agent.CardReady, 10*time.Second)
+				a.waitCard(t, wire.CardReady, 10*time.Second)
 				e.clearSent()
 				e.inj.Arm(tt.match, vcard.Action{Fault: vcard.Mute}, 1)
 				start = time.Now()
@@ -135,7 +135,7 @@ func TestMuteCard(t *testing.T) {
 			// The agent keeps serving while the card is silent: status at
 			// once, and the next sign-in fails at once.
 			st, svc := c.status(t, "st")
-			if st != agent.CardMute || svc != "up" {
+			if st != wire.CardMute || svc != "up" {
 				t.Errorf("status: card %q, service %q; want mute, up", st, svc)
 			}
 			t0 := time.Now()
@@ -154,7 +154,7 @@ func TestMuteCard(t *testing.T) {
 			e.remove(t)
 			a.waitCard(t, "", 5*time.Second)
 			e.insert(t)
-			a.waitCard(t, agent.CardReady, 10*time.Second)
+			a.waitCard(t, wire.CardReady, 10*time.Second)
 			c.signIn(t, 3)
 		})
 	}

@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/prompt/prompttest"
+	"github.com/cardagent/cardagent/agent/wire"
 )
 
 // pinentryRecord is the part of the scripted pinentry's record we use.
@@ -100,7 +100,7 @@ func TestPromptFaults(t *testing.T) {
 			}
 			sw := prompttest.NewSwitch(pe)
 			a := startAgent(t, sw, agentOpts{PromptTimeout: promptTimeout})
-			a.waitCard(t, agent.CardReady, 10*time.Second)
+			a.waitCard(t, wire.CardReady, 10*time.Second)
 			other := dial(t, a.port) // another page, connected throughout
 			c := dial(t, a.port)
 			e.clearSent()
@@ -147,7 +147,7 @@ func TestPromptFaults(t *testing.T) {
 			}
 			// The agent serves the next sign-in (the other page).
 			sw.Set(&prompt.Pinentry{Path: bin, Args: []string{"-pin", markerPIN}})
-			if card, svc := other.status(t, "st"); card != agent.CardReady || svc != "up" {
+			if card, svc := other.status(t, "st"); card != wire.CardReady || svc != "up" {
 				t.Errorf("status: card %q, service %q", card, svc)
 			}
 			other.signIn(t, 2)

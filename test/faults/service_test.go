@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt/prompttest"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc/vcard"
 )
 
@@ -71,7 +71,7 @@ func TestPCSCDKilled(t *testing.T) {
 			e.insert(t)
 			sw := prompttest.NewSwitch(fixedPIN(markerPIN))
 			a := startAgent(t, sw, agentOpts{})
-			a.waitCard(t, agent.CardReady, 10*time.Second)
+			a.waitCard(t, wire.CardReady, 10*time.Second)
 			c := dial(t, a.port)
 			e.clearSent()
 
@@ -107,7 +107,7 @@ func TestReaderGone(t *testing.T) {
 	e.insert(t)
 	sw := prompttest.NewSwitch(fixedPIN(markerPIN))
 	a := startAgent(t, sw, agentOpts{})
-	a.waitCard(t, agent.CardReady, 10*time.Second)
+	a.waitCard(t, wire.CardReady, 10*time.Second)
 	c := dial(t, a.port)
 	// A reply proves the connection is subscribed to events: the handshake
 	// alone returns before the agent's side has subscribed.
@@ -172,7 +172,7 @@ func checkServiceRecovers(t *testing.T, e *cardEnv, a *agentUT, sw *prompttest.S
 	t.Logf("service_up %v after pcscd was back", time.Since(t0).Round(time.Millisecond))
 	e.insert(t) // vpcd dropped the card with pcscd
 	c.event(t, "card_inserted", 10*time.Second)
-	if card, svc := c.status(t, "st-up"); card != agent.CardReady || svc != "up" {
+	if card, svc := c.status(t, "st-up"); card != wire.CardReady || svc != "up" {
 		t.Errorf("status after pcscd is back: card %q, service %q", card, svc)
 	}
 	c.signIn(t, "again")

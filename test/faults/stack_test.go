@@ -21,6 +21,7 @@ import (
 	"github.com/cardagent/cardagent/agent/api"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/token"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 	"github.com/cardagent/cardagent/pcsc/vcard"
@@ -236,7 +237,7 @@ func startAgent(t *testing.T, p prompt.Prompter, o agentOpts) *agentUT {
 }
 
 // cardState returns the state of the card in reader ("" for none) and the service state.
-func (a *agentUT) cardState() (string, agent.ServiceState) {
+func (a *agentUT) cardState() (string, wire.ServiceState) {
 	st := a.svc.Status()
 	for _, r := range st.Readers {
 		if r.Name == reader && r.Card != nil {

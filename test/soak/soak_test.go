@@ -25,6 +25,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/api"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 	"github.com/cardagent/cardagent/pcsc/vcard"
 	"github.com/cardagent/cardagent/pcsc/vcard/testpki"
@@ -157,7 +158,7 @@ func (c *client) read() {
 			continue
 		}
 		kind, _ := m["event"].(string)
-		if !isCardEvent(agent.EventKind(kind)) {
+		if !isCardEvent(wire.EventKind(kind)) {
 			continue
 		}
 		ev := cardEvent{Kind: kind}
@@ -320,11 +321,11 @@ func settle(t *testing.T, a *agentUT, b *bench, timeout time.Duration) time.Dura
 	start := time.Now()
 	for {
 		st := a.svc.Status()
-		ok := st.Service == agent.ServiceUp
+		ok := st.Service == wire.ServiceUp
 		for i, name := range pcsctest.ReaderNames {
 			want := ""
 			if b.present(i) {
-				want = agent.CardReady
+				want = wire.CardReady
 			}
 			got := ""
 			for _, r := range st.Readers {
@@ -385,15 +386,15 @@ func dialAll(t *testing.T, port, n int) []*client {
 	return clients
 }
 
-func isCardEvent(k agent.EventKind) bool {
-	return k == agent.EventCardReading || k == agent.EventCardInserted || k == agent.EventCardRemoved
+func isCardEvent(k wire.EventKind) bool {
+	return k == wire.EventCardReading || k == wire.EventCardInserted || k == wire.EventCardRemoved
 }
 
 // validNext[a][b]: event b may follow event a for the same reader.
 var validNext = map[string]map[string]bool{
-	string(agent.EventCardRemoved):  {string(agent.EventCardReading): true, string(agent.EventCardInserted): true},
-	string(agent.EventCardReading):  {string(agent.EventCardInserted): true, string(agent.EventCardRemoved): true},
-	string(agent.EventCardInserted): {string(agent.EventCardRemoved): true},
+	string(wire.EventCardRemoved):  {string(wire.EventCardReading): true, string(wire.EventCardInserted): true},
+	string(wire.EventCardReading):  {string(wire.EventCardInserted): true, string(wire.EventCardRemoved): true},
+	string(wire.EventCardInserted): {string(wire.EventCardRemoved): true},
 }
 
 // TestSoak cycles cards in both readers every 100 ms while 50 clients are
@@ -422,7 +423,7 @@ func TestSoak(t *testing.T) {
 		smu  sync.Mutex
 		sent []cardEvent
 	)
-	unsub := a.svc.Subscribe(func(ev agent.Event) {
+	unsub := a.svc.Subscribe(func(ev wire.Event) {
 		if !isCardEvent(ev.Kind) {
 			return
 		}
@@ -456,9 +457,9 @@ func TestSoak(t *testing.T) {
 	// last is each reader's last event kind as the agent reported it.
 	last := map[string]string{}
 	for i, name := range pcsctest.ReaderNames {
-		last[name] = string(agent.EventCardRemoved)
+		last[name] = string(wire.EventCardRemoved)
 		if b.present(i) {
-			last[name] = string(agent.EventCardInserted)
+			last[name] = string(wire.EventCardInserted)
 		}
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -498,7 +499,7 @@ func TestSoak(t *testing.T) {
 			m := lastOf(sent[checked:])
 			smu.Unlock()
 			for i, name := range pcsctest.ReaderNames {
-				if (m[name] == string(agent.EventCardInserted)) != b.present(i) {
+				if (m[name] == string(wire.EventCardInserted)) != b.present(i) {
 					return false
 				}
 			}
@@ -516,15 +517,15 @@ func TestSoak(t *testing.T) {
 			if !validNext[last[ev.Reader]][ev.Kind] {
 				t.Fatalf("burst %d: %s after %s for %s (events %v)", bursts, ev.Kind, last[ev.Reader], ev.Reader, ref)
 			}
-			if ev.Kind == string(agent.EventCardInserted) && ev.State != agent.CardReady {
+			if ev.Kind == string(wire.EventCardInserted) && ev.State != wire.CardReady {
 				t.Logf("burst %d: card in %s announced %q (pulled while being read)", bursts, ev.Reader, ev.State)
 			}
 			last[ev.Reader] = ev.Kind
 		}
 		for i, name := range pcsctest.ReaderNames {
-			want := string(agent.EventCardRemoved)
+			want := string(wire.EventCardRemoved)
 			if b.present(i) {
-				want = string(agent.EventCardInserted)
+				want = string(wire.EventCardInserted)
 			}
 			if last[name] != want {
 				t.Fatalf("burst %d: 5 s after the status matched, the last event for %s is still %s, but the reader holds a card: %v", bursts, name, last[name], b.present(i))
@@ -559,7 +560,7 @@ func TestSoak(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, name := range pcsctest.ReaderNames {
-			if want := map[bool]string{true: agent.CardReady, false: ""}[b.present(i)]; st[name] != want {
+			if want := map[bool]string{true: wire.CardReady, false: ""}[b.present(i)]; st[name] != want {
 				t.Fatalf("burst %d: status says %q for %s, want %q", bursts, st[name], name, want)
 			}
 		}
@@ -649,7 +650,7 @@ func TestConnectionCap(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	inserted := func(c *client) bool {
 		return slices.ContainsFunc(c.recorded(), func(ev cardEvent) bool {
-			return ev.Kind == string(agent.EventCardInserted) && ev.Reader == pcsctest.ReaderNames[0]
+			return ev.Kind == string(wire.EventCardInserted) && ev.Reader == pcsctest.ReaderNames[0]
 		})
 	}
 	for i, c := range everyone {

@@ -19,8 +19,8 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/installer/packaging"
+	"github.com/cardagent/cardagent/version"
 )
 
 func main() {
@@ -35,7 +35,7 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("cardagent-package", flag.ContinueOnError)
-	version := fs.String("version", agent.Version, "package version")
+	version := fs.String("version", version.Version, "package version")
 	arch := fs.String("arch", runtime.GOARCH, "architecture (deb and rpm: the build machine's unless a cross C compiler is set up; msi: amd64)")
 	out := fs.String("out", "dist", "output directory")
 	cfg := fs.String("config", "", "configuration file to ship as the default configuration; its allowed origins go into the browser policies")
@@ -154,7 +154,7 @@ const (
 
 // goBuild builds pkg for goos/arch into out.
 func goBuild(ctx context.Context, pkg, goos, arch, version, out string, windowsGUI bool) (string, error) {
-	ldflags := "-s -w -X github.com/cardagent/cardagent/agent.Version=" + version
+	ldflags := "-s -w -X github.com/cardagent/cardagent/version.Version=" + version
 	if windowsGUI {
 		ldflags += " -H=windowsgui"
 	}
