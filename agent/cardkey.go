@@ -45,8 +45,8 @@ func unsupportedKeyHint(keyType string) string {
 
 // errUnsupportedKey is the sign-in error for such a key.
 func errUnsupportedKey(keyType string) *Error {
-	return &Error{Code: wire.CodeUnsupportedCard, TriesLeft: -1, Err: pcsc.ErrUnsupportedAlgorithm,
-		Message: fmt.Sprintf("the card's sign-in key is %s, which cardagent cannot sign with", keyType)}
+	return NewError(wire.CodeUnsupportedCard,
+		fmt.Sprintf("the card's sign-in key is %s, which cardagent cannot sign with", keyType), pcsc.ErrUnsupportedAlgorithm)
 }
 
 // cardName is what the card is called for people: the driver's name, except

@@ -300,7 +300,7 @@ func (s *CardService) reader(name string) *readerEntry {
 
 func (s *CardService) newSlot(reader string, atr []byte) *cardSlot {
 	ctx, cancel := context.WithCancelCause(s.ctx)
-	return &cardSlot{reader: reader, atr: atr, ctx: ctx, cancel: cancel, opened: make(chan struct{}), state: wire.CardReading, kind: pcsc.KindUnknown, maxTries: -1}
+	return &cardSlot{reader: reader, atr: atr, ctx: ctx, cancel: cancel, opened: make(chan struct{}), state: wire.CardReading, kind: pcsc.KindUnknown, maxTries: wire.TriesUnknown}
 }
 
 // detachLocked ends a card's insertion: its context is cancelled (closing a
@@ -566,7 +566,7 @@ func (s *CardService) pick(ctx context.Context) (*cardSlot, error) {
 			case mute:
 				return nil, Classify(pcsc.ErrCardUnresponsive)
 			case failed:
-				return nil, &Error{Code: wire.CodeCardError, Message: "the card could not be read; take it out and insert it again", TriesLeft: -1}
+				return nil, NewError(wire.CodeCardError, "the card could not be read; take it out and insert it again", nil)
 			case service == wire.ServiceDown:
 				return nil, Classify(pcsc.ErrServiceUnavailable)
 			}

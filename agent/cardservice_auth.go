@@ -9,7 +9,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"errors"
-	"io"
 	"strings"
 	"time"
 
@@ -53,7 +52,7 @@ const (
 )
 
 // ErrBadWebEIDNonce is a Web eID challenge nonce the agent refuses.
-var ErrBadWebEIDNonce = &Error{Code: wire.CodeBadRequest, Message: "a web-eid:1.0 challenge nonce must be 43 to 128 base64 characters", TriesLeft: -1}
+var ErrBadWebEIDNonce = NewError(wire.CodeBadRequest, "a web-eid:1.0 challenge nonce must be 43 to 128 base64 characters", nil)
 
 // CheckWebEIDNonce checks a Web eID challenge nonce: 43 to 128 characters of
 // the base64 alphabets (A-Z a-z 0-9 + / - _ and = padding), nothing else (no
@@ -87,11 +86,6 @@ func SignatureAlgorithm(pub crypto.PublicKey) (string, crypto.SignerOpts, error)
 		}
 	}
 	return "", nil, pcsc.ErrUnsupportedAlgorithm
-}
-
-// contextSigner is a card key that takes a context for its transaction (the PIV driver's).
-type contextSigner interface {
-	SignContext(ctx context.Context, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error)
 }
 
 // Authenticate has the card sign an origin-bound challenge for a sign-in page.
@@ -172,7 +166,7 @@ func (s *CardService) signChallenge(ctx context.Context, origin string, p prompt
 		log.Info("authenticated", zap.String("reader", reader), zap.String("algorithm", res.alg), zap.Duration("took", time.Since(start)))
 	}()
 	if origin == "" {
-		return nil, &Error{Code: wire.CodeBadRequest, Message: "no origin", TriesLeft: -1}
+		return nil, NewError(wire.CodeBadRequest, "no origin", nil)
 	}
 	err = s.onCard(ctx, &reader, func(cs *cardSlot) (err error) {
 		res, err = s.authenticate(ctx, cs, origin, p, digest)
@@ -199,7 +193,7 @@ func (s *CardService) markMute(cs *cardSlot) {
 // card failed, not the agent.
 func cardFailure(err error) error {
 	if e := Classify(err); e.Code == wire.CodeInternalError {
-		return &Error{Code: wire.CodeCardError, Message: wire.Message(wire.CodeCardError), TriesLeft: -1, Err: err}
+		return NewError(wire.CodeCardError, "", err)
 	}
 	return err
 }
@@ -290,7 +284,7 @@ func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin str
 	if err != nil {
 		return nil, err
 	}
-	s.setPIN(cs, -1, true)
+	s.setPIN(cs, wire.TriesUnknown, true)
 	if !fromCache {
 		s.storePIN(cs, pin, origin)
 	}
@@ -330,7 +324,7 @@ func (s *CardService) askPIN(ctx context.Context, cs *cardSlot, p prompt.Prompte
 		}
 		prompt.Zero(pin)
 		if attempt > 0 {
-			return nil, &Error{Code: wire.CodePINFormat, Message: wire.Message(wire.CodePINFormat), TriesLeft: -1, Err: ferr}
+			return nil, NewError(wire.CodePINFormat, "", ferr)
 		}
 		why := ferr.Error()
 		if um, ok := ferr.(interface{ UserMessage() string }); ok {

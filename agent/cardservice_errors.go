@@ -14,7 +14,8 @@ import (
 type Error struct {
 	Code    wire.Code
 	Message string
-	// TriesLeft is the PIN tries left for CodeWrongPIN (-1 when the card does not say).
+	// TriesLeft is the PIN tries left for CodeWrongPIN (wire.TriesUnknown
+	// when the card does not say, and for every other code).
 	TriesLeft int
 	Err       error
 }
@@ -35,13 +36,23 @@ func (e *Error) Is(target error) bool {
 	return ok && t.Err == nil && t.Code == e.Code
 }
 
+// NewError returns an *Error with code and message (wire.Message(code) when
+// message is ""), err as its cause for the logs, and the PIN tries left
+// unknown: only the card's refusal of a PIN (Classify) knows them.
+func NewError(code wire.Code, message string, err error) *Error {
+	if message == "" {
+		message = wire.Message(code)
+	}
+	return &Error{Code: code, Message: message, TriesLeft: wire.TriesUnknown, Err: err}
+}
+
 // Sentinel errors of the card service, matchable with errors.Is.
 var (
-	ErrBusy              = &Error{Code: wire.CodeBusy, Message: "another card operation is in progress", TriesLeft: -1}
-	ErrRateLimited       = &Error{Code: wire.CodeRateLimited, Message: "too many PIN requests from this site; wait a minute and try again", TriesLeft: -1}
-	ErrBadChallenge      = &Error{Code: wire.CodeBadRequest, Message: "challenge must be base64url (no padding) of at least 32 bytes, at most 256 characters", TriesLeft: -1}
-	ErrNoCertificate     = &Error{Code: wire.CodeNoCertificate, Message: "the card has no authentication certificate", TriesLeft: -1}
-	ErrPromptUnavailable = &Error{Code: wire.CodePromptUnavailable, Message: "no PIN prompt is available on this desktop", TriesLeft: -1}
+	ErrBusy              = NewError(wire.CodeBusy, "another card operation is in progress", nil)
+	ErrRateLimited       = NewError(wire.CodeRateLimited, "too many PIN requests from this site; wait a minute and try again", nil)
+	ErrBadChallenge      = NewError(wire.CodeBadRequest, "challenge must be base64url (no padding) of at least 32 bytes, at most 256 characters", nil)
+	ErrNoCertificate     = NewError(wire.CodeNoCertificate, "the card has no authentication certificate", nil)
+	ErrPromptUnavailable = NewError(wire.CodePromptUnavailable, "no PIN prompt is available on this desktop", nil)
 )
 
 // Classify maps any error of the card service, the PC/SC layer or the prompt
@@ -54,7 +65,7 @@ func Classify(err error) *Error {
 	if errors.As(err, &e) {
 		return e
 	}
-	mk := func(c wire.Code) *Error { return &Error{Code: c, Message: wire.Message(c), TriesLeft: -1, Err: err} }
+	mk := func(c wire.Code) *Error { return NewError(c, "", err) }
 	var auth *pcsc.AuthError
 	switch {
 	case errors.As(err, &auth) && !auth.PUK:

@@ -87,18 +87,11 @@ func cardGone(ctx context.Context, cs *cardSlot) error {
 	return nil
 }
 
-// signWith has key sign digest, in ctx's transaction where the driver takes
-// one. A refused PIN updates the tries left (and drops the PIN cache): a
+// signWith has key sign digest in ctx's transaction. A refused PIN updates the tries left (and drops the PIN cache): a
 // wrong PIN, or the try that blocks it (real cards answer 6983 then, not
 // 63C0). It is never retried.
-func (s *CardService) signWith(ctx context.Context, cs *cardSlot, key crypto.Signer, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	var sig []byte
-	var err error
-	if ks, ok := key.(contextSigner); ok {
-		sig, err = ks.SignContext(ctx, rand.Reader, digest, opts)
-	} else {
-		sig, err = key.Sign(rand.Reader, digest, opts)
-	}
+func (s *CardService) signWith(ctx context.Context, cs *cardSlot, key pcsc.Signer, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	sig, err := key.SignContext(ctx, rand.Reader, digest, opts)
 	if err != nil {
 		var auth *pcsc.AuthError
 		switch {

@@ -102,7 +102,7 @@ func (s *CardService) managePINOn(ctx context.Context, cs *cardSlot, p prompt.Pr
 			Message: "Your PIN is blocked, so it cannot be changed. Unblock the card first (Unblock card... with your PUK), or contact your Registration Authority."}
 	}
 
-	base := prompt.Request{CardType: s.typeOf(cs), TriesLeft: -1, Timeout: s.PromptTimeout}
+	base := prompt.Request{CardType: s.typeOf(cs), TriesLeft: wire.TriesUnknown, Timeout: s.PromptTimeout}
 	if certs, err := card.Certificates(ctx); err == nil {
 		if h := holderOf(certs); h != nil {
 			base.Holder = h.Name
@@ -114,7 +114,7 @@ func (s *CardService) managePINOn(ctx context.Context, cs *cardSlot, p prompt.Pr
 	first.Purpose, first.Secret, first.TriesLeft = "change your PIN", prompt.SecretPIN, st.Retries
 	check := s.checkPIN
 	if unblock {
-		first.Purpose, first.Secret, first.TriesLeft = "unblock your card", prompt.SecretPUK, -1
+		first.Purpose, first.Secret, first.TriesLeft = "unblock your card", prompt.SecretPUK, wire.TriesUnknown
 		check = checkPUK
 	}
 	old, err := s.askSecret(ctx, cs, p, first, check)
@@ -198,8 +198,8 @@ func (s *CardService) askNewPIN(ctx context.Context, cs *cardSlot, p prompt.Prom
 		}
 		prompt.Zero(newPIN)
 		if attempt >= maxSecretPrompts {
-			return nil, &Error{Code: wire.CodePINFormat, TriesLeft: -1,
-				Message: "The two new PINs did not match. Nothing was sent to the card and your PIN is unchanged."}
+			return nil, NewError(wire.CodePINFormat,
+				"The two new PINs did not match. Nothing was sent to the card and your PIN is unchanged.", nil)
 		}
 		req.Retry = "The two new PINs did not match. Nothing was sent to the card; please choose the new PIN again."
 	}
@@ -241,8 +241,8 @@ func (s *CardService) askSecret(ctx context.Context, cs *cardSlot, p prompt.Prom
 			why += "."
 		}
 		if attempt >= maxSecretPrompts {
-			return nil, &Error{Code: wire.CodePINFormat, TriesLeft: -1, Err: ferr,
-				Message: fmt.Sprintf("That %s cannot be right. %s Nothing was sent to the card.", what, why)}
+			return nil, NewError(wire.CodePINFormat,
+				fmt.Sprintf("That %s cannot be right. %s Nothing was sent to the card.", what, why), ferr)
 		}
 		req.Retry = fmt.Sprintf("That %s cannot be right. %s Nothing was sent to the card; please enter it again.", what, why)
 	}
@@ -281,7 +281,7 @@ func pinManagementError(err error, unblock bool) *Error {
 		case auth.Retries == 0:
 			return mk(CodePUKBlocked, 0, "The PUK was wrong and is now blocked. Only your Registration Authority can unblock the card now.")
 		case auth.Retries < 0:
-			return mk(CodeWrongPUK, -1, "The PUK was wrong. "+unchanged)
+			return mk(CodeWrongPUK, wire.TriesUnknown, "The PUK was wrong. "+unchanged)
 		}
 		return mk(CodeWrongPUK, auth.Retries, "The PUK was wrong. "+unchanged+" "+prompt.PUKTriesLeft(auth.Retries))
 	case errors.Is(err, pcsc.ErrPUKBlocked):
@@ -291,7 +291,7 @@ func pinManagementError(err error, unblock bool) *Error {
 		case auth.Retries == 0:
 			return mk(wire.CodePINBlocked, 0, "The current PIN was wrong and the card is now blocked. Unblock it with your PUK (Unblock card...) or contact your Registration Authority.")
 		case auth.Retries < 0:
-			return mk(wire.CodeWrongPIN, -1, "The current PIN was wrong. "+unchanged)
+			return mk(wire.CodeWrongPIN, wire.TriesUnknown, "The current PIN was wrong. "+unchanged)
 		}
 		return mk(wire.CodeWrongPIN, auth.Retries, "The current PIN was wrong. "+unchanged+" "+prompt.TriesLeft(auth.Retries))
 	case errors.As(err, &e):
@@ -301,7 +301,7 @@ func pinManagementError(err error, unblock bool) *Error {
 	case errors.Is(err, pcsc.ErrPINBlocked):
 		return mk(wire.CodePINBlocked, 0, "Your PIN is blocked. Unblock the card with your PUK (Unblock card...) or contact your Registration Authority.")
 	case errors.Is(err, pcsc.ErrPINFormat):
-		return mk(wire.CodePINFormat, -1, "The card did not accept that new PIN. Nothing was changed and no try was spent: choose another PIN.")
+		return mk(wire.CodePINFormat, wire.TriesUnknown, "The card did not accept that new PIN. Nothing was changed and no try was spent: choose another PIN.")
 	}
 	c := Classify(err)
 	msg := c.Message

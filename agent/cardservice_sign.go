@@ -17,7 +17,7 @@ import (
 )
 
 // ErrNoSigningCertificate: the card has no signing (non-repudiation) certificate.
-var ErrNoSigningCertificate = &Error{Code: wire.CodeNoCertificate, Message: "the card has no signing certificate", TriesLeft: -1}
+var ErrNoSigningCertificate = NewError(wire.CodeNoCertificate, "the card has no signing certificate", nil)
 
 // SignRequest is a request to sign documents with the card's signing key.
 type SignRequest struct {
@@ -101,10 +101,10 @@ func (s *CardService) SignDocuments(ctx context.Context, req SignRequest, p prom
 			zap.Int("documents", len(res.Signatures)), zap.Duration("took", time.Since(start)))
 	}()
 	if req.Origin == "" || len(req.Documents) == 0 {
-		return nil, &Error{Code: wire.CodeBadRequest, Message: "nothing to sign", TriesLeft: -1}
+		return nil, NewError(wire.CodeBadRequest, "nothing to sign", nil)
 	}
 	if req.Hash != crypto.SHA1 && req.Hash != crypto.SHA256 {
-		return nil, &Error{Code: wire.CodeBadRequest, Message: "unsupported digest algorithm", TriesLeft: -1}
+		return nil, NewError(wire.CodeBadRequest, "unsupported digest algorithm", nil)
 	}
 	err = s.onCard(ctx, &reader, func(cs *cardSlot) (err error) {
 		s.setActivity(&Activity{Origin: req.Origin, Documents: len(req.Documents), Noun: req.Noun, Since: s.Now()})
@@ -128,7 +128,7 @@ func (s *CardService) signDocuments(ctx context.Context, cs *cardSlot, req SignR
 	}
 	signCert := sc.Cert
 	if _, ok := signCert.PublicKey.(*rsa.PublicKey); !ok { // RS1 and RS256 are RSA signatures
-		return nil, &Error{Code: wire.CodeUnsupportedCard, Message: "the card's signing key is not an RSA key", TriesLeft: -1}
+		return nil, NewError(wire.CodeUnsupportedCard, "the card's signing key is not an RSA key", nil)
 	}
 
 	st, err := s.pinStatus(ctx, cs, card)
@@ -179,7 +179,7 @@ func (s *CardService) signDocuments(ctx context.Context, cs *cardSlot, req SignR
 		}
 		sigs = append(sigs, sig)
 	}
-	s.setPIN(cs, -1, true)
+	s.setPIN(cs, wire.TriesUnknown, true)
 	return &SignResult{Certificate: signCert, Signatures: sigs, Holder: holder}, nil
 }
 

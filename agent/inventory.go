@@ -1,5 +1,11 @@
-// Package agent is cardagent's daemon core: the card service, the loopback
-// API, policy and configuration.
+// Package agent is cardagent's card service.
+//
+// CardService watches readers and cards, keeps an opened driver for every
+// inserted card, and runs every card operation (sign-in, signing, PIN change
+// and unblock) with its prompt; Scanner reads cards for `cardagent cards`.
+// The types it shares with other processes are in agent/wire; agent/daemon
+// wires it to the loopback API, the Credential Management endpoint and the
+// tray.
 package agent
 
 import (

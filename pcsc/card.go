@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/x509"
+	"io"
 )
 
 // Kind is what identification found on a card.
@@ -67,6 +68,16 @@ type PINStatus struct {
 // The driver zeroes the returned bytes after use.
 type PINFunc func() ([]byte, error)
 
+// Signer is a key on a card. SignContext runs the whole signing (PIN,
+// VERIFY, the signature) in one card transaction bounded by ctx: a caller
+// that gives up (the page went away, the request timed out) stops waiting
+// for the card. Sign is SignContext with context.Background(), for code
+// that only knows crypto.Signer.
+type Signer interface {
+	crypto.Signer
+	SignContext(ctx context.Context, rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error)
+}
+
 // Card is what the agent uses for any card, whatever its driver. Every method
 // is one PC/SC transaction (exclusive access only for that long). Methods are
 // safe for concurrent use; operations on one card are serialised.
@@ -78,12 +89,12 @@ type Card interface {
 	Certificates(ctx context.Context) ([]Certificate, error)
 	// PINStatus reads the user PIN's state without spending a try.
 	PINStatus(ctx context.Context) (PINStatus, error)
-	// PrivateKey returns the key for ref as a crypto.Signer. Each Sign call asks
+	// PrivateKey returns the key for ref as a Signer. Each signature asks
 	// pin for the PIN once, verifies it and signs in one transaction, and resets
 	// the card's PIN-verified state afterwards. A wrong PIN is returned as
 	// *AuthError and is never retried. A signature that does not verify with
 	// the certificate's key is an error, never returned.
-	PrivateKey(ref KeyRef, pin PINFunc) (crypto.Signer, error)
+	PrivateKey(ref KeyRef, pin PINFunc) (Signer, error)
 	// ChangePIN changes the user PIN. A wrong old PIN is an *AuthError.
 	ChangePIN(ctx context.Context, oldPIN, newPIN []byte) error
 	// UnblockPIN sets a new PIN using the PUK and resets the PIN's retry counter.

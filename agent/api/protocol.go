@@ -119,7 +119,7 @@ func parseRequest(data []byte) (request, error) {
 		req.Type = typeNone
 	}
 	bad := func(format string, a ...any) (request, error) {
-		return req, &agent.Error{Code: wire.CodeBadRequest, Message: fmt.Sprintf(format, a...), TriesLeft: -1}
+		return req, agent.NewError(wire.CodeBadRequest, fmt.Sprintf(format, a...), nil)
 	}
 	if dup != "" {
 		return bad("field %q given twice", dup)
@@ -213,6 +213,9 @@ type errorReply struct {
 	header
 	Error wireError `json:"error"`
 }
+
+// errorReplyFor is the one way a request's failure becomes its reply.
+func errorReplyFor(h header, err error) errorReply { return errorReply{h, errorFor(err)} }
 
 // eventMessage is a pushed event: {"type":"event","event":"card_inserted",...}.
 type eventMessage struct {

@@ -298,7 +298,7 @@ func (c *wsConn) reader() {
 		}
 		if err != nil {
 			c.log.Info("request refused", zap.String("type", req.Type), zap.Error(err))
-			c.send(errorReply{header{req.ID, req.Type}, errorFor(err)})
+			c.send(errorReplyFor(header{req.ID, req.Type}, err))
 			continue
 		}
 		c.handle(req)
@@ -317,7 +317,7 @@ func (c *wsConn) handle(req request) {
 		select {
 		case c.slots <- struct{}{}:
 		default:
-			c.send(errorReply{h, errorFor(&agent.Error{Code: wire.CodeBusy, Message: "too many requests in progress on this connection", TriesLeft: -1})})
+			c.send(errorReplyFor(h, agent.NewError(wire.CodeBusy, "too many requests in progress on this connection", nil)))
 			return
 		}
 		c.reqs.Add(1)
@@ -329,7 +329,7 @@ func (c *wsConn) handle(req request) {
 			if req.Type == reqCertificates {
 				res, err := c.s.backend.Certificates(ctx)
 				if err != nil {
-					c.send(errorReply{h, errorFor(err)})
+					c.send(errorReplyFor(h, err))
 					return
 				}
 				c.send(certificatesReply{header: h, CardCertificates: res})
@@ -340,7 +340,7 @@ func (c *wsConn) handle(req request) {
 			if req.Format == token.WebEIDFormat {
 				wb, ok := c.s.backend.(webEIDBackend)
 				if !ok {
-					c.send(errorReply{h, errorFor(&agent.Error{Code: wire.CodeBadRequest, Message: "this agent makes no web-eid:1.0 tokens", TriesLeft: -1})})
+					c.send(errorReplyFor(h, agent.NewError(wire.CodeBadRequest, "this agent makes no web-eid:1.0 tokens", nil)))
 					return
 				}
 				tok, err = wb.AuthenticateWebEID(ctx, c.origin, req.Challenge, c.prompter())
@@ -348,7 +348,7 @@ func (c *wsConn) handle(req request) {
 				tok, err = c.s.backend.Authenticate(ctx, c.origin, req.Challenge, c.prompter())
 			}
 			if err != nil {
-				c.send(errorReply{h, errorFor(err)})
+				c.send(errorReplyFor(h, err))
 				return
 			}
 			c.send(authenticateReply{header: h, Token: tok})

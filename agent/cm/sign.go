@@ -132,7 +132,7 @@ func (h *signingHub) Invoke(ctx context.Context, inv signalr.Invocation) (any, e
 	}
 	var arg string
 	if err := json.Unmarshal(inv.Args[0], &arg); err != nil {
-		return h.failure(StatusBadRequest, "", -1), nil
+		return h.failure(StatusBadRequest, "", wire.TriesUnknown), nil
 	}
 	return h.requestToSign(ctx, inv.Origin, arg), nil
 }
@@ -154,7 +154,7 @@ func (h *signingHub) requestToSign(ctx context.Context, origin, arg string) *Rep
 		} else if code == StatusAlgorithm {
 			text = "The algorithm must be RS1 or RS256"
 		}
-		return h.failure(code, text, -1)
+		return h.failure(code, text, wire.TriesUnknown)
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.opts.RequestTimeout)
 	defer cancel()

@@ -127,8 +127,11 @@ type CardCertificates struct {
 	Authentication token.Binary `json:"authentication_certificate"`
 }
 
+// TriesUnknown is a tries-left count the card did not give.
+const TriesUnknown = -1
+
 // PINReport is the user PIN's state, read without spending a try.
 type PINReport struct {
-	TriesLeft int  `json:"tries_left"` // -1 when the card does not say
+	TriesLeft int  `json:"tries_left"` // TriesUnknown when the card does not say
 	Blocked   bool `json:"blocked"`
 }

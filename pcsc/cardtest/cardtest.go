@@ -195,6 +195,7 @@ func init() {
 		{name: "SignCorrectPIN", signing: true, run: testSignCorrectPIN},
 		{name: "Algorithms", signing: true, run: testAlgorithms},
 		{name: "UnsupportedAlgorithm", signing: true, run: testUnsupportedAlgorithm},
+		{name: "SignCancelled", signing: true, run: testSignCancelled},
 		{name: "WrongPIN", run: testWrongPIN},
 		{name: "BlockedPIN", run: testBlockedPIN},
 		{name: "PINFormat", run: testPINFormat},
@@ -672,6 +673,31 @@ func testUnsupportedAlgorithm(t *testing.T, s *state) {
 	}
 	s.checkNoAPDU(t, before, "an unsupported algorithm")
 	s.checkTries(t, n, "after an unsupported algorithm")
+}
+
+// testSignCancelled: signing is bounded by its context (pcsc.Signer). With
+// ctx already ended, SignContext fails with the context's error and the card
+// sees no VERIFY: a wrong PIN costs no try.
+func testSignCancelled(t *testing.T, s *state) {
+	n := -1
+	if s.e.PINTries != nil {
+		n = s.e.PINTries()
+	}
+	cert := certFor(t, s, pcsc.KeyAuthentication)
+	a := defaultAlg(cert)
+	key, err := s.e.Card.PrivateKey(pcsc.KeyAuthentication, newPIN(wrongPIN(s.e.PIN)).fn())
+	if err != nil {
+		t.Fatalf("PrivateKey: %v", err)
+	}
+	c, cancel := context.WithCancel(ctx(t))
+	cancel()
+	before := s.apdus()
+	digest := make([]byte, a.Opts.HashFunc().Size())
+	if _, err := key.SignContext(c, rand.Reader, digest, a.Opts); !errors.Is(err, context.Canceled) {
+		t.Fatalf("SignContext with an ended context: %v, want context.Canceled", err)
+	}
+	s.checkNoAPDU(t, before, "a cancelled signing")
+	s.checkTries(t, n, "after a cancelled signing")
 }
 
 func testWrongPIN(t *testing.T, s *state) {

@@ -57,6 +57,7 @@ var mutations = map[string]string{
 	"pin-in-error":            "SecretsNotLeaked",
 	"writes-on-sign":          "SignCorrectPIN",
 	"not-serialised":          "ConcurrentSign",
+	"ignores-context":         "SignCancelled",
 }
 
 func fixture(mutation string) cardtest.Fixture {
@@ -284,7 +285,7 @@ func (c *softCard) verify(pin []byte, puk bool) error {
 	return nil
 }
 
-func (c *softCard) PrivateKey(ref pcsc.KeyRef, pin pcsc.PINFunc) (crypto.Signer, error) {
+func (c *softCard) PrivateKey(ref pcsc.KeyRef, pin pcsc.PINFunc) (pcsc.Signer, error) {
 	k, ok := c.keys[ref]
 	if !ok {
 		return nil, fmt.Errorf("key %s: %w", ref, pcsc.ErrNotFound)
@@ -333,6 +334,13 @@ type softKey struct {
 }
 
 func (k *softKey) Public() crypto.PublicKey { return k.k.Public() }
+
+func (k *softKey) SignContext(ctx context.Context, rnd io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if err := ctx.Err(); err != nil && k.c.mut != "ignores-context" {
+		return nil, err
+	}
+	return k.Sign(rnd, digest, opts)
+}
 
 func (k *softKey) Sign(rnd io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	c := k.c

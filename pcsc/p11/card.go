@@ -355,7 +355,7 @@ func (c *Card) PINStatus(ctx context.Context) (pcsc.PINStatus, error) {
 
 // PrivateKey returns the key of the certificate with reference ref. See the
 // package documentation for what each Sign does with the PIN.
-func (c *Card) PrivateKey(ref pcsc.KeyRef, pin pcsc.PINFunc) (crypto.Signer, error) {
+func (c *Card) PrivateKey(ref pcsc.KeyRef, pin pcsc.PINFunc) (pcsc.Signer, error) {
 	certs, err := c.certificates(context.Background())
 	if err != nil {
 		return nil, err
@@ -379,7 +379,12 @@ func (s *signer) Public() crypto.PublicKey { return s.cert.Cert.PublicKey }
 // Sign signs digest (already hashed with opts.HashFunc()) in one PKCS#11
 // session: C_Login once, C_SignInit, C_Sign, C_Logout. *rsa.PSSOptions selects
 // RSA-PSS (salt length: as given, or the hash length for Auto and EqualsHash).
-func (s *signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+func (s *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return s.SignContext(context.Background(), rand, digest, opts)
+}
+
+// SignContext is Sign with ctx bounding the wait for the module's session.
+func (s *signer) SignContext(ctx context.Context, _ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	c := s.card
 	var has func(uint) bool
 	if c.mechs != nil {
@@ -403,7 +408,7 @@ func (s *signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 	}
 	start := time.Now()
 	var sig []byte
-	err = c.op(context.Background(), false, func(sh pkcs11.SessionHandle) error {
+	err = c.op(ctx, false, func(sh pkcs11.SessionHandle) error {
 		c.ensureLoggedOut(sh)
 		if err := c.login(sh, pkcs11.CKU_USER, pin); err != nil {
 			return fmt.Errorf("logging in: %w", err)

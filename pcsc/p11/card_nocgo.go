@@ -4,7 +4,6 @@ package p11
 
 import (
 	"context"
-	"crypto"
 	"fmt"
 
 	"go.uber.org/zap"
@@ -30,7 +29,7 @@ func (c *Card) Certificates(context.Context) ([]pcsc.Certificate, error) {
 func (c *Card) PINStatus(context.Context) (pcsc.PINStatus, error) {
 	return pcsc.PINStatus{}, ErrNoCgo
 }
-func (c *Card) PrivateKey(pcsc.KeyRef, pcsc.PINFunc) (crypto.Signer, error) { return nil, ErrNoCgo }
-func (c *Card) ChangePIN(context.Context, []byte, []byte) error             { return ErrNoCgo }
-func (c *Card) UnblockPIN(context.Context, []byte, []byte) error            { return ErrNoCgo }
-func (c *Card) Close() error                                                { return nil }
+func (c *Card) PrivateKey(pcsc.KeyRef, pcsc.PINFunc) (pcsc.Signer, error) { return nil, ErrNoCgo }
+func (c *Card) ChangePIN(context.Context, []byte, []byte) error           { return ErrNoCgo }
+func (c *Card) UnblockPIN(context.Context, []byte, []byte) error          { return ErrNoCgo }
+func (c *Card) Close() error                                              { return nil }

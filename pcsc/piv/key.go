@@ -41,7 +41,7 @@ type Key struct {
 	pin  pcsc.PINFunc
 }
 
-var _ crypto.Signer = (*Key)(nil)
+var _ pcsc.Signer = (*Key)(nil)
 
 // PrivateKey returns the key in slot ref ("9a", "9c", "9d", "9e", "82".."95")
 // as a crypto.Signer whose public key is the slot's certificate's. It reads the
@@ -49,7 +49,7 @@ var _ crypto.Signer = (*Key)(nil)
 //
 // Each Sign asks pin for the PIN exactly once, before the card is locked; the
 // card authentication key (9e) needs no PIN and pin is not called for it.
-func (c *Card) PrivateKey(ref pcsc.KeyRef, pin pcsc.PINFunc) (crypto.Signer, error) {
+func (c *Card) PrivateKey(ref pcsc.KeyRef, pin pcsc.PINFunc) (pcsc.Signer, error) {
 	s, ok := slotFor(ref)
 	if !ok {
 		return nil, fmt.Errorf("%w: no PIV key %q", pcsc.ErrNotFound, ref)

@@ -29,7 +29,7 @@ const maxDigestInfo = 96
 // APDU is sent. Each Sign call asks pin for the PIN once, then in one
 // transaction selects the applet, verifies the PIN, selects the key file,
 // sets the security environment, signs, and logs out.
-func (c *Card) PrivateKey(ref pcsc.KeyRef, pin pcsc.PINFunc) (crypto.Signer, error) {
+func (c *Card) PrivateKey(ref pcsc.KeyRef, pin pcsc.PINFunc) (pcsc.Signer, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var k *keyObj
@@ -95,7 +95,12 @@ func (s *signer) Public() crypto.PublicKey { return s.pub }
 // before the PIN is asked for and before any APDU. A wrong PIN is a
 // *pcsc.AuthError and is never retried; a transport error after VERIFY is
 // returned as it is, and the PIN is never sent again.
-func (s *signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+func (s *signer) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	return s.SignContext(context.Background(), rand, digest, opts)
+}
+
+// SignContext is Sign with ctx bounding the card transaction.
+func (s *signer) SignContext(ctx context.Context, _ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	if opts == nil {
 		return nil, fmt.Errorf("signing: %w: no hash given", pcsc.ErrUnsupportedAlgorithm)
 	}
@@ -130,7 +135,7 @@ func (s *signer) Sign(_ io.Reader, digest []byte, opts crypto.SignerOpts) ([]byt
 	defer pcsc.Zero(padded)
 
 	var sig []byte
-	err = s.c.s.Transact(context.Background(), func(t pcsc.Transmitter) error {
+	err = s.c.s.Transact(ctx, func(t pcsc.Transmitter) error {
 		if err := s.c.begin(t); err != nil {
 			return err
 		}

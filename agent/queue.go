@@ -5,10 +5,6 @@ import (
 	"sync"
 )
 
-// The agent's long-running core is CardService (cardservice.go): it watches
-// readers and cards, keeps an opened driver for every inserted card and
-// serves the loopback API (agent/api) and, later, the tray.
-
 // queue is an unbounded FIFO: the producer never blocks, so the PC/SC
 // monitor is never held up by a slow consumer.
 type queue[T any] struct {
