@@ -12,6 +12,6 @@
 //	go test -tags wine -count=1 ./wintest/
 //
 // Without root or without the environment they skip; under CI=true they fail
-// instead. scripts/test runs them after the other tests. README "Windows under
-// Wine" lists what they verify and what Wine cannot show.
+// instead. scripts/test runs them after the other tests. docs/testing.md
+// ("Windows under Wine") lists what they verify and what Wine cannot show.
 package wintest

@@ -7,5 +7,5 @@
 // bounded time, the agent keeps serving, no PIN try is spent that the user
 // did not submit, nothing is written to the card, and no goroutine is left.
 //
-// The package has only tests; see README.md ("Testing") for how to run them.
+// The package has only tests; see docs/testing.md for how to run them.
 package faults
