@@ -1,9 +1,11 @@
 // Package wintest runs the Windows build of cardagent under Wine 10 against
-// virtual cards: the MSI (install, policy properties, autostart, major
-// upgrade, downgrade refusal, uninstall), `cards`, `config show` with IT
-// policy from the registry, the sign-in API with the Windows same-user check,
-// the supervisor, and the monitor's idle CPU where SCardGetStatusChange does
-// not block.
+// virtual cards.
+//
+// It tests the MSI (install, policy properties, autostart, major upgrade,
+// downgrade refusal, uninstall), `cards`, `config show` with IT policy from
+// the registry, the sign-in API with the Windows same-user check, the
+// supervisor, and the monitor's idle CPU where SCardGetStatusChange does not
+// block.
 //
 // The tests are behind the build tag "wine" (Linux only) and need root and the Debian 13
 // root that scripts/wine-env prepares (the tests prepare it themselves; about
