@@ -407,7 +407,9 @@ func signOK(t *testing.T, s *state, ref pcsc.KeyRef, pinBytes []byte) {
 	pin.checkZeroed(t)
 }
 
-// signAuthErr signs with a wrong PIN and returns the *AuthError (failing the test otherwise, unless blocked).
+// signErr signs with pinBytes, which must fail, and returns the error (a
+// *pcsc.AuthError for a wrong PIN: see wantAuthError); the PIN must have been
+// asked for exactly once and zeroed.
 func signErr(t *testing.T, s *state, pinBytes []byte) error {
 	t.Helper()
 	pin := newPIN(pinBytes)
