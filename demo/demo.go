@@ -1,8 +1,10 @@
-// Package demo is cardagent's demo relying party: a small web site with a
-// sign-in page that uses the JS client (web/cardagent-client) to reach the
-// agent, issues single-use challenges, verifies the returned token with
-// agent/token's Verifier against the site's own origin, and shows who signed
-// in. cmd/cardagent-demo is a thin main around it.
+// Package demo is cardagent's demo relying party.
+//
+// It is a small web site with a sign-in page that uses the JS client
+// (web/cardagent-client) to reach the agent; it issues single-use
+// challenges, verifies the returned token with agent/token's Verifier
+// against the site's own origin, and shows who signed in. cmd/cardagent-demo
+// is a thin main around it.
 //
 // Endpoints:
 //

@@ -1,9 +1,11 @@
-// Package installer puts cardagent on a machine: the per-user autostart
-// (a systemd user unit on Linux, a LaunchAgent on macOS, the HKLM Run key
-// on Windows), the browser policies that spare the sign-in page the Local
-// Network Access prompt, and the templates the packages are built from
-// (installer/packaging). Every file it writes comes from a template embedded
-// from installer/templates.
+// Package installer puts cardagent on a machine.
+//
+// It installs the per-user autostart (a systemd user unit on Linux, a
+// LaunchAgent on macOS, the HKLM Run key on Windows) and the browser
+// policies that spare the sign-in page the Local Network Access prompt, and
+// holds the templates the packages are built from (installer/packaging).
+// Every file it writes comes from a template embedded from
+// installer/templates.
 //
 // Why per user: the PIN dialog, the tray icon and, on terminal servers, the
 // smart-card readers redirected into a session exist only in the user's

@@ -1,6 +1,8 @@
-// Package pcsc is cardagent's smart-card layer: PC/SC access over
-// github.com/ebfe/scard, reader and card monitoring, card identification,
-// APDU exchange, and the Card interface that card drivers implement.
+// Package pcsc is cardagent's smart-card layer.
+//
+// It has PC/SC access over github.com/ebfe/scard, reader and card
+// monitoring, card identification, APDU exchange, and the Card interface
+// that card drivers implement.
 //
 // Nothing outside pcsc/ sees an APDU: the agent works with Card and with
 // crypto.Signer keys.

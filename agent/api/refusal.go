@@ -75,7 +75,7 @@ func truncate(s string) string {
 	return s[:n] + "…(" + strconv.Itoa(len(s)) + " bytes)"
 }
 
-// busyReply is what a connection over the cap gets before it is closed.
+// busyBody is what a connection over the cap gets before it is closed.
 const busyBody = `{"error":{"code":"busy"}}` + "\n"
 
 var busyReply = []byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: application/json\r\n" +

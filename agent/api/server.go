@@ -1,7 +1,8 @@
-// Package api is cardagent's loopback API for sign-in pages: a discovery
-// endpoint (GET /cardagent/v1/info, CORS for allowed origins only) and a
-// WebSocket (GET /cardagent/v1/ws) carrying the JSON protocol of
-// docs/protocol.md.
+// Package api serves the loopback API that sign-in pages call.
+//
+// It has a discovery endpoint (GET /cardagent/v1/info, CORS for allowed
+// origins only) and a WebSocket (GET /cardagent/v1/ws) carrying the JSON
+// protocol of docs/protocol.md.
 //
 // The same-OS-user check of the connecting process runs as soon as a
 // connection is accepted (agent/peer's Listener): another user's connection

@@ -1,5 +1,6 @@
-// Package certinfo turns the certificates read from a card into the facts
-// people see: who holds the card (from the NHS subject profile), what each
+// Package certinfo turns a card's certificates into the facts people see.
+//
+// It says who holds the card (from the NHS subject profile), what each
 // certificate is for, and how many days it has left.
 package certinfo
 

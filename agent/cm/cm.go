@@ -1,9 +1,10 @@
-// Package cm is cardagent's NHS Credential Management compatible endpoint:
-// the NHS Port Service (GET /PRS/GetPortNumber, GET /PRS/ConnectPRService)
-// and Credential Management's signing hub (a classic SignalR 2 hub,
-// signingHub.requestToSign, over long polling), so prescribing pages written
-// for Credential Management sign through cardagent unchanged.
-// docs/credential-management.md documents the surface.
+// Package cm is cardagent's NHS Credential Management compatible endpoint.
+//
+// It serves the NHS Port Service (GET /PRS/GetPortNumber, GET
+// /PRS/ConnectPRService) and Credential Management's signing hub (a classic
+// SignalR 2 hub, signingHub.requestToSign, over long polling), so
+// prescribing pages written for Credential Management sign through cardagent
+// unchanged. docs/credential-management.md documents the surface.
 //
 // Every request passes the same checks as the sign-in API, in one place
 // (ServeHTTP) before any handler: the connecting process belongs to the

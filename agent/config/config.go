@@ -1,6 +1,8 @@
-// Package config is cardagent's configuration: which web origins may ask the
-// agent to sign in (per named environment), the loopback port, the PIN prompt,
-// the PIN policy and the limits of the local API.
+// Package config holds cardagent's configuration and checks it.
+//
+// The configuration says which web origins may ask the agent to sign in (per
+// named environment), the loopback port, the PIN prompt, the PIN policy and
+// the limits of the local API.
 //
 // The configuration is a JSON file (docs/config.md describes every key). A
 // file only lists what it changes: Load starts from Default and overlays the

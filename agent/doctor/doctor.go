@@ -1,10 +1,12 @@
-// Package doctor checks, in plain words, everything a smart-card sign-in
-// needs on this computer: the configuration and its allowed origins, the
-// PC/SC service, readers, the card and its certificates, the agent
-// answering on its loopback port, the autostart, the browser policies that
-// spare the Local Network Access prompt, the tray host, and a legacy NHS
-// client that would compete with the agent. `cardagent doctor` prints the
-// report; support tooling reads it as JSON (--json).
+// Package doctor checks, in plain words, what a smart-card sign-in needs on
+// this computer.
+//
+// It checks the configuration and its allowed origins, the PC/SC service,
+// readers, the card and its certificates, the agent answering on its
+// loopback port, the autostart, the browser policies that spare the Local
+// Network Access prompt, the tray host, and a legacy NHS client that would
+// compete with the agent. `cardagent doctor` prints the report; support
+// tooling reads it as JSON (--json).
 //
 // Every check reaches the system through a small interface, so each
 // failure it reports has a unit test with a fake.

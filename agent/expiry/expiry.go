@@ -1,8 +1,10 @@
-// Package expiry decides what the user is told about a card's certificates
-// as they near their end: the warning window (90 days by default: NHS
-// self-renewal opens 90 days before expiry), the words of the warning, and
-// how often a desktop notification may repeat (at most once a day per card,
-// remembered across restarts in the user's state directory).
+// Package expiry decides what the user is told as a card's certificates near
+// their end.
+//
+// It decides the warning window (90 days by default: NHS self-renewal opens
+// 90 days before expiry), the words of the warning, and how often a desktop
+// notification may repeat (at most once a day per card, remembered across
+// restarts in the user's state directory).
 //
 // It depends only on certinfo, so both the agent (status replies) and the
 // tray process can use it.

@@ -1,8 +1,9 @@
-// Package logfile writes the agent's log to a file in the user's log
-// directory (Linux $XDG_STATE_HOME/cardagent or ~/.local/state/cardagent,
-// Windows %LOCALAPPDATA%\cardagent\logs, macOS ~/Library/Logs/cardagent),
-// as zap JSON, rotated by size so that the files never take more than
-// MaxBytes*(Backups+1) bytes together.
+// Package logfile writes the agent's log to a file, rotated by size.
+//
+// The file is in the user's log directory (Linux $XDG_STATE_HOME/cardagent
+// or ~/.local/state/cardagent, Windows %LOCALAPPDATA%\cardagent\logs, macOS
+// ~/Library/Logs/cardagent), as zap JSON, rotated by size so that the files
+// never take more than MaxBytes*(Backups+1) bytes together.
 //
 // Rotation is synchronous, in the writing goroutine, with no background
 // goroutine: the cap holds at every moment, and Close leaves nothing

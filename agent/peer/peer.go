@@ -1,8 +1,11 @@
-// Package peer is the same-user check of cardagent's loopback listeners:
-// the process at the other end of a loopback TCP connection must run as the
-// same OS user (and, on Windows, in the same session) as the agent, so that
-// on a shared host (terminal server) one user's browser or programs never
-// reach another user's agent or PIN prompt.
+// Package peer checks that a loopback connection comes from the agent's own
+// OS user.
+//
+// It is the same-user check of cardagent's loopback listeners: the process
+// at the other end of a loopback TCP connection must run as the same OS user
+// (and, on Windows, in the same session) as the agent, so that on a shared
+// host (terminal server) one user's browser or programs never reach another
+// user's agent or PIN prompt.
 //
 // Any loopback listener uses it in one line: wrap the listener with
 // NewListener, and Accept returns only connections that passed the check.

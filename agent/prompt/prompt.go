@@ -1,6 +1,9 @@
-// Package prompt is the seam between the agent and whatever asks the user
-// for a PIN: an OS dialog (the tray process), or a pinentry program speaking
-// the Assuan protocol (GnuPG's convention). The web page never sees the PIN.
+// Package prompt asks the user for a PIN on the agent's behalf.
+//
+// A Prompter is the seam between the agent and whatever asks: the desktop's
+// own dialog, which the agent process shows itself (Dialog), or a pinentry
+// program speaking the Assuan protocol (GnuPG's convention). Neither the web
+// page nor the tray process ever sees the PIN.
 package prompt
 
 import (

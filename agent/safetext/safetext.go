@@ -1,8 +1,10 @@
-// Package safetext makes text that came from a card, a certificate or a
-// caller safe to show on one line of a terminal, a menu, a notification or
-// a dialog: a hostile holder name must not move the cursor, recolour or
-// clear a terminal (ANSI escapes), add lines (CR, LF), or reorder what is
-// shown around it (bidirectional overrides such as U+202E).
+// Package safetext makes untrusted text safe to show on one line.
+//
+// Text that came from a card, a certificate or a caller is shown on one line
+// of a terminal, a menu, a notification or a dialog: a hostile holder name
+// must not move the cursor, recolour or clear a terminal (ANSI escapes), add
+// lines (CR, LF), or reorder what is shown around it (bidirectional
+// overrides such as U+202E).
 package safetext
 
 import (

@@ -1,8 +1,10 @@
-// Package signalr serves the classic ASP.NET SignalR 2 protocol over long
-// polling, with hubs: the part of it that the SignalR 2 JavaScript clients
-// (Microsoft's "signalr" 2.4 and "signalr-no-jquery") need to call a hub
-// method and get its result. docs/credential-management.md describes the
-// wire format; no Go library implements this (older) server protocol.
+// Package signalr serves the classic ASP.NET SignalR 2 protocol.
+//
+// It serves long polling, with hubs: the part of the protocol that the
+// SignalR 2 JavaScript clients (Microsoft's "signalr" 2.4 and
+// "signalr-no-jquery") need to call a hub method and get its result.
+// docs/credential-management.md describes the wire format; no Go library
+// implements this (older) server protocol.
 //
 // The embedding handler does every security check (Host, Origin, OS user)
 // and the CORS headers; Server.Handle then routes by path suffix under

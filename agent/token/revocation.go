@@ -169,7 +169,7 @@ func (r *RevocationChecker) Check(ctx context.Context, leaf, issuer *x509.Certif
 
 var oidOCSPNonce = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 48, 1, 2}
 
-// ocspRequest and the types below are RFC 6960's OCSPRequest with the
+// ocspRequestASN1 and the types below are RFC 6960's OCSPRequest with the
 // request extensions (golang.org/x/crypto/ocsp writes none: no nonce).
 type ocspRequestASN1 struct {
 	TBS tbsRequestASN1

@@ -1,5 +1,7 @@
-// Package token defines cardagent's authentication token: what the card
-// signs for a sign-in page, and how a relying party verifies it.
+// Package token defines cardagent's authentication token and verifies it.
+//
+// The token is what the card signs for a sign-in page; Verifier is how a
+// relying party checks it.
 //
 // The card signs a digest over the origin of the page and the challenge the
 // relying party issued, so a phishing site cannot relay a challenge (its

@@ -1,6 +1,8 @@
-// Command cardagent-demo is cardagent's TEST relying party: a sign-in page
-// that uses the JS client to reach the agent, and verifies the token it
-// returns (package demo has the site; this is a thin main).
+// Command cardagent-demo is cardagent's TEST relying party.
+//
+// It serves a sign-in page that uses the JS client to reach the agent, and
+// verifies the token it returns (package demo has the site; this is a thin
+// main).
 //
 //	cardagent-vcard insert --certs-out DIR &
 //	cardagent-demo --pki DIR [--listen 127.0.0.1:8443] [--origin https://localhost:8443] [--http] [--client web/cardagent-client/cardagent.js]

@@ -1,5 +1,7 @@
 // Command cardagent-vcard runs TEST virtual smart cards for development and
-// CI: it creates a test NHS-style PKI, issues a card, and keeps that card
+// CI.
+//
+// It creates a test NHS-style PKI, issues a card, and keeps that card
 // inserted into vsmartcard's vpcd reader (so pcscd and every PC/SC program
 // see it) until interrupted. It also writes test certificates to disk.
 //

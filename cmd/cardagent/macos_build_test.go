@@ -26,7 +26,7 @@ type listedPackage struct {
 // (scripts/test cross-builds it for arm64 and amd64), so none of its
 // dependencies may need cgo: PC/SC goes through purego to the PCSC
 // framework (pcsc/scard), the same-user check through a sysctl
-// (agent/api/peer_darwin.go). A cgo package in the list would either break
+// (agent/peer/peer_darwin.go). A cgo package in the list would either break
 // that build or, worse, be silently left out of it. docs/macos.md.
 func TestMacOSAgentNeedsNoCgo(t *testing.T) {
 	goTool, err := exec.LookPath("go")

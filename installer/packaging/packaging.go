@@ -1,7 +1,9 @@
 // Package packaging builds cardagent's packages from the templates in
-// installer: deb and rpm with nfpm (as a library), the Windows MSI with
-// wixl and msibuild (Debian's msitools), and the macOS package tree that
-// pkgbuild turns into a .pkg on a Mac.
+// installer.
+//
+// It builds deb and rpm with nfpm (as a library), the Windows MSI with wixl
+// and msibuild (Debian's msitools), and the macOS package tree that pkgbuild
+// turns into a .pkg on a Mac.
 //
 // Every package carries the same things: the program, the tray program
 // next to it (cardagent-tray, which alone links the GUI library), the per-user

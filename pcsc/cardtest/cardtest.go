@@ -1,7 +1,8 @@
-// Package cardtest is the conformance suite every card driver passes: the
-// same table of cases runs against the PIV driver, the series 8 driver and the
-// PKCS#11 driver, each over its virtual card (in-process, and through real
-// pcscd + vpcd end to end).
+// Package cardtest is the conformance suite every card driver passes.
+//
+// The same table of cases runs against the PIV driver, the series 8 driver
+// and the PKCS#11 driver, each over its virtual card (in-process, and
+// through real pcscd + vpcd end to end).
 //
 // A driver's test supplies a Fixture whose New makes a fresh Env for each
 // case: a freshly opened driver over a freshly inserted virtual card, plus
@@ -407,7 +408,9 @@ func signOK(t *testing.T, s *state, ref pcsc.KeyRef, pinBytes []byte) {
 	pin.checkZeroed(t)
 }
 
-// signAuthErr signs with a wrong PIN and returns the *AuthError (failing the test otherwise, unless blocked).
+// signErr signs with pinBytes, which must fail, and returns the error (a
+// *pcsc.AuthError for a wrong PIN: see wantAuthError); the PIN must have been
+// asked for exactly once and zeroed.
 func signErr(t *testing.T, s *state, pinBytes []byte) error {
 	t.Helper()
 	pin := newPIN(pinBytes)

@@ -1,7 +1,8 @@
-// Package drivers picks the driver for an inserted card: it identifies the
-// card (ATR and application selection) and opens the PIV driver (series 9/10),
-// the native series 8 driver, or, when IT configured a vendor PKCS#11 module,
-// the PKCS#11 path.
+// Package drivers picks the driver for an inserted card.
+//
+// It identifies the card (ATR and application selection) and opens the PIV
+// driver (series 9/10), the native series 8 driver, or, when IT configured a
+// vendor PKCS#11 module, the PKCS#11 path.
 package drivers
 
 import (

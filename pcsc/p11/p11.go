@@ -1,10 +1,12 @@
-// Package p11 is cardagent's PKCS#11 card driver: when IT configures a vendor
-// PKCS#11 module (NHS series 8 cards ship with the Oberthur AWP module,
-// libOcsCryptoki; see KnownModules), the agent reads certificates and signs
-// through that module, while PC/SC is still used to monitor readers and
-// identify the card. Open picks the token (configured slot, else configured
-// label, else the token in the PC/SC reader, else the only token) and returns
-// a *Card, which implements pcsc.Card with Driver "pkcs11".
+// Package p11 is cardagent's PKCS#11 card driver.
+//
+// When IT configures a vendor PKCS#11 module (NHS series 8 cards ship with
+// the Oberthur AWP module, libOcsCryptoki; see KnownModules), the agent
+// reads certificates and signs through that module, while PC/SC is still
+// used to monitor readers and identify the card. Open picks the token
+// (configured slot, else configured label, else the token in the PC/SC
+// reader, else the only token) and returns a *Card, which implements
+// pcsc.Card with Driver "pkcs11".
 //
 // The driver uses github.com/miekg/pkcs11, which needs cgo. A build without
 // cgo (CGO_ENABLED=0, the default when cross-compiling for Windows) still

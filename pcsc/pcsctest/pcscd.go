@@ -1,9 +1,10 @@
 //go:build linux
 
-// Package pcsctest runs a private pcscd with vsmartcard's vpcd reader driver
-// for end-to-end tests: the code under test talks to a real pcscd through
-// libpcsclite exactly as on a user's machine, and virtual cards (package
-// vcard) are inserted into the vpcd slots.
+// Package pcsctest runs a private pcscd for end-to-end tests.
+//
+// The pcscd runs with vsmartcard's vpcd reader driver: the code under test
+// talks to a real pcscd through libpcsclite exactly as on a user's machine,
+// and virtual cards (package vcard) are inserted into the vpcd slots.
 //
 // Each test binary gets its own pcscd in its own mount namespace (pcscd
 // 1.9.9 always serves /run/pcscd/pcscd.comm, so a private directory is

@@ -1,5 +1,7 @@
-// Package piv is cardagent's driver for PIV cards (NIST SP 800-73-4): the NHS
-// series 9 and 10 smartcards (Idemia PIV) and any other standard PIV card.
+// Package piv is cardagent's driver for PIV cards (NIST SP 800-73-4).
+//
+// It drives the NHS series 9 and 10 smartcards (Idemia PIV) and any other
+// standard PIV card.
 //
 // It speaks the standard PIV commands itself (SELECT, GET DATA, VERIFY,
 // GENERAL AUTHENTICATE, CHANGE REFERENCE DATA, RESET RETRY COUNTER) over a

@@ -1,6 +1,7 @@
-// Package scard is the PC/SC API the agent uses: establishing a context,
-// listing readers, waiting for reader and card changes, connecting, and
-// exchanging APDUs.
+// Package scard is the PC/SC API the agent uses.
+//
+// It establishes a context, lists readers, waits for reader and card
+// changes, connects, and exchanges APDUs.
 //
 // On Linux and Windows it is github.com/ebfe/scard itself: every type is an
 // alias and every constant a copy, so nothing changes there. On macOS it is

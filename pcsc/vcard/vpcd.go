@@ -1,7 +1,9 @@
-// Package vcard holds virtual smart cards and connects them to vsmartcard's
-// vpcd reader driver, so that a real pcscd (and everything above it:
-// libpcsclite, ebfe/scard, OpenSC) sees an inserted card. The same cards
-// answer APDUs in-process (they implement pcsc.Transmitter) for fast unit tests.
+// Package vcard holds virtual smart cards that a real pcscd sees.
+//
+// It connects them to vsmartcard's vpcd reader driver, so that a real pcscd
+// (and everything above it: libpcsclite, ebfe/scard, OpenSC) sees an
+// inserted card. The same cards answer APDUs in-process (they implement
+// pcsc.Transmitter) for fast unit tests.
 //
 // vpcd framing: each message is a 2-byte big-endian length and a payload. A
 // 1-byte payload from vpcd is a control code (0 power off, 1 power on,

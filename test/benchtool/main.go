@@ -1,8 +1,10 @@
 // Command benchtool makes the measurements of scripts/bench that need more
-// than a shell: how long `cardagent run` takes from process start to an
-// answering API, and how much later than a bare SCardGetStatusChange watcher
-// the agent's WebSocket clients hear of a card inserted or removed, and
-// what one sign-in allocates in the agent.
+// than a shell.
+//
+// It measures how long `cardagent run` takes from process start to an
+// answering API, how much later than a bare SCardGetStatusChange watcher the
+// agent's WebSocket clients hear of a card inserted or removed, and what one
+// sign-in allocates in the agent.
 //
 //	benchtool startup -agent bin/cardagent -config FILE -port P -origin O [-runs 15]
 //	benchtool latency -port P -origin O -vpcd 127.0.0.1:PORT -reader NAME [-n 30]

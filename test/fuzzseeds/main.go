@@ -1,11 +1,14 @@
-// Command fuzzseeds writes the seed corpora of the repository's fuzz targets
-// (PKG/testdata/fuzz/FuzzXxx/seed-*, which `go test` runs as regression cases
-// and `go test -fuzz` starts from) from real data rather than hand-typed bytes:
-// the virtual PIV and series 8 cards' answers to the real drivers (identify,
-// open, certificates, PIN status, signing, PIN change and unblock), the test
-// PKI's NHS-profile certificates and tokens signed with its keys, the
-// scripted pinentry's Assuan output, this machine's /proc/net/tcp, the shipped
-// configuration template and property lists, and the JS client's messages.
+// Command fuzzseeds writes the seed corpora of the repository's fuzz
+// targets.
+//
+// It writes them (PKG/testdata/fuzz/FuzzXxx/seed-*, which `go test` runs as
+// regression cases and `go test -fuzz` starts from) from real data rather
+// than hand-typed bytes: the virtual PIV and series 8 cards' answers to the
+// real drivers (identify, open, certificates, PIN status, signing, PIN
+// change and unblock), the test PKI's NHS-profile certificates and tokens
+// signed with its keys, the scripted pinentry's Assuan output, this
+// machine's /proc/net/tcp, the shipped configuration template and property
+// lists, and the JS client's messages.
 //
 // From the module root:
 //

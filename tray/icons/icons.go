@@ -1,5 +1,7 @@
 // Package icons holds the tray icons, one per tray state, in each OS's
-// format. They are drawn by tray/internal/iconsgen; regenerate with
+// format.
+//
+// They are drawn by tray/internal/iconsgen; regenerate with
 //
 //	go generate ./tray/icons
 package icons

@@ -1,10 +1,11 @@
-// Command relay forwards loopback TCP connections to another address. The
-// Wine tests (wintest) run it as a Windows program: cardagent.exe accepts a
-// connection only from a process of its own user and session, which it finds
-// with GetExtendedTcpTable, and a Linux program talking to Wine's loopback is
-// no Windows process at all (refused: "peer socket not found"). Through this
-// relay, itself a process of the same Wine session, the Linux-side test client
-// reaches the agent as a Windows browser would.
+// Command relay forwards loopback TCP connections to another address.
+//
+// The Wine tests (wintest) run it as a Windows program: cardagent.exe
+// accepts a connection only from a process of its own user and session,
+// which it finds with GetExtendedTcpTable, and a Linux program talking to
+// Wine's loopback is no Windows process at all (refused: "peer socket not
+// found"). Through this relay, itself a process of the same Wine session,
+// the Linux-side test client reaches the agent as a Windows browser would.
 //
 //	relay -to 127.0.0.1:PORT [-listen 127.0.0.1:0]
 //

@@ -1,6 +1,7 @@
-// Package plist reads Apple XML property lists (managed preferences,
-// LaunchAgents, configuration profiles) into Go values: dict as
-// map[string]any, array as []any, string, integer as int64, real as
+// Package plist reads Apple XML property lists into Go values.
+//
+// It reads managed preferences, LaunchAgents and configuration profiles:
+// dict as map[string]any, array as []any, string, integer as int64, real as
 // float64, true/false as bool, date as time.Time, data as []byte.
 //
 // Binary property lists (they start with "bplist") are not parsed:

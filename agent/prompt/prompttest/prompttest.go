@@ -1,5 +1,7 @@
-// Package prompttest has prompt.Prompter helpers for tests: a function as a
-// prompter, and a prompter a test can swap while an agent runs.
+// Package prompttest has prompt.Prompter helpers for tests.
+//
+// It has a function as a prompter, and a prompter a test can swap while an
+// agent runs.
 package prompttest
 
 import (

@@ -1,8 +1,10 @@
-// Command cardagent-package builds cardagent's packages: a deb and an rpm
-// (nfpm), a Windows MSI (wixl), and the macOS package tree (pkgbuild on a
-// Mac finishes it). scripts/package runs it; see docs/deployment.md. Each
-// carries two programs, cardagent and the tray icon cardagent-tray (built
-// here unless given: a cgo build on Linux, -H=windowsgui on Windows).
+// Command cardagent-package builds cardagent's packages.
+//
+// It builds a deb and an rpm (nfpm), a Windows MSI (wixl), and the macOS
+// package tree (pkgbuild on a Mac finishes it). scripts/package runs it; see
+// docs/deployment.md. Each carries two programs, cardagent and the tray icon
+// cardagent-tray (built here unless given: a cgo build on Linux,
+// -H=windowsgui on Windows).
 //
 //	cardagent-package [flags] deb|rpm|msi|macos... | all
 package main

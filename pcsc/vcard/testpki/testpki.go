@@ -1,6 +1,8 @@
-// Package testpki generates, at run time, a TEST public-key infrastructure
-// shaped like the NHS one (Root Authority G2 issuing Authentication G2 and
-// Signing G2), and card certificates with the NHS smartcard profile:
+// Package testpki generates a TEST public-key infrastructure shaped like the
+// NHS one.
+//
+// At run time it makes the CAs (Root Authority G2 issuing Authentication G2
+// and Signing G2), and card certificates with the NHS smartcard profile:
 //
 //	subject  CN=<12-digit UUID>_<SURNAME>_<FORENAME>, OU=People, O=nhs
 //	key      RSA-2048 e=65537 (or RSA-1024, ECDSA P-256, P-384), sha256WithRSA

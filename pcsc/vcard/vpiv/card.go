@@ -1,7 +1,9 @@
-// Package vpiv is a virtual PIV card: an emulator of the PIV Card
-// Application of NIST SP 800-73-4 over short APDUs, as an Idemia PIV card
-// (NHS series 9/10) presents it. It implements vcard.Card, so it answers
-// APDUs in-process and can be inserted into vpcd for pcscd to see.
+// Package vpiv is a virtual PIV card.
+//
+// It emulates the PIV Card Application of NIST SP 800-73-4 over short APDUs,
+// as an Idemia PIV card (NHS series 9/10) presents it. It implements
+// vcard.Card, so it answers APDUs in-process and can be inserted into vpcd
+// for pcscd to see.
 //
 // What it implements: SELECT (full or right-truncated AID; a GlobalPlatform
 // card manager is selected at power-on), GET DATA (CHUID, CCC, discovery

@@ -1,11 +1,12 @@
-// Package vseries8 is a virtual NHS series 8 card: an emulation of the
-// Oberthur AuthentIC v2.2 applet with the AWP file layout, as OpenSC's
-// card-oberthur.c and pkcs15-oberthur.c (written against real Oberthur
-// cards) expect it to answer; docs/series8.md lists every assumption and
-// its source. The real NHS series 8 applet is not publicly documented, so
-// this card is a HYPOTHESIS of how it behaves; a trace of a real card
-// (cardagent cards --trace-apdu) is what settles it. OpenSC's own tools read
-// it (pcsc/series8's OpenSC tests).
+// Package vseries8 is a virtual NHS series 8 card.
+//
+// It emulates the Oberthur AuthentIC v2.2 applet with the AWP file layout,
+// as OpenSC's card-oberthur.c and pkcs15-oberthur.c (written against real
+// Oberthur cards) expect it to answer; docs/series8.md lists every
+// assumption and its source. The real NHS series 8 applet is not publicly
+// documented, so this card is a HYPOTHESIS of how it behaves; a trace of a
+// real card (cardagent cards --trace-apdu) is what settles it. OpenSC's own
+// tools read it (pcsc/series8's OpenSC tests).
 //
 // What it emulates:
 //

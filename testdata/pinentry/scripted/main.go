@@ -1,6 +1,8 @@
-// Command scripted is a pinentry for tests: it speaks enough of the Assuan
-// protocol (as GnuPG's pinentry does) for cardagent's prompt, answers GETPIN as
-// told, and records what the user would have been shown.
+// Command scripted is a pinentry for tests.
+//
+// It speaks enough of the Assuan protocol (as GnuPG's pinentry does) for
+// cardagent's prompt, answers GETPIN as told, and records what the user
+// would have been shown.
 //
 // Build it with `go build -o DIR/scripted ./testdata/pinentry/scripted` (from
 // the module root) and point prompt.Pinentry (or the agent's prompt.pinentry)

@@ -1,6 +1,8 @@
-// Command iconsgen draws the tray icons, one per state, in each OS's format:
-// PNG (64x64) for Linux, ICO (16, 32 and 48 pixels, 32-bit DIB entries) for
-// Windows, and template PNG (44x44, black and alpha only) for macOS.
+// Command iconsgen draws the tray icons, one per state, in each OS's format.
+//
+// It draws PNG (64x64) for Linux, ICO (16, 32 and 48 pixels, 32-bit DIB
+// entries) for Windows, and template PNG (44x44, black and alpha only) for
+// macOS.
 //
 //	go generate ./tray/icons    (runs: go run ../internal/iconsgen -out .)
 //
