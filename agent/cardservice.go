@@ -465,6 +465,9 @@ func (s *CardService) cardStateLocked(cs *cardSlot, now time.Time) *wire.CardSta
 		Hint:         cs.hint,
 		Certificates: s.summaries(cs.certs, now),
 	}
+	if cs.card != nil {
+		st.ID = cs.card.Info().ID
+	}
 	if cs.pin != nil {
 		p := *cs.pin
 		st.PIN = &p

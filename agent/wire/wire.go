@@ -91,7 +91,12 @@ const (
 // CardState describes an inserted card.
 type CardState struct {
 	State string `json:"state"`
-	ATR   string `json:"atr"`
+	// ID is the card's stable identity, as `cardagent cards` reports it (the
+	// PIV CHUID GUID, the series 8 serial number, or a hash of a
+	// certificate); absent until the card is read, and for a card no driver
+	// opened.
+	ID  string `json:"id,omitempty"`
+	ATR string `json:"atr"`
 	// Kind is "piv", "series8", "retired" or "unknown"; Type says it in words.
 	Kind         string              `json:"kind"`
 	Type         string              `json:"type"`
