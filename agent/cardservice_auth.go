@@ -170,6 +170,9 @@ func (s *CardService) signChallenge(ctx context.Context, origin string, p prompt
 	}
 	err = s.onCard(ctx, &reader, func(cs *cardSlot) (err error) {
 		res, err = s.authenticate(ctx, cs, origin, p, digest)
+		if err == nil {
+			s.signedIn(cs) // the removal policy's session (cardservice_session.go)
+		}
 		return err
 	})
 	if err != nil {
