@@ -291,3 +291,17 @@ func TestUnknownRemovalPolicy(t *testing.T) {
 		t.Fatal("Serve with an unknown removal policy started")
 	}
 }
+
+// TestRemovalWebEIDSignIn: a sign-in with a Web eID token is a sign-in too.
+func TestRemovalWebEIDSignIn(t *testing.T) {
+	var locks atomic.Int32
+	h := removalHarness(t, RemovalNotify, 0, &locks)
+	rec := recordSessions(h)
+	card := newCard(t, testpki.CardSpec{DaysLeft: 400}, nil)
+	insertPIV(h, "R0", card)
+	if _, err := h.svc.AuthenticateWebEID(context.Background(), testOrigin, testChallenge, answerPIN(markerPIN)); err != nil {
+		t.Fatalf("web-eid sign-in: %v", err)
+	}
+	h.remove("R0")
+	rec.waitN(t, 1)
+}
