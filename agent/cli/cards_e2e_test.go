@@ -41,7 +41,7 @@ func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	return out.String(), errb.String(), code
 }
 
-// waitPresent runs `cards --json` until every reader in want has a card, as
+// waitCards runs `cards --json` until every reader in want has a card, as
 // vpcd needs up to a few hundred ms to report an inserted card.
 func waitCards(t *testing.T, n int) agent.Inventory {
 	t.Helper()
