@@ -14,9 +14,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/agentsupervisor"
 	"github.com/cardagent/cardagent/agent/doctor"
 	"github.com/cardagent/cardagent/agent/logfile"
-	"github.com/cardagent/cardagent/agent/agentsupervisor"
 	"github.com/cardagent/cardagent/installer"
 )
 
