@@ -27,7 +27,7 @@ import (
 	"github.com/cardagent/cardagent/tray/trayproto"
 )
 
-// Backend is what the tray needs from the agent's card service
+// Backend is what Host needs from the agent's card service
 // (agent.CardService implements it).
 type Backend interface {
 	Status() wire.Status

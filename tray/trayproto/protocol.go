@@ -20,12 +20,12 @@ import (
 )
 
 // The channel between the agent and its tray carries one JSON object per
-// line (Message). The agent sends "status" messages (the whole status each
-// time: on connection, after every card or reader event, and whenever it
-// differs from the last one sent, which the agent checks every 5 seconds
-// (trayhost.DefaultRefresh), so the PIN tries left and the days left stay
-// right) and "result" messages; the tray sends "request" messages. No
-// message has a field for a PIN or a PUK.
+// line (Message). The agent sends "status" messages, each with the whole
+// status: on connection, after every card or reader event, and when the
+// status changed without an event (a PIN try spent by a sign-in, a day
+// gone by), which the agent checks every 5 seconds (trayhost.DefaultRefresh).
+// The tray sends "request" messages; the agent answers each with a "result"
+// message. No message has a field for a PIN or a PUK.
 const (
 	TypeStatus  = "status"
 	TypeResult  = "result"
