@@ -12,8 +12,12 @@ import (
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 )
 
-// EnvTestChild makes the test binary act as a tray child (see fakeChild).
-const envTestChild = "CARDAGENT_TRAY_TEST_CHILD"
+// The test binary doubles as a child process: envTestChild names which
+// (fakeChild), envTestLog where it writes what it saw.
+const (
+	envTestChild = "CARDAGENT_TRAY_TEST_CHILD"
+	envTestLog   = "CARDAGENT_TRAY_TEST_LOG"
+)
 
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(envTestChild); mode != "" {
@@ -28,6 +32,18 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// fakeChild is the test binary acting as a child process: the real tray
+// ("gui") or the agent that runs it ("agent"), both for the idle test.
+func fakeChild(mode string) int {
+	switch mode {
+	case "gui":
+		return guiChild()
+	case "agent":
+		return agentChild()
+	}
+	return 9
 }
 
 // guiRunUI is the real tray UI, trayui.Run, which package tray cannot
