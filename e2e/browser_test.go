@@ -20,7 +20,6 @@ import (
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
@@ -47,17 +46,7 @@ const (
 	caseTimeout = 30 * time.Second
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	closeBrowser()
-	pcsctest.Shutdown()
-	// Every goroutine of the agent, the demo sites and chromedp has ended.
-	if err := goleak.Find(); err != nil && code == 0 {
-		fmt.Fprintf(os.Stderr, "goroutines left after the tests: %v\n", err)
-		code = 1
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pcsctest.Main(m, closeBrowser)) }
 
 // agentSide is the in-process agent of a browser test and its PIN prompt.
 type agentSide struct {

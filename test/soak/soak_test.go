@@ -20,7 +20,6 @@ import (
 
 	"github.com/ebfe/scard"
 	"github.com/gorilla/websocket"
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/agent"
@@ -35,18 +34,7 @@ var soakFor = flag.Duration("soak", 40*time.Second, "how long TestSoak cycles ca
 
 const origin = "https://signin.soak.test"
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	code := m.Run()
-	pcsctest.Shutdown()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutines left after the tests:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pcsctest.Main(m)) }
 
 var creds = sync.OnceValues(func() (*testpki.CardCreds, error) {
 	pki, err := testpki.New()
