@@ -286,10 +286,16 @@ func setup(t *testing.T) *env {
 	trust := demo.StaticTrust{Roots: pki.Roots(), Intermediates: pki.Intermediates()}
 	e.allowed, e.allowedURL = serveDemo(t, "localhost", trust, client, zap.New(demoCore))
 	e.other, e.otherURL = serveDemo(t, "127.0.0.1", trust, client, zap.New(demoCore))
+	// The agent's ports: private ones, which the page's client probes
+	// (?ports=) instead of the default range, where a developer's own agent
+	// may be listening.
+	ports := pcsctest.FreePorts(t, 3)
+	e.allowedURL += "?ports=" + joinInts(ports)
+	e.otherURL += "?ports=" + joinInts(ports)
 
-	// The agent, in-process: the card service and the loopback API on the
-	// default port range (the page's client probes it), allowing only the
-	// first demo origin, with the scripted pinentry as its prompt.
+	// The agent, in-process: the card service and the loopback API on those
+	// ports, allowing only the first demo origin, with the scripted pinentry
+	// as its prompt.
 	core, logs := observer.New(zap.DebugLevel)
 	e.agentLog = logs
 	log := zap.New(zapcore.NewTee(core, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Core()))
@@ -297,6 +303,7 @@ func setup(t *testing.T) *env {
 	e.prompter = &prompttest.Switch{}
 	e.svc = &agent.CardService{Log: log.Named("cards")}
 	srv, err := api.New(log.Named("api"), e.svc, e.prompter, api.Options{
+		Ports:            ports,
 		AllowedOrigins:   []string{e.allowed},
 		PromptsPerMinute: 60,
 	})
