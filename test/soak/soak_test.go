@@ -400,6 +400,9 @@ var validNext = map[string]map[string]bool{
 //     event of each reader match the cards actually in the readers;
 //   - the number of goroutines and the memory in use do not grow.
 func TestSoak(t *testing.T) {
+	if testing.Short() {
+		t.Skipf("soak: skipped with -short (it cycles cards for -soak=%v)", *soakFor)
+	}
 	p := pcsctest.Require(t)
 	b := &bench{p: p, cards: [2]*vpiv.Card{newCard(t), newCard(t)}}
 	t.Cleanup(b.removeAll)
