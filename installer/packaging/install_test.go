@@ -88,6 +88,9 @@ func TestDebInstallAndRemove(t *testing.T) {
 		installAndRemove(t, "/tmp/cardagent-test.deb", strings.Split(os.Getenv(envThrowawayPayload), ":"))
 		return
 	}
+	if testing.Short() {
+		t.Skip("builds the programs and their deb, and installs it in a throwaway root")
+	}
 	requireRoot(t)
 	need(t, "dpkg", "dpkg-deb", "dpkg-query", "go", "ldd")
 	if b, err := os.ReadFile("/proc/filesystems"); err != nil || !bytes.Contains(b, []byte("\toverlay\n")) {
