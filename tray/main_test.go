@@ -6,7 +6,6 @@ import (
 	"os"
 	"testing"
 
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
@@ -23,15 +22,7 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(envTestChild); mode != "" {
 		os.Exit(fakeChild(mode))
 	}
-	code := m.Run()
-	pcsctest.Shutdown()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(pcsctest.Main(m))
 }
 
 // fakeChild is the test binary acting as a child process: the real tray
