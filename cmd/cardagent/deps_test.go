@@ -36,7 +36,6 @@ var gui = []string{
 var trayAgentPackages = []string{
 	module + "/agent/wire",
 	module + "/agent/certinfo",
-	module + "/agent/token", // agent/wire's certificate field type
 	module + "/agent/expiry",
 	module + "/agent/safetext",
 	module + "/agent/logfile",
