@@ -28,6 +28,7 @@ const testConfig = `{
     "training": {"origins": ["https://train.example.org"]}
   },
   "listen": {"port": 44000},
+  "credential_management": {"enabled": false},
   "session": {"removal": "lock", "lock_command": ["/usr/bin/xdg-screensaver", "lock"]}
 }`
 
