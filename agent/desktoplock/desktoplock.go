@@ -15,7 +15,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +44,30 @@ func (l Locker) Lock(ctx context.Context) error {
 		return ErrSystemLockInTest
 	}
 	return lockSystem(ctx)
+}
+
+// Available says why Lock cannot work here (nil when it can): the
+// configured command is not an executable file, or the system's lock
+// program or call is missing. It runs nothing; `cardagent doctor` shows it.
+func (l Locker) Available() error {
+	if len(l.Command) > 0 {
+		return executable(l.Command[0])
+	}
+	return systemAvailable()
+}
+
+// executable is nil when path is a regular file someone may execute.
+func executable(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return fmt.Errorf("desktoplock: %w", err)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("desktoplock: %s is not a file", path)
+	case runtime.GOOS != "windows" && fi.Mode().Perm()&0o111 == 0:
+		return fmt.Errorf("desktoplock: %s is not executable", path)
+	}
+	return nil
 }
 
 // Method says how Lock locks, for the log.

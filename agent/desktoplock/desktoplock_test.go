@@ -84,3 +84,38 @@ func TestNoSystemLockInTests(t *testing.T) {
 		t.Errorf("Method() = %q", Locker{}.Method())
 	}
 }
+
+// TestAvailable: a configured command must be an executable file; nothing
+// is run to find out.
+func TestAvailable(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("execute permission bits are a Unix notion")
+	}
+	dir := t.TempDir()
+	ran := filepath.Join(dir, "ran")
+	script := filepath.Join(dir, "lock.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\ntouch "+ran+"\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	plain := filepath.Join(dir, "plain")
+	if err := os.WriteFile(plain, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		want string // "" for available
+	}{
+		{script, ""},
+		{plain, "not executable"},
+		{dir, "not a file"},
+		{filepath.Join(dir, "missing"), "no such file"},
+	} {
+		err := Locker{Command: []string{tc.path}}.Available()
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("Available(%s) = %v, want %q", tc.path, err, tc.want)
+		}
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Error("Available ran the command")
+	}
+}

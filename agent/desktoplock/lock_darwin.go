@@ -4,6 +4,9 @@ import "context"
 
 const systemMethod = "pmset displaysleepnow"
 
+// systemAvailable needs /usr/bin/pmset.
+func systemAvailable() error { return executable("/usr/bin/pmset") }
+
 // lockSystem turns the display off with `pmset displaysleepnow`. The Mac
 // asks for the password when the display wakes only if "Require password
 // after screen saver begins or display is turned off" is "Immediately"

@@ -50,6 +50,16 @@ func lockSystem(ctx context.Context) error {
 	return fmt.Errorf("desktoplock: %w", errors.Join(errs...))
 }
 
+// systemAvailable needs loginctl or xdg-screensaver on PATH.
+func systemAvailable() error {
+	_, lerr := exec.LookPath("loginctl")
+	_, xerr := exec.LookPath("xdg-screensaver")
+	if lerr != nil && xerr != nil {
+		return errors.New("desktoplock: neither loginctl nor xdg-screensaver is installed")
+	}
+	return nil
+}
+
 // validSessionID accepts logind session ids ("2", "c1"): letters and digits.
 func validSessionID(id string) bool {
 	if id == "" || len(id) > 64 {
