@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,9 +30,10 @@ func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	return out.String(), errb.String(), code
 }
 
-// waitCards runs `cards --json` until every reader in want has a card, as
-// vpcd needs up to a few hundred ms to report an inserted card.
-func waitCards(t *testing.T, n int) agent.Inventory {
+// waitCards runs `cards --json` until exactly the readers at the indexes in
+// want (in PC/SC order) have a card: vpcd needs up to a few hundred ms to
+// report a card inserted, and as long to report one a previous test removed.
+func waitCards(t *testing.T, want ...int) agent.Inventory {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -41,18 +43,18 @@ func waitCards(t *testing.T, n int) agent.Inventory {
 			if err := json.Unmarshal([]byte(out), &inv); err != nil {
 				t.Fatalf("cards --json is not JSON: %v\n%s", err, out)
 			}
-			got := 0
-			for _, r := range inv.Readers {
+			var got []int
+			for i, r := range inv.Readers {
 				if r.Card != nil {
-					got++
+					got = append(got, i)
 				}
 			}
-			if got == n {
+			if slices.Equal(got, want) {
 				return inv
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("cards --json: exit %d, want %d cards\nstdout: %s\nstderr: %s", code, n, out, errOut)
+			t.Fatalf("cards --json: exit %d, want cards in readers %v\nstdout: %s\nstderr: %s", code, want, out, errOut)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -78,7 +80,7 @@ func TestCardsJSON(t *testing.T) {
 	p.Insert(t, 0, pivCard, vcard.Options{})
 	p.Insert(t, 1, s8Card, vcard.Options{})
 
-	inv := waitCards(t, 2)
+	inv := waitCards(t, 0, 1)
 	if inv.Schema != agent.InventorySchema || len(inv.Readers) != 2 {
 		t.Fatalf("schema %d, %d readers", inv.Schema, len(inv.Readers))
 	}

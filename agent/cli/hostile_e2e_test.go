@@ -50,7 +50,7 @@ func TestHostileCardText(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Insert(t, 0, card, vcard.Options{})
-	inv := waitCards(t, 1)
+	inv := waitCards(t, 0)
 	var exact string
 	for _, r := range inv.Readers {
 		if r.Card != nil && r.Card.Holder != nil {
