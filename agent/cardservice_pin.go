@@ -67,10 +67,13 @@ func (s *CardService) managePIN(ctx context.Context, p prompt.Prompter, unblock 
 	if p == nil {
 		return ErrPromptUnavailable
 	}
-	cs, err := s.pick(ctx)
+	sel := selectionFor("", "", op, p)
+	sel.blockedOK = true // an unblock wants the blocked card; a change is refused on it with the reason
+	pk, err := s.pick(ctx, sel)
 	if err != nil {
 		return err
 	}
+	cs := pk.slot
 	reader = cs.reader
 	if !cs.busy.CompareAndSwap(false, true) {
 		return ErrBusy

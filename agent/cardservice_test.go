@@ -886,12 +886,12 @@ func TestPINCacheExpires(t *testing.T) {
 
 func TestCertificates(t *testing.T) {
 	h := newHarness(t, nil)
-	if _, err := h.svc.Certificates(context.Background()); codeOf(err) != wire.CodeNoCard {
+	if _, err := h.svc.Certificates(context.Background(), ""); codeOf(err) != wire.CodeNoCard {
 		t.Fatalf("no card: %v", err)
 	}
 	card := newCard(t, testpki.CardSpec{DaysLeft: 10}, nil)
 	insertPIV(h, "R0", card)
-	cc, err := h.svc.Certificates(context.Background())
+	cc, err := h.svc.Certificates(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
