@@ -496,4 +496,3 @@ func holderOf(certs []pcsc.Certificate) *certinfo.Holder {
 	}
 	return h
 }
-

@@ -900,22 +900,6 @@ func TestCertificates(t *testing.T) {
 	}
 }
 
-// TestFirstReaderWins: with two cards, the first reader's is used.
-func TestFirstReaderWins(t *testing.T) {
-	h := newHarness(t, nil)
-	a := newCard(t, testpki.CardSpec{Surname: "FIRST", DaysLeft: 400}, nil)
-	b := newCard(t, testpki.CardSpec{Surname: "SECOND", DaysLeft: 400, KeyIndex: 1}, nil)
-	insertPIV(h, "R0", a)
-	insertPIV(h, "R1", b)
-	p := answerPIN(markerPIN)
-	if _, err := h.svc.Authenticate(context.Background(), testOrigin, testChallenge, p); err != nil {
-		t.Fatal(err)
-	}
-	if a.Signatures() != 1 || b.Signatures() != 0 || !strings.Contains(p.requests()[0].Holder, "FIRST") {
-		t.Errorf("signatures %d/%d, holder %q", a.Signatures(), b.Signatures(), p.requests()[0].Holder)
-	}
-}
-
 func TestClassify(t *testing.T) {
 	tests := []struct {
 		err   error
