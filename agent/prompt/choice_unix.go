@@ -13,8 +13,9 @@ import (
 
 // askList runs `zenity --list` with a hidden first column holding each
 // row's number, which is what zenity prints for the row picked. It returns
-// the row's index, or -1 when OK was pressed with no row picked. The rows
-// follow "--", so a cell starting with "-" is never read as an option.
+// the row's index, or -1 when OK was pressed with no row picked. The cells
+// go to its standard input, one per line (each is one line: safetext), so a
+// cell is never read as an option and no name shows in the process list.
 func askList(ctx context.Context, d listSpec) (int, error) {
 	path, err := findDialogProgram(d.program)
 	if err != nil {
@@ -29,18 +30,21 @@ func askList(ctx context.Context, d listSpec) (int, error) {
 	if secs := int(math.Ceil(d.timeout.Seconds())); secs > 0 {
 		args = append(args, "--timeout", strconv.Itoa(secs))
 	}
-	args = append(args, "--")
+	var in strings.Builder
 	for i, row := range d.rows {
-		args = append(args, strconv.Itoa(i+1))
+		in.WriteString(strconv.Itoa(i + 1))
+		in.WriteByte('\n')
 		for j := range d.columns {
 			cell := ""
 			if j < len(row) {
-				cell = row[j]
+				cell = strings.NewReplacer("\n", " ", "\r", " ").Replace(row[j])
 			}
-			args = append(args, cell)
+			in.WriteString(cell)
+			in.WriteByte('\n')
 		}
 	}
 	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Stdin = strings.NewReader(in.String())
 	stderr := &tailBuffer{max: 1024}
 	cmd.Stderr = stderr
 	cmd.WaitDelay = exitGrace
