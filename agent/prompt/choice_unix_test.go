@@ -83,4 +83,3 @@ func TestListAnswer(t *testing.T) {
 		}
 	}
 }
-
