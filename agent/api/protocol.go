@@ -28,7 +28,7 @@ const (
 )
 
 // Features lists what this agent offers, for `hello`.
-var Features = []string{"status", "certificates", "authenticate", "events", "web-eid:1.0"}
+var Features = []string{"status", "certificates", "authenticate", "events", "web-eid:1.0", "card"}
 
 // allowedFields are the fields each request type may carry; any other is refused.
 var allowedFields = map[string]map[string]bool{
