@@ -42,7 +42,9 @@
 // is "ready", "working", "signed-in" or "error"; #message[data-code] is the
 // last error code (agent protocol code or verifier reason); #holder is the
 // signed-in name; #agent-status[data-agent] is "connected" or "missing";
-// #card-status carries data-tries-left, data-blocked and data-days-left.
+// #card-status carries data-tries-left, data-blocked and data-days-left;
+// #signed-card names the card that signed in (data-card-id, data-reader),
+// found in the status by the verified certificate's SHA-256.
 package demo
 
 import (
