@@ -9,7 +9,7 @@
 // Endpoints:
 //
 //	GET  /               the sign-in page (static/index.html)
-//	GET  /app.js         the page's script; /messages.js, /style.css, /favicon.svg
+//	GET  /app.js         the page's script; /messages.js, /signedcard.js, /style.css, /favicon.svg
 //	GET  /cardagent.js   the JS client module (Config.Client)
 //	POST /api/challenge  {} -> {"challenge", "origin", "expires_in"}
 //	POST /api/verify     {"token": {...}, "challenge": "..."} -> {"holder", "certificate", "algorithm", "origin"}
@@ -153,7 +153,7 @@ func New(cfg Config) (*Site, error) {
 	s := &Site{cfg: cfg, static: sub, mux: http.NewServeMux(), rx: prescriptions{items: map[string]prepared{}}}
 	s.mux.HandleFunc("GET /{$}", s.file("index.html"))
 	s.mux.HandleFunc("GET /prescribe", s.file("prescribe.html"))
-	for _, name := range []string{"app.js", "messages.js", "style.css", "favicon.svg", "prescribe.js"} {
+	for _, name := range []string{"app.js", "messages.js", "signedcard.js", "style.css", "favicon.svg", "prescribe.js"} {
 		s.mux.HandleFunc("GET /"+name, s.file(name))
 	}
 	s.mux.HandleFunc("GET /cardagent.js", s.client)
