@@ -533,7 +533,10 @@ func TestServe(t *testing.T) {
 func TestMessagesJS(t *testing.T) {
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skip("node is not installed")
+		if os.Getenv("CI") == "true" {
+			t.Fatal("node is not installed (run scripts/setup)")
+		}
+		t.Skip("node is not installed (run scripts/setup)")
 	}
 	out, err := exec.Command(node, "--test", "messages_test.mjs").CombinedOutput()
 	if err != nil {

@@ -20,7 +20,6 @@ import (
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
@@ -48,17 +47,7 @@ const (
 	caseTimeout = 30 * time.Second
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	closeBrowser()
-	pcsctest.Shutdown()
-	// Every goroutine of the agent, the demo sites and chromedp has ended.
-	if err := goleak.Find(); err != nil && code == 0 {
-		fmt.Fprintf(os.Stderr, "goroutines left after the tests: %v\n", err)
-		code = 1
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pcsctest.Main(m, closeBrowser)) }
 
 // agentSide is the in-process agent of a browser test and its PIN prompt.
 type agentSide struct {
@@ -300,10 +289,16 @@ func setup(t *testing.T) *env {
 	trust := demo.StaticTrust{Roots: pki.Roots(), Intermediates: pki.Intermediates()}
 	e.allowed, e.allowedURL = serveDemo(t, "localhost", trust, client, zap.New(demoCore))
 	e.other, e.otherURL = serveDemo(t, "127.0.0.1", trust, client, zap.New(demoCore))
+	// The agent's ports: private ones, which the page's client probes
+	// (?ports=) instead of the default range, where a developer's own agent
+	// may be listening.
+	ports := pcsctest.FreePorts(t, 3)
+	e.allowedURL += "?ports=" + joinInts(ports)
+	e.otherURL += "?ports=" + joinInts(ports)
 
-	// The agent, in-process: the card service and the loopback API on the
-	// default port range (the page's client probes it), allowing only the
-	// first demo origin, with the scripted pinentry as its prompt.
+	// The agent, in-process: the card service and the loopback API on those
+	// ports, allowing only the first demo origin, with the scripted pinentry
+	// as its prompt.
 	core, logs := observer.New(zap.DebugLevel)
 	e.agentLog = logs
 	log := zap.New(zapcore.NewTee(core, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Core()))
@@ -311,6 +306,7 @@ func setup(t *testing.T) *env {
 	e.prompter = &prompttest.Switch{}
 	e.svc = &agent.CardService{Log: log.Named("cards")}
 	srv, err := api.New(log.Named("api"), e.svc, e.prompter, api.Options{
+		Ports:            ports,
 		AllowedOrigins:   []string{e.allowed},
 		PromptsPerMinute: 60,
 	})

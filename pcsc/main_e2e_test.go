@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/cardagent/cardagent/pcsc"
@@ -20,17 +19,7 @@ import (
 
 // TestMain stops the private pcscd the end-to-end tests started, then checks
 // that no test left a goroutine behind.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pcsctest.Shutdown()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pcsctest.Main(m)) }
 
 // testCard is a tiny virtual card: SELECT by name answers 9000 for the AIDs
 // in apps (P2 as the caller sends it) and 6A82 otherwise; any other command

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent/expiry"
 	"github.com/cardagent/cardagent/agent/safetext"
+	"github.com/cardagent/cardagent/tray/trayproto"
 )
 
 // Click is a menu item the user chose.
@@ -80,7 +81,7 @@ type App struct {
 	applied bool
 	nextID  int64
 	pending map[int64]Click
-	conn    *conn
+	conn    *trayproto.Conn
 	bg      chan struct{} // running message boxes and reports (bounded)
 }
 
@@ -90,7 +91,7 @@ func (a *App) Run(ctx context.Context, r io.ReadCloser, w io.WriteCloser, clicks
 	if a.Log == nil {
 		a.Log = zap.NewNop()
 	}
-	a.conn = newConn(r, w)
+	a.conn = trayproto.NewConn(r, w)
 	a.pending = map[int64]Click{}
 	a.bg = make(chan struct{}, 4)
 	ctx, cancel := context.WithCancel(ctx)
@@ -100,11 +101,11 @@ func (a *App) Run(ctx context.Context, r io.ReadCloser, w io.WriteCloser, clicks
 		_ = w.Close()
 	})
 
-	msgs := make(chan Message)
+	msgs := make(chan trayproto.Message)
 	readErr := make(chan error, 1)
 	go func() {
 		for {
-			m, err := a.conn.read()
+			m, err := a.conn.Read()
 			if err != nil {
 				readErr <- err
 				return
@@ -143,9 +144,9 @@ func (a *App) Run(ctx context.Context, r io.ReadCloser, w io.WriteCloser, clicks
 	}
 }
 
-func (a *App) handle(ctx context.Context, m Message) {
+func (a *App) handle(ctx context.Context, m trayproto.Message) {
 	switch m.Type {
-	case TypeStatus:
+	case trayproto.TypeStatus:
 		if m.Status == nil {
 			return
 		}
@@ -155,7 +156,7 @@ func (a *App) handle(ctx context.Context, m Message) {
 		}
 		a.show(in)
 		a.notify()
-	case TypeResult:
+	case trayproto.TypeResult:
 		click, ok := a.pending[m.ID]
 		if !ok {
 			return
@@ -239,9 +240,9 @@ func (a *App) click(ctx context.Context, c Click) bool {
 				return false // one at a time: its dialog is already open
 			}
 		}
-		action := ActionChangePIN
+		action := trayproto.ActionChangePIN
 		if c == ClickUnblock {
-			action = ActionUnblockPIN
+			action = trayproto.ActionUnblockPIN
 		}
 		a.request(action, c)
 	case ClickDiagnostics:
@@ -252,7 +253,7 @@ func (a *App) click(ctx context.Context, c Click) bool {
 		if a.in.Agent.HideQuit {
 			return false
 		}
-		a.request(ActionQuit, c)
+		a.request(trayproto.ActionQuit, c)
 		return true
 	}
 	return false
@@ -261,7 +262,7 @@ func (a *App) click(ctx context.Context, c Click) bool {
 func (a *App) request(action string, c Click) {
 	a.nextID++
 	a.pending[a.nextID] = c
-	if err := a.conn.write(Message{Type: TypeRequest, ID: a.nextID, Action: action}); err != nil {
+	if err := a.conn.Write(trayproto.Message{Type: trayproto.TypeRequest, ID: a.nextID, Action: action}); err != nil {
 		a.Log.Warn("sending a request to the agent", zap.String("action", action), zap.Error(err))
 	}
 }
@@ -350,10 +351,10 @@ func (a *App) diagnostics(ctx context.Context) {
 // statusReport is the fallback diagnostics: the agent's status and facts as JSON.
 func (a *App) statusReport() []byte {
 	b, _ := json.MarshalIndent(struct {
-		Generated string    `json:"generated"`
-		View      View      `json:"tray"`
-		Agent     AgentInfo `json:"agent"`
-		Status    any       `json:"status"`
+		Generated string              `json:"generated"`
+		View      View                `json:"tray"`
+		Agent     trayproto.AgentInfo `json:"agent"`
+		Status    any                 `json:"status"`
 	}{time.Now().UTC().Format(time.RFC3339), a.view, a.in.Agent, a.in.Status}, "", "  ")
 	return append(b, '\n')
 }

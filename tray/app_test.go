@@ -17,7 +17,10 @@ import (
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/expiry"
 	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/trayhost"
+	"github.com/cardagent/cardagent/agent/trayhost/trayhosttest"
 	"github.com/cardagent/cardagent/agent/wire"
+	"github.com/cardagent/cardagent/tray/trayproto"
 )
 
 // fakeUI records what the app shows.
@@ -90,7 +93,7 @@ type linked struct {
 	quit   chan bool
 }
 
-func link(t *testing.T, h *Host, a *App) *linked {
+func link(t *testing.T, h *trayhost.Host, a *App) *linked {
 	t.Helper()
 	ar, aw := io.Pipe() // agent -> tray
 	tr, tw := io.Pipe() // tray -> agent
@@ -126,7 +129,7 @@ func link(t *testing.T, h *Host, a *App) *linked {
 func (l *linked) waitState(t *testing.T, want State) View {
 	t.Helper()
 	var v View
-	waitFor(t, "tray state "+string(want), 10*time.Second, func() bool {
+	trayhosttest.WaitFor(t, "tray state "+string(want), 10*time.Second, func() bool {
 		v = l.ui.last()
 		return v.State == want
 	})
@@ -134,35 +137,35 @@ func (l *linked) waitState(t *testing.T, want State) View {
 }
 
 func TestAppFollowsStatusAndNotifiesOncePerDay(t *testing.T) {
-	b := newFakeBackend()
-	b.set(withReaders(nil), "")
+	b := trayhosttest.NewBackend()
+	b.Set(withReaders(nil), "")
 	day := time.Date(2025, 11, 21, 9, 0, 0, 0, time.Local)
 	var clockMu sync.Mutex
 	now := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return day }
 	store := filepath.Join(t.TempDir(), "notified.json")
 	debug := filepath.Join(t.TempDir(), "state.json")
-	h := &Host{Backend: b, Info: func() AgentInfo { return AgentInfo{RenewalURL: "https://renew.example.nhs.uk"} }}
+	h := &trayhost.Host{Backend: b, Info: func() trayproto.AgentInfo { return trayproto.AgentInfo{RenewalURL: "https://renew.example.nhs.uk"} }}
 	a := &App{Tracker: &expiry.Tracker{Store: expiry.FileStore{Path: store}, Now: now}, DebugState: debug}
 	l := link(t, h, a)
 
 	l.waitState(t, StateNoCard)
 	expiring := readyCard(t, 60)
-	b.set(withReaders(expiring), wire.EventCardInserted)
+	b.Set(withReaders(expiring), wire.EventCardInserted)
 	v := l.waitState(t, StateAttention)
 	if !strings.Contains(v.Tooltip, "expires in 60 days") {
 		t.Errorf("tooltip %q", v.Tooltip)
 	}
-	waitFor(t, "the notification", 5*time.Second, func() bool { _, n, _ := l.ui.counts(); return n == 1 })
+	trayhosttest.WaitFor(t, "the notification", 5*time.Second, func() bool { _, n, _ := l.ui.counts(); return n == 1 })
 	if !strings.Contains(l.ui.notes[0], "expires in 60 days") || !strings.Contains(l.ui.notes[0], "https://renew.example.nhs.uk") {
 		t.Errorf("notification %q", l.ui.notes[0])
 	}
 	// Removed and inserted again the same day: no second notification.
-	b.set(withReaders(nil), wire.EventCardRemoved)
+	b.Set(withReaders(nil), wire.EventCardRemoved)
 	l.waitState(t, StateNoCard)
-	b.set(withReaders(expiring), wire.EventCardInserted)
+	b.Set(withReaders(expiring), wire.EventCardInserted)
 	l.waitState(t, StateAttention)
 	// The next day it may notify again.
-	b.set(withReaders(nil), wire.EventCardRemoved)
+	b.Set(withReaders(nil), wire.EventCardRemoved)
 	l.waitState(t, StateNoCard)
 	if _, n, _ := l.ui.counts(); n != 1 {
 		t.Fatalf("%d notifications on one day, want 1", n)
@@ -170,8 +173,8 @@ func TestAppFollowsStatusAndNotifiesOncePerDay(t *testing.T) {
 	clockMu.Lock()
 	day = day.Add(24 * time.Hour)
 	clockMu.Unlock()
-	b.set(withReaders(expiring), wire.EventCardInserted)
-	waitFor(t, "the next day's notification", 5*time.Second, func() bool { _, n, _ := l.ui.counts(); return n == 2 })
+	b.Set(withReaders(expiring), wire.EventCardInserted)
+	trayhosttest.WaitFor(t, "the next day's notification", 5*time.Second, func() bool { _, n, _ := l.ui.counts(); return n == 2 })
 
 	// The debug state file follows the view.
 	raw, err := os.ReadFile(debug)
@@ -185,15 +188,15 @@ func TestAppFollowsStatusAndNotifiesOncePerDay(t *testing.T) {
 }
 
 func TestAppChangePINResultInWords(t *testing.T) {
-	b := newFakeBackend()
-	b.set(withReaders(readyCard(t, 400)), "")
+	b := trayhosttest.NewBackend()
+	b.Set(withReaders(readyCard(t, 400)), "")
 	calls := make(chan prompt.Prompter, 2)
-	b.change = func(ctx context.Context, p prompt.Prompter) error {
+	b.Change = func(ctx context.Context, p prompt.Prompter) error {
 		calls <- p
 		return &agent.Error{Code: wire.CodeWrongPIN, TriesLeft: 2, Message: "The current PIN was wrong. Your PIN has not been changed. 2 tries left before the card is blocked."}
 	}
 	marker := &recordingPrompter{}
-	h := &Host{Backend: b, Prompter: marker}
+	h := &trayhost.Host{Backend: b, Prompter: marker}
 	l := link(t, h, &App{})
 	l.waitState(t, StateReady)
 	l.clicks <- ClickChangePIN
@@ -205,7 +208,7 @@ func TestAppChangePINResultInWords(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("change PIN request did not reach the backend")
 	}
-	waitFor(t, "the result message", 5*time.Second, func() bool { return l.ui.lastMessage() != "" })
+	trayhosttest.WaitFor(t, "the result message", 5*time.Second, func() bool { return l.ui.lastMessage() != "" })
 	if m := l.ui.lastMessage(); !strings.Contains(m, "2 tries left before the card is blocked") || !strings.HasPrefix(m, "Change PIN: ") {
 		t.Errorf("message %q", m)
 	}
@@ -218,10 +221,10 @@ func (*recordingPrompter) PIN(context.Context, prompt.Request) ([]byte, error) {
 }
 
 func TestAppMenuActions(t *testing.T) {
-	b := newFakeBackend()
-	b.set(withReaders(readyCard(t, 400)), "")
-	h := &Host{Backend: b, Info: func() AgentInfo {
-		return AgentInfo{Version: "9.9", APIPort: 43801, RenewalURL: "https://renew.example.nhs.uk", Environment: "live"}
+	b := trayhosttest.NewBackend()
+	b.Set(withReaders(readyCard(t, 400)), "")
+	h := &trayhost.Host{Backend: b, Info: func() trayproto.AgentInfo {
+		return trayproto.AgentInfo{Version: "9.9", APIPort: 43801, RenewalURL: "https://renew.example.nhs.uk", Environment: "live"}
 	}}
 	dir := t.TempDir()
 	a := &App{ReportDir: dir, Diagnostics: func(context.Context) ([]byte, error) { return nil, errors.New("no doctor") }}
@@ -229,20 +232,20 @@ func TestAppMenuActions(t *testing.T) {
 	l.waitState(t, StateReady)
 
 	l.clicks <- ClickRenew
-	waitFor(t, "the renewal page", 5*time.Second, func() bool { l.ui.mu.Lock(); defer l.ui.mu.Unlock(); return len(l.ui.opened) == 1 })
+	trayhosttest.WaitFor(t, "the renewal page", 5*time.Second, func() bool { l.ui.mu.Lock(); defer l.ui.mu.Unlock(); return len(l.ui.opened) == 1 })
 	if l.ui.opened[0] != "https://renew.example.nhs.uk" {
 		t.Errorf("opened %q", l.ui.opened[0])
 	}
 
 	l.clicks <- ClickAbout
-	waitFor(t, "About", 5*time.Second, func() bool { return strings.Contains(l.ui.lastMessage(), "cardagent 9.9") })
+	trayhosttest.WaitFor(t, "About", 5*time.Second, func() bool { return strings.Contains(l.ui.lastMessage(), "cardagent 9.9") })
 	if m := l.ui.lastMessage(); !strings.Contains(m, "port 43801") || !strings.Contains(m, "Smartcard ready") {
 		t.Errorf("About says %q", m)
 	}
 
 	l.clicks <- ClickDiagnostics
 	report := filepath.Join(dir, "cardagent-diagnostics.txt")
-	waitFor(t, "the diagnostics report", 5*time.Second, func() bool { l.ui.mu.Lock(); defer l.ui.mu.Unlock(); return len(l.ui.opened) == 2 })
+	trayhosttest.WaitFor(t, "the diagnostics report", 5*time.Second, func() bool { l.ui.mu.Lock(); defer l.ui.mu.Unlock(); return len(l.ui.opened) == 2 })
 	if l.ui.opened[1] != report {
 		t.Errorf("opened %q, want %q", l.ui.opened[1], report)
 	}
@@ -253,8 +256,8 @@ func TestAppMenuActions(t *testing.T) {
 }
 
 func TestAppQuit(t *testing.T) {
-	b := newFakeBackend()
-	h := &Host{Backend: b}
+	b := trayhosttest.NewBackend()
+	h := &trayhost.Host{Backend: b}
 	l := link(t, h, &App{})
 	l.waitState(t, StateNoReader)
 	l.clicks <- ClickQuit
@@ -277,8 +280,8 @@ func TestAppQuit(t *testing.T) {
 }
 
 func TestAppQuitHiddenByPolicyIsIgnored(t *testing.T) {
-	b := newFakeBackend()
-	h := &Host{Backend: b, Info: func() AgentInfo { return AgentInfo{HideQuit: true} }}
+	b := trayhosttest.NewBackend()
+	h := &trayhost.Host{Backend: b, Info: func() trayproto.AgentInfo { return trayproto.AgentInfo{HideQuit: true} }}
 	l := link(t, h, &App{})
 	v := l.waitState(t, StateNoReader)
 	if v.Menu.Quit.Visible {
@@ -310,130 +313,3 @@ func TestAppEndsWhenTheAgentGoes(t *testing.T) {
 		t.Fatal("the tray kept running without its agent")
 	}
 }
-
-func TestHostRefreshSendsOnlyChanges(t *testing.T) {
-	b := newFakeBackend()
-	h := &Host{Backend: b, Refresh: 20 * time.Millisecond}
-	ar, aw := io.Pipe()
-	tr, tw := io.Pipe()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, _ = h.Serve(ctx, tr, aw)
-	}()
-	c := newConn(ar, tw)
-	read := func() Message {
-		t.Helper()
-		ch := make(chan Message, 1)
-		go func() {
-			m, err := c.read()
-			if err == nil {
-				ch <- m
-			}
-		}()
-		select {
-		case m := <-ch:
-			return m
-		case <-time.After(5 * time.Second):
-			t.Fatal("no message")
-		}
-		return Message{}
-	}
-	if m := read(); m.Type != TypeStatus || len(m.Status.Readers) != 0 {
-		t.Fatalf("first message %+v", m)
-	}
-	// A change without an event (as after a failed sign-in) is sent by the refresh.
-	b.mu.Lock()
-	b.status.Readers = []wire.ReaderStatus{{Name: "R0"}}
-	b.mu.Unlock()
-	if m := read(); len(m.Status.Readers) != 1 || m.Event != "" {
-		t.Fatalf("refresh message %+v", m)
-	}
-	// Nothing changes: nothing is sent for several periods.
-	got := make(chan Message, 1)
-	go func() {
-		m, err := c.read()
-		if err == nil {
-			got <- m
-		}
-	}()
-	select {
-	case m := <-got:
-		t.Fatalf("unchanged status sent again: %+v", m)
-	case <-time.After(200 * time.Millisecond):
-	}
-	// An unknown request gets an error result; PINs have no field to travel in.
-	if err := c.write(Message{Type: TypeRequest, ID: 7, Action: "read_pin"}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case m := <-got:
-		if m.Type != TypeResult || m.ID != 7 || m.Error == nil || m.Error.Code != wire.CodeBadRequest {
-			t.Errorf("result %+v", m)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no result for an unknown request")
-	}
-	cancel()
-	<-done
-}
-
-func TestHostOneOperationAtATime(t *testing.T) {
-	b := newFakeBackend()
-	release := make(chan struct{})
-	b.change = func(ctx context.Context, _ prompt.Prompter) error {
-		select {
-		case <-release:
-			return nil
-		case <-ctx.Done():
-			return prompt.ErrCancelled
-		}
-	}
-	ar, aw := io.Pipe()
-	tr, tw := io.Pipe()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, _ = h(b).Serve(ctx, tr, aw)
-	}()
-	c := newConn(ar, tw)
-	msgs := make(chan Message, 8)
-	go func() {
-		for {
-			m, err := c.read()
-			if err != nil {
-				return
-			}
-			msgs <- m
-		}
-	}()
-	_ = c.write(Message{Type: TypeRequest, ID: 1, Action: ActionChangePIN})
-	time.Sleep(50 * time.Millisecond)
-	_ = c.write(Message{Type: TypeRequest, ID: 2, Action: ActionUnblockPIN})
-	results := map[int64]Message{}
-	deadline := time.After(5 * time.Second)
-	for len(results) < 1 {
-		select {
-		case m := <-msgs:
-			if m.Type == TypeResult {
-				results[m.ID] = m
-			}
-		case <-deadline:
-			t.Fatal("no busy result")
-		}
-	}
-	if r, ok := results[2]; !ok || r.Error == nil || r.Error.Code != wire.CodeBusy {
-		t.Errorf("second operation: %+v", results)
-	}
-	// Closing the tray cancels the operation in progress (its prompt closes).
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the host did not end")
-	}
-}
-
-func h(b Backend) *Host { return &Host{Backend: b} }

@@ -17,10 +17,13 @@ import (
 	"github.com/cardagent/cardagent/agent/expiry"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/token"
+	"github.com/cardagent/cardagent/agent/trayhost"
+	"github.com/cardagent/cardagent/agent/trayhost/trayhosttest"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 	"github.com/cardagent/cardagent/pcsc/vcard"
 	"github.com/cardagent/cardagent/pcsc/vcard/testpki"
 	"github.com/cardagent/cardagent/pcsc/vcard/vpiv"
+	"github.com/cardagent/cardagent/tray/trayproto"
 )
 
 const (
@@ -100,8 +103,10 @@ func TestTrayThroughPCSCD(t *testing.T) {
 	}()
 
 	pr := &scripted{}
-	h := &Host{Log: log, Backend: svc, Prompter: pr, Refresh: 100 * time.Millisecond,
-		Info: func() AgentInfo { return AgentInfo{RenewalURL: "https://renew.example.nhs.uk", WarnDays: 90} }}
+	h := &trayhost.Host{Log: log, Backend: svc, Prompter: pr, Refresh: 100 * time.Millisecond,
+		Info: func() trayproto.AgentInfo {
+			return trayproto.AgentInfo{RenewalURL: "https://renew.example.nhs.uk", WarnDays: 90}
+		}}
 	a := &App{Log: log, Tracker: &expiry.Tracker{}}
 	l := link(t, h, a)
 
@@ -132,7 +137,7 @@ func TestTrayThroughPCSCD(t *testing.T) {
 		prompt.SecretNewPINAgain: {newPIN},
 	})
 	l.clicks <- ClickChangePIN
-	waitFor(t, "the change PIN result", 20*time.Second, func() bool { return strings.Contains(l.ui.lastMessage(), "Change PIN") })
+	trayhosttest.WaitFor(t, "the change PIN result", 20*time.Second, func() bool { return strings.Contains(l.ui.lastMessage(), "Change PIN") })
 	if m := l.ui.lastMessage(); !strings.Contains(m, "has been changed") {
 		t.Fatalf("change PIN: %q", m)
 	}
@@ -154,7 +159,7 @@ func TestTrayThroughPCSCD(t *testing.T) {
 		prompt.SecretPIN: {"000000"}, prompt.SecretNewPIN: {markerPIN}, prompt.SecretNewPINAgain: {markerPIN},
 	})
 	l.clicks <- ClickChangePIN
-	waitFor(t, "the wrong-PIN result", 20*time.Second, func() bool { return strings.Contains(l.ui.lastMessage(), "was wrong") })
+	trayhosttest.WaitFor(t, "the wrong-PIN result", 20*time.Second, func() bool { return strings.Contains(l.ui.lastMessage(), "was wrong") })
 	if m := l.ui.lastMessage(); !strings.Contains(m, "2 tries left before the card is blocked") {
 		t.Errorf("wrong PIN message %q", m)
 	}
@@ -171,7 +176,7 @@ func TestTrayThroughPCSCD(t *testing.T) {
 	// Expiring certificate: attention and one notification.
 	slot = insert(nhsCard(t, 60, nil))
 	step("expiring", StateAttention, "Certificate expires in 59 days") // 60 days at issue, rounded down a moment later
-	waitFor(t, "the expiry notification", 5*time.Second, func() bool { _, n, _ := l.ui.counts(); return n == 1 })
+	trayhosttest.WaitFor(t, "the expiry notification", 5*time.Second, func() bool { _, n, _ := l.ui.counts(); return n == 1 })
 	_ = slot.Remove()
 	step("removed", StateNoCard, "No smartcard")
 
@@ -202,7 +207,7 @@ func TestTrayThroughPCSCD(t *testing.T) {
 		prompt.SecretNewPINAgain: {newPIN},
 	})
 	l.clicks <- ClickUnblock
-	waitFor(t, "the unblock result", 20*time.Second, func() bool { return strings.Contains(l.ui.lastMessage(), "Unblock card") })
+	trayhosttest.WaitFor(t, "the unblock result", 20*time.Second, func() bool { return strings.Contains(l.ui.lastMessage(), "Unblock card") })
 	if m := l.ui.lastMessage(); !strings.Contains(m, "unblocked") {
 		t.Fatalf("unblock: %q", m)
 	}

@@ -20,6 +20,8 @@ import (
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/api"
 	"github.com/cardagent/cardagent/agent/logfile"
+	"github.com/cardagent/cardagent/agent/trayhost"
+	"github.com/cardagent/cardagent/agent/trayhost/trayhosttest"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 )
 
@@ -44,9 +46,9 @@ func agentChild() int {
 		return 11
 	}
 	exe, _ := os.Executable()
-	sup := &Supervisor{
+	sup := &trayhost.TraySupervisor{
 		Log:  log.Named("tray"),
-		Host: &Host{Log: log.Named("tray"), Backend: svc},
+		Host: &trayhost.Host{Log: log.Named("tray"), Backend: svc},
 		Command: func() *exec.Cmd {
 			cmd := exec.Command(exe, "-test.run=^$")
 			cmd.Env = append(os.Environ(), envTestChild+"=gui")
@@ -115,7 +117,7 @@ func startXvfb(t *testing.T) string {
 			_ = os.Remove(fmt.Sprintf("/tmp/.X11-unix/X%d", n))
 			_ = os.Remove(fmt.Sprintf("/tmp/.X%d-lock", n))
 		})
-		waitFor(t, "Xvfb", 10*time.Second, func() bool {
+		trayhosttest.WaitFor(t, "Xvfb", 10*time.Second, func() bool {
 			_, err := os.Stat(fmt.Sprintf("/tmp/.X11-unix/X%d", n))
 			return err == nil
 		})
@@ -173,7 +175,7 @@ func TestIdleWithoutTrayHost(t *testing.T) {
 				pidFile := filepath.Join(dir, "log.pid")
 				// The file may exist a moment before its number is written.
 				var pid int
-				waitFor(t, "the tray process", 15*time.Second, func() bool {
+				trayhosttest.WaitFor(t, "the tray process", 15*time.Second, func() bool {
 					b, err := os.ReadFile(pidFile)
 					if err != nil {
 						return false

@@ -6,28 +6,35 @@ import (
 	"os"
 	"testing"
 
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 )
 
-// EnvTestChild makes the test binary act as a tray child (see fakeChild).
-const envTestChild = "CARDAGENT_TRAY_TEST_CHILD"
+// The test binary doubles as a child process: envTestChild names which
+// (fakeChild), envTestLog where it writes what it saw.
+const (
+	envTestChild = "CARDAGENT_TRAY_TEST_CHILD"
+	envTestLog   = "CARDAGENT_TRAY_TEST_LOG"
+)
 
 func TestMain(m *testing.M) {
 	if mode := os.Getenv(envTestChild); mode != "" {
 		os.Exit(fakeChild(mode))
 	}
-	code := m.Run()
-	pcsctest.Shutdown()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
-			code = 1
-		}
+	os.Exit(pcsctest.Main(m))
+}
+
+// fakeChild is the test binary acting as a child process: the real tray
+// ("gui") or the agent that runs it ("agent"), both for the idle test.
+func fakeChild(mode string) int {
+	switch mode {
+	case "gui":
+		return guiChild()
+	case "agent":
+		return agentChild()
 	}
-	os.Exit(code)
+	return 9
 }
 
 // guiRunUI is the real tray UI, trayui.Run, which package tray cannot

@@ -1,9 +1,9 @@
-// Package tray is cardagent's notification-area icon and the agent-side
-// pieces that run it.
+// Package tray is the tray process: cardagent's notification-area icon.
 //
 // The tray is its own program, cardagent-tray (cmd/cardagent-tray, whose
 // GUI binding is tray/trayui), started and restarted by the agent's
-// Supervisor when a desktop session is present. The agent's binary never
+// trayhost.TraySupervisor when a desktop session is present; this package
+// is the code of that process only, and links no card code. The agent's binary never
 // links the GUI library (systray: GTK and libayatana-appindicator3 on
 // Linux): it runs on machines without GTK, starts faster, and the process
 // serving the sign-in API has no GUI toolkit in it, which also matters
@@ -11,8 +11,8 @@
 // The two processes talk over a private channel: a pair of pipes the
 // agent creates for each launch and the child inherits (file descriptors 3
 // and 4 on Unix, inherited handles on Windows), carrying newline-delimited
-// JSON (see Message). Nothing listens on a socket for it, so no other
-// process can reach it, and no secret is needed; when the agent ends, the
+// JSON (package trayproto, the contract between the two). Nothing listens
+// on a socket for it, so no other process can reach it, and no secret is needed; when the agent ends, the
 // pipe closes and the tray exits with it.
 //
 // PINs never cross the channel. "Change PIN..." and "Unblock card..." are
@@ -34,6 +34,7 @@ import (
 	"github.com/cardagent/cardagent/agent/expiry"
 	"github.com/cardagent/cardagent/agent/safetext"
 	"github.com/cardagent/cardagent/agent/wire"
+	"github.com/cardagent/cardagent/tray/trayproto"
 )
 
 // State is what the icon shows. The names are the icon file names (tray/icons).
@@ -64,7 +65,7 @@ type Input struct {
 	// Problem says why the agent cannot be reached (when not Connected).
 	Problem string
 	Status  wire.Status
-	Agent   AgentInfo
+	Agent   trayproto.AgentInfo
 }
 
 // View is everything the tray shows for one Input.

@@ -12,6 +12,7 @@ import (
 	"github.com/cardagent/cardagent/agent/expiry"
 	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc/vcard/testpki"
+	"github.com/cardagent/cardagent/tray/trayproto"
 )
 
 var testPKI = sync.OnceValues(testpki.New)
@@ -51,7 +52,7 @@ func withReaders(cards ...*wire.CardState) wire.Status {
 }
 
 func TestBuild(t *testing.T) {
-	renewal := AgentInfo{Version: "1.0", RenewalURL: "https://renew.example.nhs.uk", APIPort: 43800}
+	renewal := trayproto.AgentInfo{Version: "1.0", RenewalURL: "https://renew.example.nhs.uk", APIPort: 43800}
 	blocked := readyCard(t, 400)
 	blocked.PIN = &wire.PINReport{TriesLeft: 0, Blocked: true}
 	lastTry := readyCard(t, 400)
@@ -72,7 +73,7 @@ func TestBuild(t *testing.T) {
 	}{
 		{name: "agent unreachable", in: Input{}, state: StateAgentProblem,
 			tooltip: []string{"cardagent: Smartcard sign-in unavailable", "cannot be reached"}, changePIN: "hidden", quitVisible: true},
-		{name: "port in use", in: Input{Connected: true, Status: withReaders(readyCard(t, 400)), Agent: AgentInfo{APIError: "every port from 43800 to 43809 is in use"}},
+		{name: "port in use", in: Input{Connected: true, Status: withReaders(readyCard(t, 400)), Agent: trayproto.AgentInfo{APIError: "every port from 43800 to 43809 is in use"}},
 			state: StateAgentProblem, tooltip: []string{"43800 to 43809 is in use"}, changePIN: "hidden", quitVisible: true},
 		{name: "no smart-card service", in: Input{Connected: true, Status: wire.Status{Service: wire.ServiceDown}},
 			state: StateAgentProblem, tooltip: []string{"smart-card service is not running"}, changePIN: "hidden", quitVisible: true},
@@ -103,7 +104,7 @@ func TestBuild(t *testing.T) {
 			state: StateBlocked, tooltip: []string{"This card cannot be used", "no longer supported"}, changePIN: "hidden", quitVisible: true},
 		{name: "ready card in the second reader wins", in: Input{Connected: true, Status: withReaders(unsupported, readyCard(t, 400))},
 			state: StateReady, tooltip: []string{"ready"}, changePIN: "enabled", quitVisible: true},
-		{name: "quit hidden by policy", in: Input{Connected: true, Status: withReaders(), Agent: AgentInfo{HideQuit: true}},
+		{name: "quit hidden by policy", in: Input{Connected: true, Status: withReaders(), Agent: trayproto.AgentInfo{HideQuit: true}},
 			state: StateNoReader, changePIN: "hidden", quitVisible: false},
 		{name: "warning window from the agent's status", in: Input{Connected: true, Status: func() wire.Status {
 			s := withReaders(readyCard(t, 60))
@@ -172,7 +173,7 @@ func TestBuild(t *testing.T) {
 // A signing for a prescribing page shows in the status line and tooltip while it runs.
 func TestBuildActivity(t *testing.T) {
 	const words = "Signing 3 prescriptions for https://rx.example.nhs.uk"
-	v := Build(Input{Connected: true, Status: withReaders(readyCard(t, 400)), Agent: AgentInfo{Activity: words}})
+	v := Build(Input{Connected: true, Status: withReaders(readyCard(t, 400)), Agent: trayproto.AgentInfo{Activity: words}})
 	if v.Menu.Status != words || v.Tooltip != "cardagent: "+words || v.State != StateReady {
 		t.Errorf("view %+v", v)
 	}
@@ -182,7 +183,7 @@ func TestBuildActivity(t *testing.T) {
 }
 
 func TestBuildIsPure(t *testing.T) {
-	in := Input{Connected: true, Status: withReaders(readyCard(t, 60)), Agent: AgentInfo{RenewalURL: "https://r.example"}}
+	in := Input{Connected: true, Status: withReaders(readyCard(t, 60)), Agent: trayproto.AgentInfo{RenewalURL: "https://r.example"}}
 	a, b := Build(in), Build(in)
 	if !reflect.DeepEqual(a, b) {
 		t.Errorf("same input, different views:\n%+v\n%+v", a, b)
@@ -201,7 +202,7 @@ func TestTooltipTruncated(t *testing.T) {
 }
 
 func TestNoticeWords(t *testing.T) {
-	v := Build(Input{Connected: true, Status: withReaders(readyCard(t, 60)), Agent: AgentInfo{RenewalURL: "https://renew.example.nhs.uk"}})
+	v := Build(Input{Connected: true, Status: withReaders(readyCard(t, 60)), Agent: trayproto.AgentInfo{RenewalURL: "https://renew.example.nhs.uk"}})
 	if v.Card == nil || v.Card.Expiry.Level != expiry.Warning {
 		t.Fatalf("card facts %+v", v.Card)
 	}
@@ -229,7 +230,7 @@ func TestBuildHostileCardText(t *testing.T) {
 	bad.State = "unsupported"
 	bad.Hint = "Insert\nanother\u202ecard"
 	for _, in := range []Input{
-		{Connected: true, Status: withReaders(ready), Agent: AgentInfo{RenewalURL: "https://renew.example"}},
+		{Connected: true, Status: withReaders(ready), Agent: trayproto.AgentInfo{RenewalURL: "https://renew.example"}},
 		{Connected: true, Status: withReaders(bad)},
 	} {
 		v := Build(in)

@@ -13,7 +13,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/agent/expiry"
+	"github.com/cardagent/cardagent/tray/trayproto"
 )
+
+// ErrNoTray is returned by RunProcess when the program has no tray UI (a
+// cardagent-tray built without cgo, or with the notray tag); the program
+// then exits with trayproto.ExitNoTray.
+var ErrNoTray = errors.New("this cardagent-tray was built without the tray icon (it needs a cgo build with libayatana-appindicator3 on Linux, and not the notray tag)")
 
 // EnvDebugState names a file where the tray process keeps its current View
 // as JSON (tests and support read it).
@@ -48,7 +54,7 @@ func RunProcess(ctx context.Context, opts ProcessOptions) error {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	r, w, err := OpenChannel()
+	r, w, err := trayproto.OpenChannel()
 	if err != nil {
 		return err
 	}
@@ -71,7 +77,7 @@ func RunProcess(ctx context.Context, opts ProcessOptions) error {
 	var diagnostics func(ctx context.Context) ([]byte, error)
 	exe, exeErr := opts.Executable, error(nil)
 	if exe == "" {
-		exe, exeErr = FindProgram(AgentProgram)
+		exe, exeErr = trayproto.FindProgram(trayproto.AgentProgram)
 	}
 	if exeErr != nil {
 		// The menu's "Open diagnostics" shows the agent's status instead.
@@ -119,7 +125,7 @@ func RunProcess(ctx context.Context, opts ProcessOptions) error {
 func doctor(exe string) func(ctx context.Context) ([]byte, error) {
 	return func(ctx context.Context) ([]byte, error) {
 		cmd := exec.CommandContext(ctx, exe, "doctor")
-		cmd.Env = append(os.Environ(), EnvChannel+"=") // never hand the channel on
+		cmd.Env = append(os.Environ(), trayproto.EnvChannel+"=") // never hand the channel on
 		noConsole(cmd)
 		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError

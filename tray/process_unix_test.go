@@ -11,11 +11,13 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cardagent/cardagent/tray/trayproto"
 )
 
 // agentChannel makes the channel an agent passes its tray, names the tray's
-// ends in EnvChannel (as descriptors it owns, as a child's inherited ones)
-// and returns the agent's ends, closed when the test ends.
+// ends in trayproto.EnvChannel (as descriptors it owns, as a child's
+// inherited ones) and returns the agent's ends, closed when the test ends.
 func agentChannel(t *testing.T) (toTray, fromTray *os.File) {
 	t.Helper()
 	toTrayR, toTrayW, err := os.Pipe()
@@ -37,7 +39,7 @@ func agentChannel(t *testing.T) (toTray, fromTray *os.File) {
 	}
 	toTrayR.Close()
 	fromTrayW.Close()
-	t.Setenv(EnvChannel, fmt.Sprintf("%d,%d", r, w))
+	t.Setenv(trayproto.EnvChannel, fmt.Sprintf("%d,%d", r, w))
 	return toTrayW, fromTrayR
 }
 

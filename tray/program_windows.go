@@ -5,6 +5,8 @@ package tray
 import (
 	"os/exec"
 	"syscall"
+
+	"golang.org/x/sys/windows"
 )
 
 // noConsole keeps a console program started by cmd (`cardagent.exe
@@ -14,6 +16,6 @@ func noConsole(cmd *exec.Cmd) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
-	cmd.SysProcAttr.CreationFlags |= createNoWindow
+	cmd.SysProcAttr.CreationFlags |= windows.CREATE_NO_WINDOW
 	cmd.SysProcAttr.HideWindow = true
 }

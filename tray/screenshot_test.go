@@ -30,10 +30,12 @@ import (
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/config"
 	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/trayhost"
 	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 	"github.com/cardagent/cardagent/pcsc/vcard"
 	"github.com/cardagent/cardagent/pcsc/vcard/vpiv"
+	"github.com/cardagent/cardagent/tray/trayproto"
 	"github.com/cardagent/cardagent/version"
 )
 
@@ -98,11 +100,11 @@ func TestTrayScreenshots(t *testing.T) {
 	debugState := filepath.Join(dir, "tray-state.json")
 	dialog := &prompt.Dialog{Log: log, Policy: config.Default().PIN, Timeout: time.Minute}
 	trayExe := buildTray(t, dir)
-	sup := &Supervisor{
+	sup := &trayhost.TraySupervisor{
 		Log: log,
-		Host: &Host{Log: log, Backend: backend, Prompter: dialog, Refresh: 200 * time.Millisecond,
-			Info: func() AgentInfo {
-				return AgentInfo{Version: version.Version, APIPort: 43800, RenewalURL: "https://renew.example.nhs.uk", Environment: "training", PromptBackend: "desktop dialog"}
+		Host: &trayhost.Host{Log: log, Backend: backend, Prompter: dialog, Refresh: 200 * time.Millisecond,
+			Info: func() trayproto.AgentInfo {
+				return trayproto.AgentInfo{Version: version.Version, APIPort: 43800, RenewalURL: "https://renew.example.nhs.uk", Environment: "training", PromptBackend: "desktop dialog"}
 			}},
 		Command: func() *exec.Cmd {
 			cmd := exec.Command(trayExe, "--log-level", "debug")
@@ -250,7 +252,7 @@ func TestTrayScreenshots(t *testing.T) {
 // buildTray builds cmd/cardagent-tray, the program the packages ship, into dir.
 func buildTray(t *testing.T, dir string) string {
 	t.Helper()
-	exe := filepath.Join(dir, TrayProgram)
+	exe := filepath.Join(dir, trayproto.TrayProgram)
 	cmd := exec.Command("go", "build", "-o", exe, "github.com/cardagent/cardagent/cmd/cardagent-tray")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build cardagent-tray: %v\n%s", err, out)

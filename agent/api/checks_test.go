@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/cardagent/cardagent/agent/peer"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 )
@@ -26,15 +23,7 @@ func TestMain(m *testing.M) {
 	if runPeerChild() || runFloodChild() {
 		return
 	}
-	code := m.Run()
-	pcsctest.Shutdown()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(pcsctest.Main(m))
 }
 
 func allowPeer(netip.AddrPort, netip.AddrPort) error { return nil }

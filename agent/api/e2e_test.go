@@ -259,13 +259,13 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("status", func(t *testing.T) {
 		c.send(t, map[string]any{"id": "st", "type": "status"})
 		m := c.reply(t, "st")
-		readers, _ := m["readers"].([]any)
-		if len(readers) != 2 {
+		st := decode[replyStatus](t, m)
+		if len(st.Readers) != 2 {
 			t.Fatalf("status %v", m)
 		}
-		cd, _ := readers[0].(map[string]any)["card"].(map[string]any)
-		if cd["state"] != "ready" || cd["kind"] != "piv" || cd["holder"].(map[string]any)["name"] != "Userq RANDOM" || cd["pin"].(map[string]any)["tries_left"] != 3.0 {
-			t.Errorf("card %v", cd)
+		cd := st.Readers[0].Card
+		if cd.state() != "ready" || cd.Kind != "piv" || cd.Holder == nil || cd.Holder.Name != "Userq RANDOM" || cd.tries() != 3 {
+			t.Errorf("status %v", m)
 		}
 	})
 
@@ -306,8 +306,7 @@ func TestEndToEnd(t *testing.T) {
 		sw.Set(prompttest.Func(func(context.Context, prompt.Request) ([]byte, error) { return []byte("000000"), nil }))
 		before := card.PINTries()
 		m := c.authenticate(t, 3, testChallenge)
-		e, _ := m["error"].(map[string]any)
-		if e["code"] != "wrong_pin" || e["tries_left"] != float64(before-1) || card.PINTries() != before-1 {
+		if e := decode[replyError](t, m).Error; e.Code != "wrong_pin" || e.TriesLeft == nil || *e.TriesLeft != before-1 || card.PINTries() != before-1 {
 			t.Fatalf("reply %v, card tries %d (before %d)", m, card.PINTries(), before)
 		}
 		// The next prompt shows the tries left; the right PIN resets them.
@@ -325,7 +324,7 @@ func TestEndToEnd(t *testing.T) {
 		// Both changes of the tries left were pushed as card_changed.
 		for _, want := range []int{before - 1, before} {
 			ev := c.event(t, "card_changed")
-			if tries := get(map[string]any(ev), "card", "pin", "tries_left"); tries != float64(want) {
+			if tries := decode[replyEvent](t, ev).Card.tries(); tries != want {
 				t.Errorf("card_changed %v, want tries_left %d", ev, want)
 			}
 		}
@@ -479,12 +478,12 @@ func TestEndToEnd(t *testing.T) {
 		// card_reading first, before the agent sent the card anything; the
 		// next card event is card_inserted with the card read.
 		ev := c.event(t, "card_reading")
-		if cd, _ := ev["card"].(map[string]any); cd["state"] != "reading" || cd["atr"] == "" || ev["reader"] != pcsctest.ReaderNames[0] {
+		if e := decode[replyEvent](t, ev); e.Card.state() != "reading" || e.Card.ATR == "" || e.Reader != pcsctest.ReaderNames[0] {
 			t.Errorf("event %v", ev)
 		}
 		if m := c.nextEvent(t); m["event"] != "card_inserted" {
 			t.Fatalf("after card_reading: %v, want card_inserted", m)
-		} else if cd, _ := m["card"].(map[string]any); cd["state"] != "ready" {
+		} else if decode[replyEvent](t, m).Card.state() != "ready" {
 			t.Errorf("event %v", m)
 		}
 		if card.APDUCount() == 0 {
@@ -569,17 +568,83 @@ func TestEndToEndPinentry(t *testing.T) {
 	}
 }
 
-// get walks a decoded JSON value: get(m, "card", "pin", "tries_left").
-func get(v any, path ...string) any {
-	for _, k := range path {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil
-		}
-		v = m[k]
+// Typed views of the protocol's messages (docs/protocol.md), holding the
+// fields these tests check. A message is decoded into one before its fields
+// are checked, so a message of the wrong shape fails the test with its JSON
+// instead of a panic on a type assertion.
+type (
+	replyStatus struct {
+		Readers []replyReader `json:"readers"`
+	}
+	replyReader struct {
+		Name string     `json:"name"`
+		Card *replyCard `json:"card"`
+	}
+	replyCard struct {
+		State  string `json:"state"`
+		Kind   string `json:"kind"`
+		ATR    string `json:"atr"`
+		Hint   string `json:"hint"`
+		Holder *struct {
+			Name string `json:"name"`
+		} `json:"holder"`
+		PIN *struct {
+			TriesLeft *int `json:"tries_left"`
+			Blocked   bool `json:"blocked"`
+		} `json:"pin"`
+	}
+	replyEvent struct {
+		Event  string     `json:"event"`
+		Reader string     `json:"reader"`
+		Card   *replyCard `json:"card"`
+	}
+	replyError struct {
+		Error struct {
+			Code      string `json:"code"`
+			Message   string `json:"message"`
+			TriesLeft *int   `json:"tries_left"`
+		} `json:"error"`
+	}
+	replyCertificates struct {
+		Authentication string `json:"authentication_certificate"`
+	}
+)
+
+// decode reads m as a T, failing the test with m's JSON when it does not fit.
+func decode[T any](t testing.TB, m msg) T {
+	t.Helper()
+	var v T
+	raw, err := json.Marshal(m)
+	if err == nil {
+		err = json.Unmarshal(raw, &v)
+	}
+	if err != nil {
+		t.Fatalf("message does not fit %T: %v\n%s", v, err, raw)
 	}
 	return v
 }
+
+// noTries is what tries says when a message has no PIN tries left.
+const noTries = -100
+
+// state is the card's state, "" when there is no card.
+func (c *replyCard) state() string {
+	if c == nil {
+		return ""
+	}
+	return c.State
+}
+
+// tries is the card's PIN tries left, noTries when the message has none.
+func (c *replyCard) tries() int {
+	if c == nil || c.PIN == nil || c.PIN.TriesLeft == nil {
+		return noTries
+	}
+	return *c.PIN.TriesLeft
+}
+
+// blocked says whether the message reports the card's PIN blocked.
+func (c *replyCard) blocked() bool { return c != nil && c.PIN != nil && c.PIN.Blocked }
 
 // TestEndToEndBlockingTry: the wrong PIN that blocks the card is answered
 // 6983 by the card (as real PIV cards do, not 63C0). The reply is
@@ -604,7 +669,7 @@ func TestEndToEndBlockingTry(t *testing.T) {
 			t.Fatalf("try %d: reply %v, want %s", i, m, want)
 		}
 		ev := c.event(t, "card_changed")
-		if tries, blocked := get(map[string]any(ev), "card", "pin", "tries_left"), get(map[string]any(ev), "card", "pin", "blocked"); tries != float64(n-i) || blocked != (i == n) {
+		if cd := decode[replyEvent](t, ev).Card; cd.tries() != n-i || cd.blocked() != (i == n) {
 			t.Errorf("try %d: card_changed %v, want tries_left %d", i, ev, n-i)
 		}
 	}
@@ -613,12 +678,12 @@ func TestEndToEndBlockingTry(t *testing.T) {
 	}
 	c.send(t, map[string]any{"id": "st", "type": "status"})
 	st := c.reply(t, "st")
-	readers, _ := st["readers"].([]any)
+	readers := decode[replyStatus](t, st).Readers
 	if len(readers) == 0 {
 		t.Fatalf("status %v", st)
 	}
-	if pin := get(readers[0], "card", "pin"); get(pin, "blocked") != true || get(pin, "tries_left") != 0.0 {
-		t.Errorf("status pin %v, want blocked with 0 tries", pin)
+	if cd := readers[0].Card; !cd.blocked() || cd.tries() != 0 {
+		t.Errorf("status %v, want the PIN blocked with 0 tries", st)
 	}
 	calls := sw.Calls()
 	if m := c.authenticate(t, "after", testChallenge); errCode(m) != "pin_blocked" {
@@ -671,22 +736,23 @@ func TestEndToEndUnusableKey(t *testing.T) {
 	// The card's card_inserted (a previous test's card may still be
 	// reported going away first).
 	var ev msg
-	for ev == nil || get(map[string]any(ev), "card", "state") == wire.CardFailed {
+	var inserted replyEvent
+	for ev == nil || inserted.Card.state() == wire.CardFailed {
 		ev = c.event(t, "card_inserted")
+		inserted = decode[replyEvent](t, ev)
 	}
-	if get(map[string]any(ev), "card", "state") != "unsupported" || !strings.Contains(fmt.Sprint(get(map[string]any(ev), "card", "hint")), "RSA-4096") {
+	if inserted.Card.state() != "unsupported" || inserted.Card == nil || !strings.Contains(inserted.Card.Hint, "RSA-4096") {
 		t.Errorf("card_inserted %v, want state unsupported and a hint naming RSA-4096", ev)
 	}
 	c.send(t, map[string]any{"id": "st", "type": "status"})
 	st := c.reply(t, "st")
-	cd := get(get(map[string]any(st), "readers").([]any)[0], "card")
-	if get(cd, "state") != "unsupported" || !strings.Contains(fmt.Sprint(get(cd, "hint")), "RSA-4096") {
-		t.Errorf("status card %v", cd)
+	readers := decode[replyStatus](t, st).Readers
+	if len(readers) == 0 || readers[0].Card.state() != "unsupported" || !strings.Contains(readers[0].Card.Hint, "RSA-4096") {
+		t.Errorf("status %v, want the card unsupported with a hint naming RSA-4096", st)
 	}
 	card.ClearLog()
 	m := c.authenticate(t, 1, testChallenge)
-	msg := fmt.Sprint(get(map[string]any(m), "error", "message"))
-	if errCode(m) != "unsupported_card" || !strings.Contains(msg, "RSA-4096") {
+	if e := decode[replyError](t, m).Error; e.Code != "unsupported_card" || !strings.Contains(e.Message, "RSA-4096") {
 		t.Errorf("reply %v, want unsupported_card naming RSA-4096", m)
 	}
 	if sw.Calls() != 0 {
@@ -770,15 +836,15 @@ func TestEndToEndCardName(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			slot := p.Insert(t, 0, tt.card, vcard.Options{})
 			a.waitCard(t, wire.CardReady)
-			if got := a.svc.Status().Readers[0].Card.Type; got != tt.want {
-				t.Errorf("status type %q, want %q", got, tt.want)
+			if st := a.svc.Status(); len(st.Readers) == 0 || st.Readers[0].Card == nil || st.Readers[0].Card.Type != tt.want {
+				t.Errorf("status %+v, want the first reader's card of type %q", st, tt.want)
 			}
 			inv, err := (&agent.Scanner{}).Scan(context.Background())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := inv.Readers[0].Card.Type; got != tt.want {
-				t.Errorf("cards type %q, want %q", got, tt.want)
+			if len(inv.Readers) == 0 || inv.Readers[0].Card == nil || inv.Readers[0].Card.Type != tt.want {
+				t.Errorf("cards %+v, want the first reader's card of type %q", inv, tt.want)
 			}
 			if err := slot.Remove(); err != nil {
 				t.Fatal(err)
@@ -846,9 +912,9 @@ func TestEndToEndEncodings(t *testing.T) {
 	}
 	c.send(t, map[string]any{"id": "certs", "type": "certificates"})
 	certs := c.reply(t, "certs")
-	der, err := token.DecodeBinary(fmt.Sprint(certs["authentication_certificate"]))
+	der, err := token.DecodeBinary(decode[replyCertificates](t, certs).Authentication)
 	if err != nil {
-		t.Fatalf("authentication_certificate: %v", err)
+		t.Fatalf("authentication_certificate: %v\n%v", err, certs)
 	}
 	if cert, err := x509.ParseCertificate(der); err != nil || cert.Subject.CommonName != "555253521111_CURVE_EC" {
 		t.Errorf("authentication_certificate: %v", err)

@@ -102,7 +102,7 @@ func TestRefusedRequests(t *testing.T) {
 			if m["id"] != 1.0 || errCode(m) != "bad_request" || m["type"] != tt.typ {
 				t.Fatalf("reply %v, want bad_request for id 1 with type %q", m, tt.typ)
 			}
-			msg := m["error"].(map[string]any)["message"].(string)
+			msg := decode[replyError](t, m).Error.Message
 			if strings.Contains(msg, "123456") {
 				t.Error("the PIN is echoed in the error")
 			}
@@ -364,7 +364,11 @@ func TestConcurrentRequestsPerConnection(t *testing.T) {
 		if _, ok := m["token"]; !ok {
 			t.Errorf("reply %v", m)
 		}
-		seen[m["id"].(float64)] = true
+		id, ok := m["id"].(float64)
+		if !ok {
+			t.Fatalf("reply with id %v, want a number", m["id"])
+		}
+		seen[id] = true
 	}
 	if len(seen) != maxInFlight {
 		t.Errorf("replies for %v", seen)

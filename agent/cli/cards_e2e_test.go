@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/cli"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
@@ -20,17 +18,7 @@ import (
 	"github.com/cardagent/cardagent/pcsc/vcard/vseries8"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pcsctest.Shutdown()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			os.Stderr.WriteString("goroutine leak: " + err.Error() + "\n")
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pcsctest.Main(m)) }
 
 func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
@@ -41,7 +29,7 @@ func run(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	return out.String(), errb.String(), code
 }
 
-// waitPresent runs `cards --json` until every reader in want has a card, as
+// waitCards runs `cards --json` until every reader in want has a card, as
 // vpcd needs up to a few hundred ms to report an inserted card.
 func waitCards(t *testing.T, n int) agent.Inventory {
 	t.Helper()

@@ -27,7 +27,8 @@ const testConfig = `{
     "live": {"origins": ["https://signin.example.org"]},
     "training": {"origins": ["https://train.example.org"]}
   },
-  "listen": {"port": 44000}
+  "listen": {"port": 44000},
+  "credential_management": {"enabled": false}
 }`
 
 func TestConfigShow(t *testing.T) {

@@ -3,6 +3,7 @@ package cli_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -10,10 +11,14 @@ import (
 	"github.com/cardagent/cardagent/agent/cli"
 	"github.com/cardagent/cardagent/agent/doctor"
 	"github.com/cardagent/cardagent/pcsc"
+	"github.com/cardagent/cardagent/pcsc/pcsctest"
 )
 
 func TestDoctorCommand(t *testing.T) {
-	file := configFile(t, testConfig)
+	// doctor probes the agent's ports and the Credential Management ports:
+	// private ones, never those a developer's own agent listens on.
+	ports := pcsctest.FreePorts(t, 2)
+	file := configFile(t, fmt.Sprintf(`{"environments": {"live": {"origins": ["https://signin.example.org"]}}, "listen": {"port": %d, "port_range": 1}, "credential_management": {"ports": [%d]}}`, ports[0], ports[1]))
 	noService := &agent.Scanner{ListReaders: func(context.Context) ([]pcsc.ReaderStatus, error) {
 		return nil, pcsc.ErrServiceUnavailable
 	}}

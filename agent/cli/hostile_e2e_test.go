@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -89,7 +90,10 @@ func TestHostileCardText(t *testing.T) {
 		t.Errorf("holder line %q does not show the cleaned name", holder)
 	}
 
-	file := configFile(t, testConfig)
+	// doctor probes the agent's ports and the Credential Management ports:
+	// private ones, never those a developer's own agent listens on.
+	ports := pcsctest.FreePorts(t, 2)
+	file := configFile(t, fmt.Sprintf(`{"environments": {"live": {"origins": ["https://signin.example.org"]}}, "listen": {"port": %d, "port_range": 1}, "credential_management": {"ports": [%d]}}`, ports[0], ports[1]))
 	out, _, _ = run(t, "doctor", "--config", file)
 	if !strings.Contains(out, "MALLORY") {
 		t.Fatalf("doctor does not name the holder:\n%s", out)

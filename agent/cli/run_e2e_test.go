@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,16 +22,6 @@ import (
 	"github.com/cardagent/cardagent/pcsc/vcard/testpki"
 	"github.com/cardagent/cardagent/pcsc/vcard/vpiv"
 )
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // TestRunSignIn runs `cardagent run` with a configuration file and the
 // scripted pinentry, and signs in over the WebSocket with the virtual card
@@ -60,9 +49,12 @@ func TestRunSignIn(t *testing.T) {
 	p.Insert(t, 0, card, vcard.Options{})
 
 	const origin = "https://signin.example.test"
-	port := freePort(t)
+	// Private ports for the API and the Credential Management endpoint,
+	// never the defaults a developer's own agent listens on.
+	ports := pcsctest.FreePorts(t, 2)
+	port := ports[0]
 	cfg := filepath.Join(dir, "config.json")
-	conf := fmt.Sprintf(`{"listen": {"port": %d, "port_range": 1}, "allowed_origins": [%q], "log": {"level": "debug"}}`, port, origin)
+	conf := fmt.Sprintf(`{"listen": {"port": %d, "port_range": 1}, "credential_management": {"ports": [%d]}, "allowed_origins": [%q], "log": {"level": "debug"}}`, port, ports[1], origin)
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +168,8 @@ func TestRunSignIn(t *testing.T) {
 func TestRunNoOrigins(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "config.json")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`{"listen": {"port": %d, "port_range": 1}}`, freePort(t))), 0o644); err != nil {
+	ports := pcsctest.FreePorts(t, 2)
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`{"listen": {"port": %d, "port_range": 1}, "credential_management": {"ports": [%d]}}`, ports[0], ports[1])), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)

@@ -14,9 +14,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/agent"
+	"github.com/cardagent/cardagent/agent/agentsupervisor"
 	"github.com/cardagent/cardagent/agent/doctor"
 	"github.com/cardagent/cardagent/agent/logfile"
-	"github.com/cardagent/cardagent/agent/supervise"
 	"github.com/cardagent/cardagent/installer"
 )
 
@@ -192,8 +192,8 @@ func permissionHint(err error) error {
 // Run key) starts it in every session; systemd and launchd restart the agent
 // themselves on Linux and macOS.
 func superviseCmd(ctx context.Context, env *Env, args []string) error {
-	release, err := supervise.SessionLock()
-	if errors.Is(err, supervise.ErrRunning) {
+	release, err := agentsupervisor.SessionLock()
+	if errors.Is(err, agentsupervisor.ErrRunning) {
 		fmt.Fprintln(env.Stderr, "cardagent is already running in this session.")
 		return nil
 	}
@@ -216,7 +216,7 @@ func superviseCmd(ctx context.Context, env *Env, args []string) error {
 	// no log file) goes into this log; once its log file is open the agent
 	// writes only there (--console-log=fallback).
 	out := &lineLog{log: log}
-	return supervise.Run(ctx, supervise.Options{
+	return agentsupervisor.Run(ctx, agentsupervisor.Options{
 		Path:   exe,
 		Args:   append([]string{"run", "--console-log=fallback"}, args...),
 		Stdout: out,

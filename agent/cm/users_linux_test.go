@@ -40,9 +40,7 @@ func TestMain(m *testing.M) {
 	if v := os.Getenv("CARDAGENT_TEST_CM_PROBE"); v != "" {
 		os.Exit(childProbe(v, os.Getenv("CARDAGENT_TEST_CM_ORIGIN")))
 	}
-	code := m.Run()
-	pcsctest.Shutdown()
-	os.Exit(code)
+	os.Exit(pcsctest.Main(m))
 }
 
 func parsePorts(v string) []int {

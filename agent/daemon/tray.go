@@ -6,13 +6,14 @@ import (
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/config"
 	"github.com/cardagent/cardagent/agent/prompt"
-	"github.com/cardagent/cardagent/tray"
+	"github.com/cardagent/cardagent/agent/trayhost"
+	"github.com/cardagent/cardagent/tray/trayproto"
 	"github.com/cardagent/cardagent/version"
 )
 
 // The tray icon itself is the separate program cardagent-tray
-// (cmd/cardagent-tray), which the supervisor built here starts: this
-// package, and so cmd/cardagent, never links the GUI library.
+// (cmd/cardagent-tray), which the trayhost.TraySupervisor built here
+// starts: this package, and so cmd/cardagent, never links the GUI library.
 
 // choosePrompter picks the PIN prompt for `cardagent run`: the --pinentry
 // flag forces pinentry; otherwise the configured backend, where "auto" is
@@ -47,8 +48,8 @@ func choosePrompter(cfg config.Config, pinentryFlag string, log *zap.Logger) (pr
 // the card service, p the agent's prompter (the tray's Change PIN and
 // Unblock ask through it, in the agent), port the API's port, promptWhy
 // the sentence choosePrompter returned, quit what the tray's Quit does.
-func traySupervisor(log *zap.Logger, cfg config.Config, svc *agent.CardService, p prompt.Prompter, port int, promptWhy string, quit func()) *tray.Supervisor {
-	info := tray.AgentInfo{
+func traySupervisor(log *zap.Logger, cfg config.Config, svc *agent.CardService, p prompt.Prompter, port int, promptWhy string, quit func()) *trayhost.TraySupervisor {
+	info := trayproto.AgentInfo{
 		Version:       version.Version,
 		APIPort:       port,
 		Environment:   cfg.Environment,
@@ -58,13 +59,13 @@ func traySupervisor(log *zap.Logger, cfg config.Config, svc *agent.CardService, 
 		WarnDays:      cfg.Expiry.WarningDays,
 		UrgentDays:    cfg.Expiry.UrgentDays,
 	}
-	return &tray.Supervisor{
+	return &trayhost.TraySupervisor{
 		Log: log.Named("tray"),
-		Host: &tray.Host{
+		Host: &trayhost.Host{
 			Log:      log.Named("tray"),
 			Backend:  svc,
 			Prompter: p,
-			Info: func() tray.AgentInfo {
+			Info: func() trayproto.AgentInfo {
 				i := info
 				if a := svc.Activity(); a != nil {
 					i.Activity = a.Words()

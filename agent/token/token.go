@@ -28,11 +28,11 @@ import (
 	"crypto/sha256"
 	_ "crypto/sha512" // SHA-384 for ES384
 	"encoding/asn1"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/big"
+
+	"github.com/cardagent/cardagent/agent/wire"
 )
 
 // Format is the token's format and version tag.
@@ -69,50 +69,22 @@ type Token struct {
 	Signature string `json:"signature"`
 }
 
+// The protocol's one encoding of binary fields, base64url without padding,
+// is decided in agent/wire (which the tray and other clients link without
+// this package); these names are kept for relying parties.
+
 // ErrEncoding is a binary field that is not base64url without padding.
-var ErrEncoding = errors.New("not base64url without padding")
+var ErrEncoding = wire.ErrEncoding
 
-// EncodeBinary encodes b as every binary field of the protocol is: base64url
-// without padding.
-func EncodeBinary(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+// EncodeBinary is wire.EncodeBinary.
+func EncodeBinary(b []byte) string { return wire.EncodeBinary(b) }
 
-// DecodeBinary decodes a base64url string without padding. Unlike Go's
-// decoder, which skips CR and LF, it refuses any character outside the
-// base64url alphabet (A-Z a-z 0-9 - _), and non-zero trailing bits.
-func DecodeBinary(s string) ([]byte, error) {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return nil, fmt.Errorf("%w: character %q at %d", ErrEncoding, c, i)
-		}
-	}
-	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrEncoding, err)
-	}
-	return b, nil
-}
+// DecodeBinary is wire.DecodeBinary.
+func DecodeBinary(s string) ([]byte, error) { return wire.DecodeBinary(s) }
 
-// Binary is bytes that encode to JSON as base64url without padding (Go's
-// []byte would give standard base64 with padding).
-type Binary []byte
-
-// MarshalJSON implements json.Marshaler.
-func (b Binary) MarshalJSON() ([]byte, error) { return json.Marshal(EncodeBinary(b)) }
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (b *Binary) UnmarshalJSON(data []byte) error {
-	var s string
-	if err := json.Unmarshal(data, &s); err != nil {
-		return err
-	}
-	v, err := DecodeBinary(s)
-	if err != nil {
-		return err
-	}
-	*b = v
-	return nil
-}
+// Binary is wire.Binary: bytes that encode to JSON as base64url without
+// padding.
+type Binary = wire.Binary
 
 // ecdsaSize is the byte length of r and s for a curve.
 func ecdsaSize(pub *ecdsa.PublicKey) int { return (pub.Curve.Params().BitSize + 7) / 8 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/cardagent/cardagent/agent/certinfo"
-	"github.com/cardagent/cardagent/agent/token"
 )
 
 // ServiceState is the PC/SC service's state as the service last saw it.
@@ -132,7 +131,7 @@ type CardCertificates struct {
 	Certificates []CertificateStatus `json:"certificates"`
 	// Authentication is the DER of the authentication certificate, base64url
 	// without padding (the protocol's one encoding of binary fields).
-	Authentication token.Binary `json:"authentication_certificate"`
+	Authentication Binary `json:"authentication_certificate"`
 }
 
 // TriesUnknown is a tries-left count the card did not give.

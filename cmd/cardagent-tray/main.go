@@ -12,7 +12,8 @@
 //
 // Exit status: 0 when the agent or the user ended it, 1 on an error (no
 // channel: not started by the agent), 2 for a bad command line, 5
-// (tray.ExitNoTray) when built without the icon (no cgo, or the notray tag).
+// (trayproto.ExitNoTray) when built without the icon (no cgo, or the
+// notray tag).
 package main
 
 import (
@@ -27,6 +28,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent/logfile"
 	"github.com/cardagent/cardagent/tray"
+	"github.com/cardagent/cardagent/tray/trayproto"
 	"github.com/cardagent/cardagent/tray/trayui"
 )
 
@@ -46,7 +48,7 @@ func main() {
 // run is the program without its process: it runs the tray with runUI on
 // the calling goroutine (the main one) and returns the exit status.
 func run(ctx context.Context, args []string, stderr io.Writer, runUI tray.RunUI) int {
-	fs := flag.NewFlagSet(tray.TrayProgram, flag.ContinueOnError)
+	fs := flag.NewFlagSet(trayproto.TrayProgram, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
@@ -80,7 +82,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, runUI tray.RunUI)
 		return exitOK
 	case errors.Is(err, tray.ErrNoTray):
 		fmt.Fprintln(stderr, "cardagent-tray:", err)
-		return tray.ExitNoTray
+		return trayproto.ExitNoTray
 	}
 	fmt.Fprintln(stderr, "cardagent-tray:", err)
 	return exitFailure

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/cardagent/cardagent/tray"
+	"github.com/cardagent/cardagent/tray/trayproto"
 )
 
 func TestRun(t *testing.T) {
@@ -28,7 +29,7 @@ func TestRun(t *testing.T) {
 		{"started by hand", []string{"--log-level", "debug"}, exitFailure, "no channel to the agent"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv(tray.EnvChannel, "")
+			t.Setenv(trayproto.EnvChannel, "")
 			var stderr strings.Builder
 			if code := run(context.Background(), tc.args, &stderr, uiNotCalled(t)); code != tc.code || !strings.Contains(stderr.String(), tc.stderr) {
 				t.Errorf("exit %d, stderr %q; want %d with %q", code, stderr.String(), tc.code, tc.stderr)

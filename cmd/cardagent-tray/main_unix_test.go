@@ -11,10 +11,11 @@ import (
 	"testing"
 
 	"github.com/cardagent/cardagent/tray"
+	"github.com/cardagent/cardagent/tray/trayproto"
 )
 
-// A build without the icon exits with tray.ExitNoTray, which tells the
-// agent's supervisor not to restart it.
+// A build without the icon exits with trayproto.ExitNoTray, which tells the
+// agent's trayhost.TraySupervisor not to restart it.
 func TestRunWithoutTheIcon(t *testing.T) {
 	var fds [2]int
 	for i := range fds {
@@ -32,10 +33,10 @@ func TestRunWithoutTheIcon(t *testing.T) {
 		r.Close()
 		w.Close()
 	}
-	t.Setenv(tray.EnvChannel, fmt.Sprintf("%d,%d", fds[0], fds[1]))
+	t.Setenv(trayproto.EnvChannel, fmt.Sprintf("%d,%d", fds[0], fds[1]))
 	stub := func(context.Context, func(tray.UI, <-chan tray.Click) error) error { return tray.ErrNoTray }
 	var stderr strings.Builder
-	if code := run(context.Background(), nil, &stderr, stub); code != tray.ExitNoTray || !strings.Contains(stderr.String(), "built without the tray icon") {
+	if code := run(context.Background(), nil, &stderr, stub); code != trayproto.ExitNoTray || !strings.Contains(stderr.String(), "built without the tray icon") {
 		t.Errorf("exit %d, stderr %q", code, stderr.String())
 	}
 }

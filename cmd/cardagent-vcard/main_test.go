@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/cardagent/cardagent/pcsc/scard"
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -30,17 +29,7 @@ import (
 	"github.com/cardagent/cardagent/pcsc/vcard/vseries8"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pcsctest.Shutdown()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pcsctest.Main(m)) }
 
 func readPEMCert(t *testing.T, path string) *x509.Certificate {
 	t.Helper()

@@ -13,6 +13,11 @@ import { describeSignedInCard, signedInCard } from "./signedcard.js";
 
 const $ = (id) => document.getElementById(id);
 
+// ?ports=p1,p2 replaces the agent's default port range (tests use private
+// ports, never the range a developer's own agent listens on).
+const PORTS = new URLSearchParams(location.search).get("ports")?.split(",").map(Number);
+const connectOptions = PORTS ? { ports: PORTS } : undefined;
+
 let clientModule = null; // the imported /cardagent.js
 let agent = null; // connected client
 let refreshTimer = 0;
@@ -49,13 +54,13 @@ async function loadClient() {
 // connect(), a default export with connect(), or a CardAgent class.
 async function connectAgent(mod) {
   const api = typeof mod.connect === "function" ? mod : (mod.default ?? mod);
-  if (typeof api.connect === "function") return await api.connect();
+  if (typeof api.connect === "function") return await api.connect(connectOptions);
   const Cls = api.CardAgent ?? api.Client ?? (typeof api === "function" ? api : undefined);
-  if (typeof Cls?.connect === "function") return await Cls.connect();
+  if (typeof Cls?.connect === "function") return await Cls.connect(connectOptions);
   if (typeof Cls === "function") {
     const c = new Cls();
     if (typeof c.connect === "function") {
-      const r = await c.connect();
+      const r = await c.connect(connectOptions);
       return r && typeof r.authenticate === "function" ? r : c;
     }
     return c;

@@ -53,7 +53,7 @@ type Options struct {
 }
 
 // Where the packages install the tray program: next to the program,
-// where the agent looks for it (tray.FindProgram).
+// where the agent looks for it (trayproto.FindProgram).
 const (
 	LinuxTrayBinary = "/usr/bin/cardagent-tray"
 	MacTrayBinary   = "/usr/local/bin/cardagent-tray"

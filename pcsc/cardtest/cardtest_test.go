@@ -97,7 +97,7 @@ func TestSignOnly(t *testing.T) {
 		return inner(t, log)
 	}
 	cardtest.Run(t, f)
-	want := []string{"Certificates", "CertificatesCached", "SignCorrectPIN", "Algorithms", "UnsupportedAlgorithm", "ConcurrentSign"}
+	want := []string{"Certificates", "CertificatesCached", "SignCorrectPIN", "Algorithms", "UnsupportedAlgorithm", "SignCancelled", "ConcurrentSign"}
 	if !slices.Equal(ran, want) {
 		t.Errorf("sign-only fixture ran %v, want %v", ran, want)
 	}

@@ -12,11 +12,7 @@ import (
 	"github.com/cardagent/cardagent/pcsc/vcard"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pcsctest.Shutdown()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pcsctest.Main(m)) }
 
 // echoCard answers every APDU with its own INS byte and 9000.
 type echoCard struct{}

@@ -19,7 +19,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
@@ -33,17 +32,7 @@ import (
 	"github.com/cardagent/cardagent/pcsc/vcard/vpiv"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pcsctest.Shutdown()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pcsctest.Main(m)) }
 
 // The test PKI is made once per test binary (its keys come from testpki's cache).
 var (

@@ -4,14 +4,11 @@ package faults
 
 import (
 	"flag"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
 	"github.com/cardagent/cardagent/pcsc/vcard/testpki"
@@ -29,20 +26,7 @@ const wrongPIN = "111111"
 
 const origin = "https://signin.faults.test"
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	code := m.Run()
-	pcsctest.Shutdown()
-	cleanupBuilds()
-	if code == 0 {
-		// Every goroutine of every agent started here has ended.
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutines left after the tests:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pcsctest.Main(m, cleanupBuilds)) }
 
 // The test PKI and the card's credentials: RSA-2048 keys are slow to make
 // under -race, so once per test binary.

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,9 +37,12 @@ func TestStopContinue(t *testing.T) {
 	e.insert(t)
 
 	dir := t.TempDir()
-	port := freePort(t)
+	// Private ports for the API and the Credential Management endpoint,
+	// never the defaults a developer's own agent listens on.
+	ports := pcsctest.FreePorts(t, 2)
+	port := ports[0]
 	cfg := filepath.Join(dir, "config.json")
-	conf := fmt.Sprintf(`{"listen": {"port": %d, "port_range": 1}, "allowed_origins": [%q], "prompt": {"timeout_seconds": 30}}`, port, origin)
+	conf := fmt.Sprintf(`{"listen": {"port": %d, "port_range": 1}, "credential_management": {"ports": [%d]}, "allowed_origins": [%q], "prompt": {"timeout_seconds": 30}}`, port, ports[1], origin)
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -188,14 +190,4 @@ func stopped(pid int) bool {
 	// pid (comm) state ...: comm may hold spaces, so look after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	return i > 0 && i+2 < len(b) && b[i+2] == 'T'
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

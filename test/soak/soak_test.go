@@ -20,7 +20,6 @@ import (
 
 	"github.com/ebfe/scard"
 	"github.com/gorilla/websocket"
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/agent"
@@ -36,18 +35,7 @@ var soakFor = flag.Duration("soak", 40*time.Second, "how long TestSoak cycles ca
 
 const origin = "https://signin.soak.test"
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	code := m.Run()
-	pcsctest.Shutdown()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goroutines left after the tests:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pcsctest.Main(m)) }
 
 var creds = sync.OnceValues(func() (*testpki.CardCreds, error) {
 	pki, err := testpki.New()
@@ -413,6 +401,9 @@ var validNext = map[string]map[string]bool{
 //     event of each reader match the cards actually in the readers;
 //   - the number of goroutines and the memory in use do not grow.
 func TestSoak(t *testing.T) {
+	if testing.Short() {
+		t.Skipf("soak: skipped with -short (it cycles cards for -soak=%v)", *soakFor)
+	}
 	p := pcsctest.Require(t)
 	b := &bench{p: p, cards: [2]*vpiv.Card{newCard(t), newCard(t)}}
 	t.Cleanup(b.removeAll)

@@ -6,13 +6,11 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"fmt"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/cardagent/cardagent/pcsc/scard"
-	"go.uber.org/goleak"
 
 	"github.com/cardagent/cardagent/pcsc"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
@@ -22,18 +20,11 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if benchSlot != nil {
-		benchSlot.Remove()
-	}
-	pcsctest.Shutdown()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
+	os.Exit(pcsctest.Main(m, func() {
+		if benchSlot != nil {
+			benchSlot.Remove()
 		}
-	}
-	os.Exit(code)
+	}))
 }
 
 // connect opens a shared connection to the card in reader, waiting up to 3 s

@@ -1,6 +1,6 @@
 //go:build windows
 
-package tray
+package trayproto
 
 import (
 	"fmt"
@@ -8,15 +8,15 @@ import (
 	"os/exec"
 	"strconv"
 	"syscall"
+
+	"golang.org/x/sys/windows"
 )
 
-// createNoWindow is CREATE_NO_WINDOW: the child gets no console window.
-const createNoWindow = 0x08000000
-
-// attachChannel makes childR and childW inheritable by cmd alone (Go lists
-// them in the child's PROC_THREAD_ATTRIBUTE_HANDLE_LIST) and names them in
-// its environment.
-func attachChannel(cmd *exec.Cmd, childR, childW *os.File) error {
+// AttachChannel makes childR and childW inheritable by cmd, the tray
+// process the agent is about to start, and by it alone (Go lists them in
+// the child's PROC_THREAD_ATTRIBUTE_HANDLE_LIST), and names them in its
+// environment (EnvChannel), which cmd.Env must already hold.
+func AttachChannel(cmd *exec.Cmd, childR, childW *os.File) error {
 	hs := []syscall.Handle{syscall.Handle(childR.Fd()), syscall.Handle(childW.Fd())}
 	for _, h := range hs {
 		if err := syscall.SetHandleInformation(h, syscall.HANDLE_FLAG_INHERIT, syscall.HANDLE_FLAG_INHERIT); err != nil {
@@ -30,7 +30,7 @@ func attachChannel(cmd *exec.Cmd, childR, childW *os.File) error {
 	// The packaged cardagent-tray.exe is a GUI program, but a console build
 	// (go build ./cmd/cardagent-tray) started by an agent that has no
 	// console would open an empty console window without this.
-	cmd.SysProcAttr.CreationFlags |= createNoWindow
+	cmd.SysProcAttr.CreationFlags |= windows.CREATE_NO_WINDOW
 	cmd.SysProcAttr.HideWindow = true
 	cmd.Env = append(cmd.Env, EnvChannel+"="+strconv.FormatUint(uint64(hs[0]), 10)+","+strconv.FormatUint(uint64(hs[1]), 10))
 	return nil

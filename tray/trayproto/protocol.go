@@ -1,4 +1,12 @@
-package tray
+// Package trayproto is the contract between the agent and its tray process.
+//
+// It holds what both ends must agree on: the programs' names and how one
+// finds the other (FindProgram), the private channel the agent hands the
+// tray (EnvChannel, AttachChannel in the agent, OpenChannel in the tray),
+// and the messages on it (Message, read and written by Conn). It imports no
+// card code and no GUI library, so that each program links only its own
+// side.
+package trayproto
 
 import (
 	"bufio"
@@ -12,10 +20,12 @@ import (
 )
 
 // The channel between the agent and its tray carries one JSON object per
-// line (Message). The agent sends "status" messages (the whole status each
-// time: on connection, after every card or reader event, and hourly so the
-// days left stay right) and "result" messages; the tray sends "request"
-// messages. No message has a field for a PIN or a PUK.
+// line (Message). The agent sends "status" messages, each with the whole
+// status: on connection, after every card or reader event, and when the
+// status changed without an event (a PIN try spent by a sign-in, a day
+// gone by), which the agent checks every 5 seconds (trayhost.DefaultRefresh).
+// The tray sends "request" messages; the agent answers each with a "result"
+// message. No message has a field for a PIN or a PUK.
 const (
 	TypeStatus  = "status"
 	TypeResult  = "result"
@@ -83,27 +93,30 @@ type AgentInfo struct {
 	UrgentDays int `json:"urgent_days,omitempty"`
 }
 
-// conn reads and writes Messages on a channel. Writes are serialised.
-type conn struct {
+// Conn reads and writes Messages on a channel, one JSON object per line of
+// at most MaxLine bytes. Writes are serialised; reads are not (one reader).
+type Conn struct {
 	r  *bufio.Reader
 	wm sync.Mutex
 	w  io.Writer
 }
 
-func newConn(r io.Reader, w io.Writer) *conn {
-	return &conn{r: bufio.NewReaderSize(r, 4096), w: w}
+// NewConn returns a Conn reading r and writing w.
+func NewConn(r io.Reader, w io.Writer) *Conn {
+	return &Conn{r: bufio.NewReaderSize(r, 4096), w: w}
 }
 
-// errLineTooLong is a message longer than MaxLine.
-var errLineTooLong = errors.New("tray channel: message too long")
+// ErrLineTooLong is a message longer than MaxLine.
+var ErrLineTooLong = errors.New("tray channel: message too long")
 
-// read returns the next message; io.EOF when the other side closed.
-func (c *conn) read() (Message, error) {
+// Read returns the next message; io.EOF when the other side closed,
+// io.ErrUnexpectedEOF when it closed in the middle of a line.
+func (c *Conn) Read() (Message, error) {
 	var line []byte
 	for {
 		chunk, err := c.r.ReadSlice('\n')
 		if len(line)+len(chunk) > MaxLine {
-			return Message{}, errLineTooLong
+			return Message{}, ErrLineTooLong
 		}
 		line = append(line, chunk...)
 		if err == bufio.ErrBufferFull {
@@ -124,16 +137,17 @@ func (c *conn) read() (Message, error) {
 	return m, nil
 }
 
-func (c *conn) write(m Message) error {
+// Write sends m.
+func (c *Conn) Write(m Message) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	return c.writeRaw(b)
+	return c.WriteRaw(b)
 }
 
-// writeRaw writes one encoded message and its newline.
-func (c *conn) writeRaw(b []byte) error {
+// WriteRaw sends one message already encoded as JSON (no newline).
+func (c *Conn) WriteRaw(b []byte) error {
 	line := make([]byte, 0, len(b)+1)
 	line = append(append(line, b...), '\n')
 	c.wm.Lock()

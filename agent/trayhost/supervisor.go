@@ -1,4 +1,4 @@
-package tray
+package trayhost
 
 import (
 	"context"
@@ -14,9 +14,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/tray/trayproto"
 )
 
-// Defaults of Supervisor.
+// Defaults of TraySupervisor.
 const (
 	DefaultMinBackoff  = time.Second
 	DefaultMaxBackoff  = 5 * time.Minute
@@ -25,7 +26,12 @@ const (
 	stopGrace = 3 * time.Second
 )
 
-// Supervisor runs the tray program (cardagent-tray) for the agent: it
+// exitLoaderFailed is the exit status of the Linux dynamic loader when a
+// program's shared libraries are missing (cardagent-tray installed without
+// libayatana-appindicator3 or GTK, which the packages only recommend).
+const exitLoaderFailed = 127
+
+// TraySupervisor runs the tray program (cardagent-tray) for the agent: it
 // starts it when a desktop session is present, serves its channel (Host),
 // restarts it with a growing delay when it dies, and stops it when ctx
 // ends. Without a desktop it logs once why there is no tray and waits for
@@ -39,12 +45,12 @@ const (
 // restarted after 1 s, 2 s, 4 s, ... up to MaxBackoff: it never busy-loops.
 // The first failure is logged as a warning with the end of the tray's error
 // output; repeats are logged at debug level.
-type Supervisor struct {
+type TraySupervisor struct {
 	Log *zap.Logger
 	// Host serves each tray's channel.
 	Host *Host
 	// Command builds the tray process; by default cardagent-tray found by
-	// FindProgram (next to the agent, else on PATH). Its Env, when nil, is
+	// trayproto.FindProgram (next to the agent, else on PATH). Its Env, when nil, is
 	// the agent's environment.
 	Command func() *exec.Cmd
 	// Desktop reports whether a desktop session is present and why not;
@@ -64,7 +70,7 @@ type Supervisor struct {
 }
 
 // Starts is how many tray processes were started (for tests and diagnostics).
-func (s *Supervisor) Starts() int {
+func (s *TraySupervisor) Starts() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.starts
@@ -72,7 +78,7 @@ func (s *Supervisor) Starts() int {
 
 // Serve runs until ctx ends, then stops the tray; it returns nil. It never
 // returns an error for a tray that cannot run: the tray is optional.
-func (s *Supervisor) Serve(ctx context.Context) error {
+func (s *TraySupervisor) Serve(ctx context.Context) error {
 	log := s.Log
 	if log == nil {
 		log = zap.NewNop()
@@ -88,7 +94,7 @@ func (s *Supervisor) Serve(ctx context.Context) error {
 	}
 	command := s.Command
 	if command == nil {
-		exe, err := FindProgram(TrayProgram)
+		exe, err := trayproto.FindProgram(trayproto.TrayProgram)
 		if err != nil {
 			log.Info("no tray icon: " + err.Error() + "; the agent serves sign-ins without it")
 			<-ctx.Done()
@@ -149,7 +155,7 @@ func (s *Supervisor) Serve(ctx context.Context) error {
 }
 
 // cannotRun tells a tray that will never run from one that crashed: a
-// build without the icon (ExitNoTray), or, on Linux, its shared libraries
+// build without the icon (trayproto.ExitNoTray), or, on Linux, its shared libraries
 // missing (the dynamic loader's 127). Restarting those is pointless.
 func cannotRun(err error) bool {
 	var ee *exec.ExitError
@@ -157,11 +163,11 @@ func cannotRun(err error) bool {
 		return false
 	}
 	code := ee.ExitCode()
-	return code == ExitNoTray || (code == exitLoaderFailed && runtime.GOOS != "windows")
+	return code == trayproto.ExitNoTray || (code == exitLoaderFailed && runtime.GOOS != "windows")
 }
 
 // runOnce starts the tray process cmd and serves it until it or ctx ends.
-func (s *Supervisor) runOnce(ctx context.Context, log *zap.Logger, cmd *exec.Cmd) (quit bool, err error) {
+func (s *TraySupervisor) runOnce(ctx context.Context, log *zap.Logger, cmd *exec.Cmd) (quit bool, err error) {
 	if cmd.Env == nil {
 		cmd.Env = os.Environ()
 	}
@@ -180,7 +186,7 @@ func (s *Supervisor) runOnce(ctx context.Context, log *zap.Logger, cmd *exec.Cmd
 		toTrayR.Close()
 		fromTrayW.Close()
 	}
-	if err := attachChannel(cmd, toTrayR, fromTrayW); err != nil {
+	if err := trayproto.AttachChannel(cmd, toTrayR, fromTrayW); err != nil {
 		closeChild()
 		toTrayW.Close()
 		fromTrayR.Close()
@@ -248,7 +254,7 @@ func (s *Supervisor) runOnce(ctx context.Context, log *zap.Logger, cmd *exec.Cmd
 }
 
 // waitOrKill waits stopGrace for the tray to exit, then kills it.
-func (s *Supervisor) waitOrKill(cmd *exec.Cmd, exited <-chan error, log *zap.Logger) error {
+func (s *TraySupervisor) waitOrKill(cmd *exec.Cmd, exited <-chan error, log *zap.Logger) error {
 	t := time.NewTimer(stopGrace)
 	defer t.Stop()
 	select {

@@ -1,15 +1,14 @@
-// Package supervise restarts the agent whenever it dies, where no service
-// manager does.
+// Package agentsupervisor keeps the agent running where no service manager
+// does.
 //
-// That is a user's session on Windows: the HKLM Run key starts
-// `cardagentw.exe supervise` at every sign-in. It starts the agent as a
-// child process and, whenever the child dies, starts it again after a delay
-// that doubles with each quick failure (1 s, 2 s, 4 s, ... up to a minute)
-// and resets once a child has run for a while. A child that exits with
-// status 0 asked to stop (the tray's Quit): the supervisor stops too. On
-// Linux and macOS systemd (Restart=on-failure) and launchd (KeepAlive) do
-// the same job.
-package supervise
+// On Windows the HKLM Run key starts `cardagentw.exe supervise` in the
+// user's session at every sign-in. Run starts the agent as a child process
+// and, whenever the child dies, starts it again after a delay that doubles
+// with each quick failure (1 s, 2 s, 4 s, ... up to a minute) and resets once a
+// child has run for a while. A child that exits with status 0 asked to stop
+// (the tray's Quit): the supervisor stops too. On Linux and macOS systemd
+// (Restart=on-failure) and launchd (KeepAlive) do the same job.
+package agentsupervisor
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package tray
+package trayhost
 
 import (
 	"context"
@@ -8,19 +8,41 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/cardagent/cardagent/agent/prompt"
+	"github.com/cardagent/cardagent/agent/trayhost/trayhosttest"
 	"github.com/cardagent/cardagent/agent/wire"
+	"github.com/cardagent/cardagent/tray"
+	"github.com/cardagent/cardagent/tray/trayproto"
 )
 
-const envTestLog = "CARDAGENT_TRAY_TEST_LOG"
+// The test binary doubles as the tray process: envTestChild names how it
+// behaves (fakeChild), envTestLog where it writes what it saw.
+const (
+	envTestChild = "CARDAGENT_TRAY_TEST_CHILD"
+	envTestLog   = "CARDAGENT_TRAY_TEST_LOG"
+)
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(envTestChild); mode != "" {
+		os.Exit(fakeChild(mode))
+	}
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutine leak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 // fakeChild is the test binary acting as a tray process.
 func fakeChild(mode string) int {
@@ -38,22 +60,18 @@ func fakeChild(mode string) int {
 		fmt.Fprintln(os.Stderr, "Gtk-WARNING: cannot open display: :99")
 		return 3
 	case "notray":
-		fmt.Fprintln(os.Stderr, "cardagent-tray:", ErrNoTray)
-		return ExitNoTray
+		fmt.Fprintln(os.Stderr, "cardagent-tray:", tray.ErrNoTray)
+		return trayproto.ExitNoTray
 	case "noload":
 		fmt.Fprintln(os.Stderr, "cardagent-tray: error while loading shared libraries: libayatana-appindicator3.so.1: cannot open shared object file: No such file or directory")
 		return exitLoaderFailed
-	case "gui":
-		return guiChild()
-	case "agent":
-		return agentChild()
 	}
-	r, w, err := OpenChannel()
+	r, w, err := trayproto.OpenChannel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 4
 	}
-	c := newConn(r, w)
+	c := trayproto.NewConn(r, w)
 	logLine("started")
 	switch mode {
 	case "hang":
@@ -61,94 +79,34 @@ func fakeChild(mode string) int {
 		return 0
 	case "serve":
 		for {
-			m, err := c.read()
+			m, err := c.Read()
 			if err != nil {
 				logLine("eof")
 				return 0
 			}
-			if m.Type == TypeStatus {
+			if m.Type == trayproto.TypeStatus {
 				logLine(fmt.Sprintf("status readers=%d event=%s", len(m.Status.Readers), m.Event))
 			}
 		}
 	case "quit":
-		if _, err := c.read(); err != nil {
+		if _, err := c.Read(); err != nil {
 			return 5
 		}
-		if err := c.write(Message{Type: TypeRequest, ID: 1, Action: ActionQuit}); err != nil {
+		if err := c.Write(trayproto.Message{Type: trayproto.TypeRequest, ID: 1, Action: trayproto.ActionQuit}); err != nil {
 			return 6
 		}
 		for {
-			m, err := c.read()
+			m, err := c.Read()
 			if err != nil {
 				return 7
 			}
-			if m.Type == TypeResult && m.ID == 1 && m.OK {
+			if m.Type == trayproto.TypeResult && m.ID == 1 && m.OK {
 				logLine("quit acknowledged")
 				return 0
 			}
 		}
 	}
 	return 9
-}
-
-// fakeBackend is a Backend whose status and events the test sets.
-type fakeBackend struct {
-	mu     sync.Mutex
-	status wire.Status
-	subs   map[int]func(wire.Event)
-	next   int
-	// change and unblock are called by ChangePIN and UnblockPIN.
-	change, unblock func(ctx context.Context, p prompt.Prompter) error
-}
-
-func newFakeBackend() *fakeBackend {
-	return &fakeBackend{status: wire.Status{Service: wire.ServiceUp, ExpiryWarningDays: 90}, subs: map[int]func(wire.Event){}}
-}
-
-func (b *fakeBackend) Status() wire.Status {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.status
-}
-
-func (b *fakeBackend) Subscribe(fn func(wire.Event)) func() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	id := b.next
-	b.next++
-	b.subs[id] = fn
-	return func() {
-		b.mu.Lock()
-		defer b.mu.Unlock()
-		delete(b.subs, id)
-	}
-}
-
-func (b *fakeBackend) set(st wire.Status, kind wire.EventKind) {
-	b.mu.Lock()
-	b.status = st
-	fns := make([]func(wire.Event), 0, len(b.subs))
-	for _, fn := range b.subs {
-		fns = append(fns, fn)
-	}
-	b.mu.Unlock()
-	for _, fn := range fns {
-		fn(wire.Event{Kind: kind})
-	}
-}
-
-func (b *fakeBackend) ChangePIN(ctx context.Context, p prompt.Prompter) error {
-	if b.change == nil {
-		return nil
-	}
-	return b.change(ctx, p)
-}
-
-func (b *fakeBackend) UnblockPIN(ctx context.Context, p prompt.Prompter) error {
-	if b.unblock == nil {
-		return nil
-	}
-	return b.unblock(ctx, p)
 }
 
 // childCommand re-runs the test binary as a fake tray in mode.
@@ -169,17 +127,6 @@ func observed() (*zap.Logger, *observer.ObservedLogs) {
 	return zap.New(core), logs
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func readLines(p string) []string {
 	b, _ := os.ReadFile(p)
 	s := strings.TrimSpace(string(b))
@@ -189,7 +136,7 @@ func readLines(p string) []string {
 	return strings.Split(s, "\n")
 }
 
-func serveInBackground(t *testing.T, s *Supervisor) (cancel func() time.Duration) {
+func serveInBackground(t *testing.T, s *TraySupervisor) (cancel func() time.Duration) {
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx) }()
@@ -212,7 +159,7 @@ func TestSupervisorWithoutDesktop(t *testing.T) {
 	t.Setenv("DISPLAY", "")
 	t.Setenv("WAYLAND_DISPLAY", "")
 	log, logs := observed()
-	s := &Supervisor{Log: log, Host: &Host{Backend: newFakeBackend()}, Command: childCommand(t, "serve", filepath.Join(t.TempDir(), "log"))}
+	s := &TraySupervisor{Log: log, Host: &Host{Backend: trayhosttest.NewBackend()}, Command: childCommand(t, "serve", filepath.Join(t.TempDir(), "log"))}
 	if ok, _ := prompt.Desktop(nil); ok && os.Getenv("DISPLAY") == "" {
 		t.Skip("this OS always has a desktop session")
 	}
@@ -230,14 +177,14 @@ func TestSupervisorWithoutDesktop(t *testing.T) {
 
 func TestSupervisorRestartsACrashingTrayWithBackoff(t *testing.T) {
 	log, logs := observed()
-	s := &Supervisor{
-		Log: log, Host: &Host{Backend: newFakeBackend()},
+	s := &TraySupervisor{
+		Log: log, Host: &Host{Backend: trayhosttest.NewBackend()},
 		Command:    childCommand(t, "crash", filepath.Join(t.TempDir(), "log")),
 		Desktop:    func() (bool, string) { return true, "" },
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 160 * time.Millisecond, StableAfter: time.Minute,
 	}
 	stop := serveInBackground(t, s)
-	waitFor(t, "4 starts", 20*time.Second, func() bool { return s.Starts() >= 4 })
+	trayhosttest.WaitFor(t, "4 starts", 20*time.Second, func() bool { return s.Starts() >= 4 })
 	start, n0 := time.Now(), s.Starts()
 	time.Sleep(800 * time.Millisecond)
 	rate := float64(s.Starts()-n0) / time.Since(start).Seconds()
@@ -261,16 +208,16 @@ func TestSupervisorRestartsACrashingTrayWithBackoff(t *testing.T) {
 
 func TestSupervisorServesStatusAndStops(t *testing.T) {
 	logPath := filepath.Join(t.TempDir(), "log")
-	b := newFakeBackend()
-	s := &Supervisor{
+	b := trayhosttest.NewBackend()
+	s := &TraySupervisor{
 		Log: zap.NewNop(), Host: &Host{Backend: b},
 		Command: childCommand(t, "serve", logPath),
 		Desktop: func() (bool, string) { return true, "" },
 	}
 	stop := serveInBackground(t, s)
-	waitFor(t, "the first status", 10*time.Second, func() bool { return len(readLines(logPath)) >= 2 })
-	b.set(wire.Status{Service: wire.ServiceUp, Readers: []wire.ReaderStatus{{Name: "R0"}, {Name: "R1"}}}, wire.EventReaderAdded)
-	waitFor(t, "the status after an event", 10*time.Second, func() bool {
+	trayhosttest.WaitFor(t, "the first status", 10*time.Second, func() bool { return len(readLines(logPath)) >= 2 })
+	b.Set(wire.Status{Service: wire.ServiceUp, Readers: []wire.ReaderStatus{{Name: "R0"}, {Name: "R1"}}}, wire.EventReaderAdded)
+	trayhosttest.WaitFor(t, "the status after an event", 10*time.Second, func() bool {
 		lines := readLines(logPath)
 		return lines[len(lines)-1] == "status readers=2 event=reader_added"
 	})
@@ -289,8 +236,8 @@ func TestSupervisorServesStatusAndStops(t *testing.T) {
 func TestSupervisorQuit(t *testing.T) {
 	logPath := filepath.Join(t.TempDir(), "log")
 	quit := make(chan struct{})
-	s := &Supervisor{
-		Log: zap.NewNop(), Host: &Host{Backend: newFakeBackend()},
+	s := &TraySupervisor{
+		Log: zap.NewNop(), Host: &Host{Backend: trayhosttest.NewBackend()},
 		Command:    childCommand(t, "quit", logPath),
 		Desktop:    func() (bool, string) { return true, "" },
 		MinBackoff: 10 * time.Millisecond,
@@ -314,28 +261,15 @@ func TestSupervisorQuit(t *testing.T) {
 
 func TestSupervisorKillsAHungTray(t *testing.T) {
 	logPath := filepath.Join(t.TempDir(), "log")
-	s := &Supervisor{
-		Log: zap.NewNop(), Host: &Host{Backend: newFakeBackend()},
+	s := &TraySupervisor{
+		Log: zap.NewNop(), Host: &Host{Backend: trayhosttest.NewBackend()},
 		Command: childCommand(t, "hang", logPath),
 		Desktop: func() (bool, string) { return true, "" },
 	}
 	stop := serveInBackground(t, s)
-	waitFor(t, "the tray to start", 10*time.Second, func() bool { return len(readLines(logPath)) == 1 })
+	trayhosttest.WaitFor(t, "the tray to start", 10*time.Second, func() bool { return len(readLines(logPath)) == 1 })
 	if took := stop(); took > stopGrace+2*time.Second {
 		t.Errorf("stopping a hung tray took %v", took)
-	}
-}
-
-func TestOpenChannelOutsideAgent(t *testing.T) {
-	t.Setenv(EnvChannel, "")
-	if _, _, err := OpenChannel(); err != ErrNoChannel {
-		t.Errorf("err %v, want ErrNoChannel", err)
-	}
-	for _, v := range []string{"3", "a,b", "3,4,5"} {
-		t.Setenv(EnvChannel, v)
-		if _, _, err := OpenChannel(); err == nil {
-			t.Errorf("%q accepted", v)
-		}
 	}
 }
 
@@ -343,7 +277,7 @@ func TestSupervisorWithoutTheTrayProgram(t *testing.T) {
 	// The test binary's directory has no cardagent-tray, nor has PATH.
 	t.Setenv("PATH", t.TempDir())
 	log, logs := observed()
-	s := &Supervisor{Log: log, Host: &Host{Backend: newFakeBackend()}, Desktop: func() (bool, string) { return true, "" }}
+	s := &TraySupervisor{Log: log, Host: &Host{Backend: trayhosttest.NewBackend()}, Desktop: func() (bool, string) { return true, "" }}
 	stop := serveInBackground(t, s)
 	time.Sleep(300 * time.Millisecond)
 	stop()
@@ -367,14 +301,14 @@ func TestSupervisorDoesNotRestartATrayThatCannotRun(t *testing.T) {
 				t.Skip("exit status 127 means nothing special on Windows")
 			}
 			log, logs := observed()
-			s := &Supervisor{
-				Log: log, Host: &Host{Backend: newFakeBackend()},
+			s := &TraySupervisor{
+				Log: log, Host: &Host{Backend: trayhosttest.NewBackend()},
 				Command:    childCommand(t, tc.mode, filepath.Join(t.TempDir(), "log")),
 				Desktop:    func() (bool, string) { return true, "" },
 				MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
 			}
 			stop := serveInBackground(t, s)
-			waitFor(t, "the tray to start", 10*time.Second, func() bool { return s.Starts() >= 1 })
+			trayhosttest.WaitFor(t, "the tray to start", 10*time.Second, func() bool { return s.Starts() >= 1 })
 			time.Sleep(500 * time.Millisecond) // dozens of restarts if it were restarted
 			stop()
 			if s.Starts() != 1 {
@@ -386,66 +320,6 @@ func TestSupervisorDoesNotRestartATrayThatCannotRun(t *testing.T) {
 			infos := logs.FilterMessageSnippet("cannot run here").All()
 			if len(infos) != 1 || infos[0].Level != zapcore.InfoLevel || !strings.Contains(fmt.Sprint(infos[0].ContextMap()), tc.says) {
 				t.Errorf("want one info line with the tray's reason (%q): %v", tc.says, logs.All())
-			}
-		})
-	}
-}
-
-func TestFindProgram(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("uses executable bits and symbolic links")
-	}
-	root := t.TempDir()
-	mk := func(p string, mode os.FileMode) string {
-		t.Helper()
-		p = filepath.Join(root, p)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), mode); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	agentNextTo := mk("usr/bin/cardagent", 0o755)
-	trayNextTo := mk("usr/bin/cardagent-tray", 0o755)
-	agentAlone := mk("opt/a/cardagent", 0o755)
-	mk("opt/b/cardagent", 0o755)
-	mk("opt/b/cardagent-tray", 0o644) // not executable
-	agentNotExec := filepath.Join(root, "opt/b/cardagent")
-	onPath := mk("path/cardagent-tray", 0o755)
-	winTray := mk("win/cardagent-tray.exe", 0o755)
-	winAgent := mk("win/cardagent.exe", 0o755)
-	realDir := filepath.Dir(trayNextTo)
-	link := filepath.Join(root, "links/cardagent")
-	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(agentNextTo, link); err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		name, self, path, goos string
-		want                   string // "" for an error
-	}{
-		{"next to the agent, before PATH", agentNextTo, filepath.Join(root, "path"), "linux", trayNextTo},
-		{"on PATH", agentAlone, filepath.Join(root, "path"), "linux", onPath},
-		{"not installed", agentAlone, t.TempDir(), "linux", ""},
-		{"not executable", agentNotExec, t.TempDir(), "linux", ""},
-		{"next to the real file of a link", link, t.TempDir(), "darwin", filepath.Join(realDir, "cardagent-tray")},
-		{"windows adds .exe", winAgent, t.TempDir(), "windows", winTray},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv("PATH", tc.path)
-			got, err := findProgram(TrayProgram, tc.goos, func() (string, error) { return tc.self, nil }, exec.LookPath)
-			if tc.want == "" {
-				if err == nil || !strings.Contains(err.Error(), "cardagent-tray is not installed") || !strings.Contains(err.Error(), filepath.Dir(tc.self)) {
-					t.Errorf("got %q, %v; want an error naming where it looked", got, err)
-				}
-				return
-			}
-			if err != nil || got != tc.want {
-				t.Errorf("got %q, %v; want %s", got, err, tc.want)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package supervise_test
+package agentsupervisor_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/cardagent/cardagent/agent/supervise"
+	"github.com/cardagent/cardagent/agent/agentsupervisor"
 )
 
 // The test binary doubles as the supervised child: SUPERVISE_CHILD says how
@@ -50,7 +50,7 @@ func TestMain(m *testing.M) {
 	os.Exit(99)
 }
 
-func child(t *testing.T, mode string) (supervise.Options, *observer.ObservedLogs, string) {
+func child(t *testing.T, mode string) (agentsupervisor.Options, *observer.ObservedLogs, string) {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -58,7 +58,7 @@ func child(t *testing.T, mode string) (supervise.Options, *observer.ObservedLogs
 	}
 	count := filepath.Join(t.TempDir(), "count")
 	core, logs := observer.New(zap.DebugLevel)
-	return supervise.Options{
+	return agentsupervisor.Options{
 		Path:        exe,
 		Args:        []string{"-test.run=^$"},
 		Env:         append(os.Environ(), "SUPERVISE_CHILD="+mode, "SUPERVISE_COUNT="+count),
@@ -74,7 +74,7 @@ func TestCrashingChildIsRestartedWithBackoff(t *testing.T) {
 	o, logs, _ := child(t, "crash")
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
-	if err := supervise.Run(ctx, o); err != nil {
+	if err := agentsupervisor.Run(ctx, o); err != nil {
 		t.Fatal(err)
 	}
 	died := logs.FilterMessage("agent died: restarting").All()
@@ -105,7 +105,7 @@ func TestBackoffResetsAfterStableRun(t *testing.T) {
 	o.StableAfter = time.Nanosecond // every run counts as healthy
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	supervise.Run(ctx, o)
+	agentsupervisor.Run(ctx, o)
 	for _, e := range logs.FilterMessage("agent died: restarting").All() {
 		if d := e.ContextMap()["delay"].(time.Duration); d != o.MinDelay {
 			t.Fatalf("delay %v after a stable run, want %v", d, o.MinDelay)
@@ -115,7 +115,7 @@ func TestBackoffResetsAfterStableRun(t *testing.T) {
 
 func TestCleanExitStops(t *testing.T) {
 	o, logs, count := child(t, "crash-twice")
-	if err := supervise.Run(context.Background(), o); err != nil {
+	if err := agentsupervisor.Run(context.Background(), o); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(count); string(b) != "3" {
@@ -126,7 +126,7 @@ func TestCleanExitStops(t *testing.T) {
 	}
 	o, _, _ = child(t, "ok")
 	start := time.Now()
-	if err := supervise.Run(context.Background(), o); err != nil || time.Since(start) > 5*time.Second {
+	if err := agentsupervisor.Run(context.Background(), o); err != nil || time.Since(start) > 5*time.Second {
 		t.Errorf("ok child: %v after %v", err, time.Since(start))
 	}
 }
@@ -135,7 +135,7 @@ func TestStopInterruptsChild(t *testing.T) {
 	o, _, count := child(t, "serve")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- supervise.Run(ctx, o) }()
+	go func() { done <- agentsupervisor.Run(ctx, o) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if b, _ := os.ReadFile(count); string(b) == "up" {
@@ -161,14 +161,14 @@ func TestStopInterruptsChild(t *testing.T) {
 }
 
 func TestMissingProgram(t *testing.T) {
-	err := supervise.Run(context.Background(), supervise.Options{Path: filepath.Join(t.TempDir(), "nope")})
+	err := agentsupervisor.Run(context.Background(), agentsupervisor.Options{Path: filepath.Join(t.TempDir(), "nope")})
 	if err == nil || !strings.Contains(err.Error(), "starting the agent") {
 		t.Fatalf("err %v", err)
 	}
 }
 
 func TestSessionLock(t *testing.T) {
-	release, err := supervise.SessionLock()
+	release, err := agentsupervisor.SessionLock()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
-package tray
+package trayproto
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,17 +20,9 @@ const (
 )
 
 // ExitNoTray is the exit status of a cardagent-tray built without the icon
-// (ErrNoTray). The Supervisor does not restart such a tray.
+// (tray.ErrNoTray). The agent's trayhost.TraySupervisor does not restart
+// such a tray.
 const ExitNoTray = 5
-
-// exitLoaderFailed is the exit status of the Linux dynamic loader when a
-// program's shared libraries are missing (cardagent-tray installed without
-// libayatana-appindicator3 or GTK, which the packages only recommend).
-const exitLoaderFailed = 127
-
-// ErrNoTray is returned by RunProcess when the program has no tray UI (a
-// cardagent-tray built without cgo, or with the notray tag).
-var ErrNoTray = errors.New("this cardagent-tray was built without the tray icon (it needs a cgo build with libayatana-appindicator3 on Linux, and not the notray tag)")
 
 // FindProgram finds one of cardagent's programs (TrayProgram,
 // AgentProgram; ".exe" is added on Windows): in the directory of the

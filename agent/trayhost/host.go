@@ -1,4 +1,11 @@
-package tray
+// Package trayhost is the agent's side of the tray icon: it runs the tray
+// program and serves its channel.
+//
+// TraySupervisor starts cardagent-tray (cmd/cardagent-tray) when a desktop
+// session is present, hands it a private channel (trayproto) and restarts
+// it when it dies; Host serves that channel from the card service. The tray
+// process itself is package tray; this package links no GUI library.
+package trayhost
 
 import (
 	"bytes"
@@ -17,9 +24,10 @@ import (
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/wire"
+	"github.com/cardagent/cardagent/tray/trayproto"
 )
 
-// Backend is what the tray needs from the agent's card service
+// Backend is what Host needs from the agent's card service
 // (agent.CardService implements it).
 type Backend interface {
 	Status() wire.Status
@@ -42,7 +50,7 @@ type Host struct {
 	// prompter: the PINs never go to the tray process).
 	Prompter prompt.Prompter
 	// Info returns the agent's facts for the tray; nil sends none.
-	Info func() AgentInfo
+	Info func() trayproto.AgentInfo
 	// Refresh is the status comparison interval; zero means DefaultRefresh.
 	Refresh time.Duration
 }
@@ -60,7 +68,7 @@ func (h *Host) Serve(ctx context.Context, r io.ReadCloser, w io.WriteCloser) (qu
 	if refresh <= 0 {
 		refresh = DefaultRefresh
 	}
-	c := newConn(r, w)
+	c := trayproto.NewConn(r, w)
 	ctx, cancel := context.WithCancel(ctx)
 	// Closing the pipes is what ends a blocked read or write.
 	context.AfterFunc(ctx, func() {
@@ -80,7 +88,7 @@ func (h *Host) Serve(ctx context.Context, r io.ReadCloser, w io.WriteCloser) (qu
 	unsubscribe := h.Backend.Subscribe(func(ev wire.Event) { markDirty(ev.Kind) })
 	defer unsubscribe()
 
-	results := make(chan Message, 4)
+	results := make(chan trayproto.Message, 4)
 	var (
 		wg       sync.WaitGroup
 		opMu     sync.Mutex
@@ -96,7 +104,8 @@ func (h *Host) Serve(ctx context.Context, r io.ReadCloser, w io.WriteCloser) (qu
 		wg.Wait()
 	}()
 
-	// Writer: the status when dirty, results as they come, the hourly refresh.
+	// Writer: the status when dirty, results as they come, and the status
+	// again when it changed without an event (checked every refresh).
 	werr := make(chan error, 1)
 	wg.Add(1)
 	go func() {
@@ -106,7 +115,7 @@ func (h *Host) Serve(ctx context.Context, r io.ReadCloser, w io.WriteCloser) (qu
 		var last []byte // the last status sent, encoded
 		send := func(kind wire.EventKind, onlyIfChanged bool) error {
 			st := h.Backend.Status()
-			m := Message{Type: TypeStatus, Status: &st, Event: kind}
+			m := trayproto.Message{Type: trayproto.TypeStatus, Status: &st, Event: kind}
 			if h.Info != nil {
 				info := h.Info()
 				m.Agent = &info
@@ -119,7 +128,7 @@ func (h *Host) Serve(ctx context.Context, r io.ReadCloser, w io.WriteCloser) (qu
 				return nil
 			}
 			last = b
-			return c.writeRaw(b)
+			return c.WriteRaw(b)
 		}
 		err := send("", false)
 		for err == nil {
@@ -131,7 +140,7 @@ func (h *Host) Serve(ctx context.Context, r io.ReadCloser, w io.WriteCloser) (qu
 			case <-tick.C:
 				err = send("", true)
 			case m := <-results:
-				err = c.write(m)
+				err = c.Write(m)
 			}
 		}
 		werr <- err
@@ -141,7 +150,7 @@ func (h *Host) Serve(ctx context.Context, r io.ReadCloser, w io.WriteCloser) (qu
 	// Reader (this goroutine): requests. ctx ending does not interrupt a
 	// blocked read: the supervisor closes the pipe to end it.
 	type readResult struct {
-		m   Message
+		m   trayproto.Message
 		err error
 	}
 	reads := make(chan readResult)
@@ -149,7 +158,7 @@ func (h *Host) Serve(ctx context.Context, r io.ReadCloser, w io.WriteCloser) (qu
 	go func() {
 		defer wg.Done()
 		for {
-			m, err := c.read()
+			m, err := c.Read()
 			select {
 			case reads <- readResult{m, err}:
 			case <-ctx.Done():
@@ -161,7 +170,7 @@ func (h *Host) Serve(ctx context.Context, r io.ReadCloser, w io.WriteCloser) (qu
 		}
 	}()
 
-	reply := func(m Message) {
+	reply := func(m trayproto.Message) {
 		select {
 		case results <- m:
 		case <-ctx.Done():
@@ -189,18 +198,18 @@ func (h *Host) Serve(ctx context.Context, r io.ReadCloser, w io.WriteCloser) (qu
 			return quit, rr.err
 		}
 		m := rr.m
-		if m.Type != TypeRequest {
+		if m.Type != trayproto.TypeRequest {
 			log.Warn("tray sent an unexpected message", zap.String("type", m.Type))
 			continue
 		}
 		switch m.Action {
-		case ActionRefresh:
+		case trayproto.ActionRefresh:
 			markDirty("")
-		case ActionQuit:
+		case trayproto.ActionQuit:
 			log.Info("quit requested from the tray")
 			quit = true
-			reply(Message{Type: TypeResult, ID: m.ID, OK: true})
-		case ActionChangePIN, ActionUnblockPIN:
+			reply(trayproto.Message{Type: trayproto.TypeResult, ID: m.ID, OK: true})
+		case trayproto.ActionChangePIN, trayproto.ActionUnblockPIN:
 			opMu.Lock()
 			if opCancel != nil {
 				opMu.Unlock()
@@ -211,10 +220,10 @@ func (h *Host) Serve(ctx context.Context, r io.ReadCloser, w io.WriteCloser) (qu
 			opCancel = ocancel
 			opMu.Unlock()
 			wg.Add(1)
-			go func(m Message) {
+			go func(m trayproto.Message) {
 				defer wg.Done()
 				var err error
-				if m.Action == ActionChangePIN {
+				if m.Action == trayproto.ActionChangePIN {
 					err = h.Backend.ChangePIN(octx, h.Prompter)
 				} else {
 					err = h.Backend.UnblockPIN(octx, h.Prompter)
@@ -228,7 +237,7 @@ func (h *Host) Serve(ctx context.Context, r io.ReadCloser, w io.WriteCloser) (qu
 			}(m)
 		default:
 			log.Warn("tray sent an unknown request", zap.String("action", m.Action))
-			reply(Message{Type: TypeResult, ID: m.ID, Error: &ResultError{Code: wire.CodeBadRequest, Message: "unknown request", TriesLeft: -1}})
+			reply(trayproto.Message{Type: trayproto.TypeResult, ID: m.ID, Error: &trayproto.ResultError{Code: wire.CodeBadRequest, Message: "unknown request", TriesLeft: -1}})
 		}
 	}
 }
@@ -238,10 +247,10 @@ func trayGone(err error) bool {
 	return errors.Is(err, io.ErrClosedPipe) || errors.Is(err, os.ErrClosed) || errors.Is(err, syscall.EPIPE)
 }
 
-func resultFor(id int64, err error) Message {
+func resultFor(id int64, err error) trayproto.Message {
 	if err == nil {
-		return Message{Type: TypeResult, ID: id, OK: true}
+		return trayproto.Message{Type: trayproto.TypeResult, ID: id, OK: true}
 	}
 	e := agent.Classify(err)
-	return Message{Type: TypeResult, ID: id, Error: &ResultError{Code: e.Code, Message: e.Message, TriesLeft: e.TriesLeft}}
+	return trayproto.Message{Type: trayproto.TypeResult, ID: id, Error: &trayproto.ResultError{Code: e.Code, Message: e.Message, TriesLeft: e.TriesLeft}}
 }
