@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -261,7 +260,14 @@ func TestEndToEndNamedCard(t *testing.T) {
 	}
 	c.send(t, map[string]any{"id": 5, "type": "certificates", "card": ids[0]})
 	m = c.reply(t, 5)
-	if m["card_id"] != ids[0] || m["reader"] != pcsctest.ReaderNames[0] || !strings.Contains(fmt.Sprint(get(map[string]any(m), "holder", "name")), "RANDOM") {
+	cc := decode[struct {
+		CardID string `json:"card_id"`
+		Reader string `json:"reader"`
+		Holder struct {
+			Name string `json:"name"`
+		} `json:"holder"`
+	}](t, m)
+	if cc.CardID != ids[0] || cc.Reader != pcsctest.ReaderNames[0] || !strings.Contains(cc.Holder.Name, "RANDOM") {
 		t.Errorf("certificates of the first card (id %s): %v", ids[0], m)
 	}
 	for i, bad := range []any{42, "", strings.Repeat("a", 129), "a\nb"} {
