@@ -98,13 +98,13 @@ type Menu struct {
 	Certificates []string `json:"certificates,omitempty"`
 	// Cards lists every inserted card when there are several (holder,
 	// type, reader, state or PIN tries left; at most MaxCards lines).
-	Cards []string `json:"cards,omitempty"`
-	Renew        Item     `json:"renew"`
-	ChangePIN    Item     `json:"change_pin"`
-	Unblock      Item     `json:"unblock"`
-	Diagnostics  Item     `json:"diagnostics"`
-	About        Item     `json:"about"`
-	Quit         Item     `json:"quit"`
+	Cards       []string `json:"cards,omitempty"`
+	Renew       Item     `json:"renew"`
+	ChangePIN   Item     `json:"change_pin"`
+	Unblock     Item     `json:"unblock"`
+	Diagnostics Item     `json:"diagnostics"`
+	About       Item     `json:"about"`
+	Quit        Item     `json:"quit"`
 }
 
 // Item is one actionable menu line.
