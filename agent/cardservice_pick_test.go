@@ -308,3 +308,44 @@ func TestSignDocumentsChoice(t *testing.T) {
 		t.Errorf("choices %+v", cs)
 	}
 }
+
+// TestChangePINChoice: with two cards, Change PIN asks which card first and
+// changes the chosen card's PIN only; Unblock offers a blocked card too.
+func TestChangePINChoice(t *testing.T) {
+	h := newHarness(t, pinPolicy)
+	a := newCard(t, testpki.CardSpec{Surname: "FIRST", DaysLeft: 400}, nil)
+	b := newCard(t, testpki.CardSpec{Surname: "SECOND", DaysLeft: 400, KeyIndex: 1}, func(c *vpiv.Config) { c.PINTriesLeft = -1 })
+	insertPIV(h, "R0", a)
+	insertPIV(h, "R1", b)
+
+	// Change PIN: the blocked card is no choice, so FIRST's PIN changes with no choice prompt.
+	sp := scriptedSecrets(map[prompt.Secret][]string{
+		prompt.SecretPIN: {markerPIN}, prompt.SecretNewPIN: {newTestPIN}, prompt.SecretNewPINAgain: {newTestPIN},
+	})
+	p := &choosingPrompter{fakePrompter: sp, choose: func(context.Context, prompt.Choice) (int, error) { return 0, nil }}
+	if err := h.svc.ChangePIN(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	if a.PIN() != newTestPIN || len(p.choiceList()) != 0 {
+		t.Errorf("FIRST's PIN %q, %d choices", a.PIN(), len(p.choiceList()))
+	}
+
+	// Unblock: both cards are offered; the user picks SECOND (blocked).
+	sp = scriptedSecrets(map[prompt.Secret][]string{
+		prompt.SecretPUK: {vpiv.DefaultPUK}, prompt.SecretNewPIN: {newTestPIN}, prompt.SecretNewPINAgain: {newTestPIN},
+	})
+	p = &choosingPrompter{fakePrompter: sp, choose: func(context.Context, prompt.Choice) (int, error) { return 1, nil }}
+	if err := h.svc.UnblockPIN(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	cs := p.choiceList()
+	if len(cs) != 1 || cs[0].Purpose != "unblock your card" || cs[0].Origin != "" || len(cs[0].Cards) != 2 || cs[0].Cards[1].TriesLeft != 0 {
+		t.Errorf("choices %+v", cs)
+	}
+	if b.PIN() != newTestPIN || b.PINTries() != 3 {
+		t.Errorf("SECOND after unblock: PIN %q tries %d", b.PIN(), b.PINTries())
+	}
+	if h := prompt.ChoiceHeading(cs[0]); h != "Several smartcards are inserted: choose the one to unblock your card." {
+		t.Errorf("heading %q", h)
+	}
+}

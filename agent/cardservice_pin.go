@@ -67,8 +67,12 @@ func (s *CardService) managePIN(ctx context.Context, p prompt.Prompter, unblock 
 	if p == nil {
 		return ErrPromptUnavailable
 	}
-	sel := selectionFor("", "", op, p)
-	sel.blockedOK = true // an unblock wants the blocked card; a change is refused on it with the reason
+	purpose := "change your PIN"
+	if unblock {
+		purpose = "unblock your card"
+	}
+	sel := selectionFor("", "", purpose, p)
+	sel.blockedOK = unblock // an unblock is for a blocked card; a blocked card's PIN cannot be changed
 	pk, err := s.pick(ctx, sel)
 	if err != nil {
 		return err
