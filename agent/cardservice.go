@@ -52,6 +52,15 @@ type CardService struct {
 	// leaves the prompter's default.
 	PromptTimeout time.Duration
 
+	// Removal is what happens when a card that completed a sign-in is
+	// removed and not read again within RemovalGrace: RemovalNone (or ""),
+	// RemovalNotify or RemovalLock (cardservice_session.go).
+	Removal      string
+	RemovalGrace time.Duration
+	// LockDesktop locks the desktop session (RemovalLock). It runs on a
+	// goroutine of its own with a context bounded by LockTimeout.
+	LockDesktop func(ctx context.Context) error
+
 	initOnce sync.Once
 
 	mu      sync.Mutex
@@ -65,6 +74,9 @@ type CardService struct {
 	wg      sync.WaitGroup // card openers and closers
 	// activity is the signing in progress (nil: none), for the tray.
 	activity *Activity
+	// sessions are the cards that signed in (RemovalNotify, RemovalLock).
+	sessions []*signInSession
+	locking  bool // a LockDesktop call is running
 
 	dispatchMu sync.Mutex // held while one event is delivered
 }
@@ -93,6 +105,7 @@ type cardSlot struct {
 	busy   atomic.Bool   // one card operation in flight
 
 	// Guarded by CardService.mu.
+	id       string // the card's id, once read
 	state    string
 	openDone bool
 	detached bool
@@ -143,6 +156,9 @@ func (s *CardService) init() {
 // started has ended, and every card is closed, when it returns.
 func (s *CardService) Serve(ctx context.Context) error {
 	s.init()
+	if err := s.checkRemoval(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	if s.serving {
 		s.mu.Unlock()
@@ -166,6 +182,7 @@ func (s *CardService) Serve(ctx context.Context) error {
 			s.detachLocked(r.card, time.Time{})
 		}
 	}
+	s.stopSessionsLocked()
 	s.readers, s.serving, s.service = nil, false, wire.ServiceStopped
 	s.mu.Unlock()
 	s.wg.Wait()
@@ -318,6 +335,7 @@ func (s *CardService) detachLocked(cs *cardSlot, at time.Time) {
 	cs.cancel(pcsc.ErrCardRemoved)
 	cs.cache.clear()
 	s.emitLocked(wire.Event{Kind: wire.EventCardRemoved, Reader: cs.reader, Time: at})
+	s.cardLeftLocked(cs)
 	if cs.openDone {
 		s.closeLater(cs.card, cs.sess)
 		cs.card, cs.sess = nil, nil
@@ -413,6 +431,7 @@ func (s *CardService) openCard(cs *cardSlot) {
 	s.mu.Lock()
 	cs.openDone = true
 	if cs.detached {
+		s.cardReadLocked(cs)
 		s.mu.Unlock()
 		s.closeLater(card, sess)
 		return
@@ -428,8 +447,12 @@ func (s *CardService) openCard(cs *cardSlot) {
 	if pinSt != nil {
 		cs.maxTries = pinSt.TriesLeft
 	}
+	if card != nil {
+		cs.id = card.Info().ID
+	}
 	st := s.cardStateLocked(cs, s.Now())
 	s.emitLocked(wire.Event{Kind: wire.EventCardInserted, Reader: cs.reader, Card: st})
+	s.cardReadLocked(cs)
 	s.mu.Unlock()
 	if card != nil {
 		if st.Holder != nil {

@@ -187,6 +187,9 @@ func (s *CardService) signChallenge(ctx context.Context, origin, card string, p 
 	}
 	err = s.onCard(ctx, selectionFor(card, origin, "sign in", p), &reader, func(pk picked) (err error) {
 		res, err = s.authenticate(ctx, pk, origin, p, digest)
+		if err == nil {
+			s.signedIn(pk.slot) // the removal policy's session (cardservice_session.go)
+		}
 		return err
 	})
 	if err != nil {

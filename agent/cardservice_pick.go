@@ -122,10 +122,7 @@ func (s *CardService) pick(ctx context.Context, sel selection) (picked, error) {
 			if cs.state == wire.CardReading && wait == nil {
 				wait = cs
 			}
-			c := candidate{state: cs.state, blocked: cs.pin != nil && cs.pin.Blocked}
-			if cs.card != nil {
-				c.id = cs.card.Info().ID
-			}
+			c := candidate{state: cs.state, id: cs.id, blocked: cs.pin != nil && cs.pin.Blocked}
 			slots, cands = append(slots, cs), append(cands, c)
 		}
 		service := s.service

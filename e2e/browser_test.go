@@ -252,6 +252,13 @@ func triesText(n int) string {
 // setup starts the private pcscd, the browser, two demo sites and the agent.
 func setup(t *testing.T) *env {
 	t.Helper()
+	return setupWith(t, nil)
+}
+
+// setupWith is setup with configure (if not nil) applied to the card
+// service before it starts.
+func setupWith(t *testing.T, configure func(*agent.CardService)) *env {
+	t.Helper()
 	e := &env{}
 	e.pcscd = pcsctest.Require(t)
 	e.browser = requireBrowser(t)
@@ -305,6 +312,9 @@ func setup(t *testing.T) *env {
 	e.log = log
 	e.prompter = &prompttest.Switch{}
 	e.svc = &agent.CardService{Log: log.Named("cards")}
+	if configure != nil {
+		configure(e.svc)
+	}
 	srv, err := api.New(log.Named("api"), e.svc, e.prompter, api.Options{
 		Ports:            ports,
 		AllowedOrigins:   []string{e.allowed},

@@ -536,7 +536,12 @@ func (s *session) signin(t *testing.T) {
 		// The prescribing page may sign, on a Port Service port of the test's own.
 		"environments":          map[string]any{"live": map[string]any{"origins": []string{}, "signing_origins": []string{rxOrigin}}},
 		"credential_management": map[string]any{"ports": []int{s.cmPort}},
-		"log":                   map[string]any{"level": "debug"},
+		// Removal policy "lock" with no lock command: the Windows build calls
+		// user32's LockWorkStation when the card that signed in is removed
+		// (events step). Wine's LockWorkStation is a stub that fails, which is
+		// how the call is seen here.
+		"session": map[string]any{"removal": "lock", "removal_grace_seconds": 1},
+		"log":     map[string]any{"level": "debug"},
 	})
 	confPath := s.w.cdrive("ProgramData/cardagent/config.json")
 	os.MkdirAll(filepath.Dir(confPath), 0o755)
@@ -640,12 +645,36 @@ func (s *session) events(t *testing.T) {
 	s.remove()
 	s.ws.waitEvent(t, "card_removed", 5*time.Second)
 	t.Logf("card_removed after %.2f s", time.Since(start).Seconds())
+	// The card signed in (signin step) and the policy is "lock" with a 1 s
+	// grace period: the page is told the session ended, and the agent asks
+	// Windows to lock the workstation. Wine cannot lock (its LockWorkStation
+	// is a stub returning FALSE), so the call shows as the agent's logged
+	// failure naming LockWorkStation.
+	ev := s.ws.waitEvent(t, "session_ended", 10*time.Second)
+	t.Logf("session_ended after %.2f s", time.Since(start).Seconds())
+	if get(ev, "session", "action") != "lock" || get(ev, "session", "holder", "uuid") != cardUUID || get(ev, "session", "card_id") == nil {
+		t.Errorf("session_ended: %v", ev)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(readFile(s.agentLog()), "locking the desktop failed") && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	called := false
+	for _, line := range strings.Split(readFile(s.agentLog()), "\n") {
+		if strings.Contains(line, "locking the desktop failed") && strings.Contains(line, "LockWorkStation") {
+			called = true
+			t.Logf("the lock, as Wine answers it: %s", line)
+		}
+	}
+	if !called {
+		t.Errorf("no failed LockWorkStation call in the agent's log:\n%s", tail(readFile(s.agentLog()), 2000))
+	}
 	if st := s.ws.call(t, "status", nil, 10*time.Second); get(st, "readers", 0, "card") != nil {
 		t.Errorf("status after removal: %v", st)
 	}
 	start = time.Now()
 	s.insert(t)
-	ev := s.ws.waitEvent(t, "card_reading", 10*time.Second)
+	ev = s.ws.waitEvent(t, "card_reading", 10*time.Second)
 	t.Logf("card_reading after %.2f s", time.Since(start).Seconds())
 	if get(ev, "card", "state") != "reading" {
 		t.Errorf("card_reading: %v", ev)

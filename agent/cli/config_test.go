@@ -28,7 +28,8 @@ const testConfig = `{
     "training": {"origins": ["https://train.example.org"]}
   },
   "listen": {"port": 44000},
-  "credential_management": {"enabled": false}
+  "credential_management": {"enabled": false},
+  "session": {"removal": "lock", "lock_command": ["/usr/bin/xdg-screensaver", "lock"]}
 }`
 
 func TestConfigShow(t *testing.T) {
@@ -48,10 +49,13 @@ func TestConfigShow(t *testing.T) {
 		}
 	}
 	for key, want := range map[string][2]string{
-		"listen.port":               {"44000", file},
-		"listen.port_range":         {"10", "default"},
-		"environments.live.origins": {`["https://signin.example.org"]`, file},
-		"pin.policy":                {`"always"`, "default"},
+		"listen.port":                   {"44000", file},
+		"listen.port_range":             {"10", "default"},
+		"environments.live.origins":     {`["https://signin.example.org"]`, file},
+		"pin.policy":                    {`"always"`, "default"},
+		"session.removal":               {`"lock"`, file},
+		"session.removal_grace_seconds": {"5", "default"},
+		"session.lock_command":          {`["/usr/bin/xdg-screensaver","lock"]`, file},
 	} {
 		if rows[key] != want {
 			t.Errorf("row %s = %v, want %v", key, rows[key], want)

@@ -62,6 +62,9 @@ type Config struct {
 	// CredentialManagement sets the NHS Credential Management compatible
 	// endpoint (the Port Service and the signing hub).
 	CredentialManagement CredentialManagement `json:"credential_management"`
+	// Session sets what the agent does when the card that signed the user
+	// in is removed.
+	Session Session `json:"session"`
 
 	// sources maps a key path ("listen.port", "environments.live") to the
 	// source that set it; keys that are absent were not set by any file.
@@ -240,6 +243,32 @@ type CredentialManagement struct {
 	MaxPayloadBytes int `json:"max_payload_bytes"`
 }
 
+// Removal policies (Session.Removal).
+const (
+	// RemovalNone: removing the card ends nothing but its PIN cache (the default).
+	RemovalNone = "none"
+	// RemovalNotify: pages get a session_ended event naming the card.
+	RemovalNotify = "notify"
+	// RemovalLock: pages get session_ended and the desktop session is locked.
+	RemovalLock = "lock"
+)
+
+// Session sets what happens when a card that completed a sign-in is
+// removed and not put back within the grace period (docs/config.md).
+type Session struct {
+	// Removal is "none" (default), "notify" or "lock".
+	Removal string `json:"removal"`
+	// RemovalGraceSeconds is how long a removed card may take to come back
+	// (the same card, read again) before its session ends (default 5, 0 to 60).
+	RemovalGraceSeconds int `json:"removal_grace_seconds"`
+	// LockCommand, when not empty, is the program (an absolute path) and
+	// arguments run to lock the desktop instead of the system's own lock.
+	LockCommand []string `json:"lock_command"`
+}
+
+// RemovalGrace is RemovalGraceSeconds as a duration.
+func (s Session) RemovalGrace() time.Duration { return seconds(s.RemovalGraceSeconds) }
+
 // DefaultCMPorts are the NHS Port Service ports.
 var DefaultCMPorts = []int{43487, 44213, 45031, 46478, 48853}
 
@@ -297,6 +326,7 @@ func Default() Config {
 			MaxPayloads:     50,
 			MaxPayloadBytes: 16384,
 		},
+		Session: Session{Removal: RemovalNone, RemovalGraceSeconds: 5, LockCommand: []string{}},
 	}
 }
 
@@ -382,6 +412,9 @@ func (c Config) Warnings() []string {
 	if c.Environment == "development" {
 		w = append(w, "the development environment is active: only for testing")
 	}
+	if len(c.Session.LockCommand) > 0 && c.Session.Removal != RemovalLock {
+		w = append(w, "session.lock_command is set but session.removal is "+quote(c.Session.Removal)+": the command is never run")
+	}
 	for _, o := range c.AllowedOrigins() {
 		if strings.HasPrefix(o, "http://") {
 			w = append(w, "origin "+o+" is plain http: use it for development only")
@@ -404,6 +437,7 @@ func (c Config) clone() Config {
 	d.ExtraOrigins = slices.Clone(c.ExtraOrigins)
 	d.PKCS11.Kinds = slices.Clone(c.PKCS11.Kinds)
 	d.CredentialManagement.Ports = slices.Clone(c.CredentialManagement.Ports)
+	d.Session.LockCommand = slices.Clone(c.Session.LockCommand)
 	d.sources = c.Sources()
 	d.notes = slices.Clone(c.notes)
 	return d

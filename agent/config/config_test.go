@@ -226,6 +226,14 @@ func TestValidate(t *testing.T) {
 		{"pkcs11 no kinds", func(c *Config) { c.PKCS11.Kinds = nil }, "pkcs11.kinds", "at least one"},
 		{"log level", func(c *Config) { c.Log.Level = "trace" }, "log.level", `want "debug", "info", "warn" or "error"`},
 		{"log format", func(c *Config) { c.Log.Format = "xml" }, "log.format", `want "json" or "console"`},
+		{"removal", func(c *Config) { c.Session.Removal = "logoff" }, "session.removal", `want "none", "notify" or "lock"`},
+		{"removal case", func(c *Config) { c.Session.Removal = "Lock" }, "session.removal", `want "none", "notify" or "lock"`},
+		{"grace negative", func(c *Config) { c.Session.RemovalGraceSeconds = -1 }, "session.removal_grace_seconds", "want 0 to 60"},
+		{"grace long", func(c *Config) { c.Session.RemovalGraceSeconds = 61 }, "session.removal_grace_seconds", "want 0 to 60"},
+		{"lock command relative", func(c *Config) { c.Session.LockCommand = []string{"xdg-screensaver", "lock"} }, "session.lock_command[0]", "absolute path"},
+		{"lock command empty arg", func(c *Config) { c.Session.LockCommand = []string{"/usr/bin/xdg-screensaver", ""} }, "session.lock_command[1]", "cannot be empty"},
+		{"lock command NUL", func(c *Config) { c.Session.LockCommand = []string{"/bin/sh", "-c\x00x"} }, "session.lock_command[1]", "NUL"},
+		{"lock command long", func(c *Config) { c.Session.LockCommand = make([]string, MaxLockCommandArgs+1) }, "session.lock_command", "at most 16"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -263,6 +271,7 @@ func TestValidate(t *testing.T) {
 		c.Limits.RequestTimeoutSeconds = 600
 		c.PKCS11 = PKCS11{Module: DefaultPath(), Kinds: []string{"series8", "piv"}}
 		c.Log = Logging{Level: "debug", Format: "console"}
+		c.Session = Session{Removal: RemovalLock, RemovalGraceSeconds: 0, LockCommand: []string{"/usr/bin/xdg-screensaver", "lock"}}
 		if err := c.Validate(); err != nil {
 			t.Fatalf("Validate() = %v", err)
 		}
@@ -275,7 +284,54 @@ func TestValidate(t *testing.T) {
 		if c.PIN.CacheWindow() != time.Hour {
 			t.Errorf("CacheWindow() = %v", c.PIN.CacheWindow())
 		}
+		for _, r := range []string{RemovalNone, RemovalNotify, RemovalLock} {
+			c.Session = Session{Removal: r, RemovalGraceSeconds: 60, LockCommand: []string{}}
+			if err := c.Validate(); err != nil {
+				t.Errorf("removal %q: %v", r, err)
+			}
+		}
+		if c.Session.RemovalGrace() != time.Minute {
+			t.Errorf("RemovalGrace() = %v", c.Session.RemovalGrace())
+		}
 	})
+}
+
+// TestSessionFromFile: the removal policy from a file, its defaults, and the
+// warning for a lock command that is never run.
+func TestSessionFromFile(t *testing.T) {
+	c := Default()
+	if c.Session.Removal != RemovalNone || c.Session.RemovalGraceSeconds != 5 || c.Session.LockCommand == nil || len(c.Session.LockCommand) != 0 {
+		t.Errorf("default session %+v, want none, 5 s, no command", c.Session)
+	}
+	c, err := Parse([]byte(`{"session": {"removal": "lock", "lock_command": ["/usr/bin/loginctl", "lock-session"]}}`), "f.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Session.Removal != RemovalLock || c.Session.RemovalGraceSeconds != 5 || !slices.Equal(c.Session.LockCommand, []string{"/usr/bin/loginctl", "lock-session"}) {
+		t.Errorf("session %+v", c.Session)
+	}
+	if c.Source("session.lock_command") != "f.json" || c.Source("session.removal_grace_seconds") != SourceDefault {
+		t.Errorf("sources %q %q", c.Source("session.lock_command"), c.Source("session.removal_grace_seconds"))
+	}
+	if slices.ContainsFunc(c.Warnings(), func(w string) bool { return strings.Contains(w, "lock_command") }) {
+		t.Errorf("warning with removal lock: %q", c.Warnings())
+	}
+	c, err = Parse([]byte(`{"session": {"removal": "notify", "lock_command": ["/bin/true"]}}`), "f.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(c.Warnings(), func(w string) bool { return strings.Contains(w, "lock_command") && strings.Contains(w, "never run") }) {
+		t.Errorf("no warning for a lock command that is never run: %q", c.Warnings())
+	}
+	if _, err := Parse([]byte(`{"session": {"lock_command": "/bin/true"}}`), "f.json"); err == nil || !strings.Contains(err.Error(), "want a list") {
+		t.Errorf("lock_command as a string: %v", err)
+	}
+	// A clone does not share the command with the original.
+	d := c.clone()
+	d.Session.LockCommand[0] = "/changed"
+	if c.Session.LockCommand[0] != "/bin/true" {
+		t.Error("clone shares session.lock_command")
+	}
 }
 
 func TestMergeRejects(t *testing.T) {

@@ -161,6 +161,9 @@ func (c *Config) normalize() {
 	if c.PKCS11.Kinds == nil {
 		c.PKCS11.Kinds = []string{}
 	}
+	if c.Session.LockCommand == nil {
+		c.Session.LockCommand = []string{}
+	}
 }
 
 func readFile(path string) ([]byte, error) {

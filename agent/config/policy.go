@@ -22,9 +22,10 @@ import (
 // macOS managed preferences (/Library/Managed Preferences/org.cardagent.agent.plist,
 // written by an MDM configuration profile) or, on Linux, /etc/cardagent/policy.json.
 // Nothing a user controls is layered above it. While a policy is in force,
-// the security settings (environment, environments, allowed_origins, pin
-// and credential_management) come only from the system configuration file and the policy: a file
-// named with --config cannot change them.
+// the security settings (environment, environments, allowed_origins, pin,
+// credential_management and session) come only from the system
+// configuration file and the policy: a file named with --config cannot
+// change them.
 
 // Policy is the IT policy read from one place.
 type Policy struct {
@@ -56,7 +57,9 @@ type PolicySource interface {
 
 // SecurityKeys are the settings no file named with --config may change while
 // an IT policy is in force.
-var SecurityKeys = []string{"environment", "environments", "allowed_origins", "pin", "credential_management"}
+// session is one: a user's file must not turn off the removal policy IT set
+// (nor name the program the agent runs to lock the desktop).
+var SecurityKeys = []string{"environment", "environments", "allowed_origins", "pin", "credential_management", "session"}
 
 type policyKind int
 
@@ -66,6 +69,9 @@ const (
 	kindInt
 	kindBool
 	kindJSON
+	// kindArgv is a program and its arguments: a list, each item kept as
+	// is (a path may hold spaces), or one text value for the program alone.
+	kindArgv
 )
 
 type policyName struct {
@@ -94,6 +100,9 @@ var policyNames = []policyName{
 	{"ExpiryWarningDays", "expiry.warning_days", kindInt},
 	{"TrayHideQuit", "tray.hide_quit", kindBool},
 	{"CredentialManagementEnabled", "credential_management.enabled", kindBool},
+	{"SessionRemoval", "session.removal", kindString},
+	{"SessionRemovalGraceSeconds", "session.removal_grace_seconds", kindInt},
+	{"SessionLockCommand", "session.lock_command", kindArgv},
 }
 
 // LoadEffective loads the configuration as the agent runs with it: the
@@ -153,6 +162,7 @@ func lockSecurity(c Config, path, location string) (Config, error) {
 	sys = sys.clone()
 	d.Environment, d.Environments, d.ExtraOrigins, d.PIN = sys.Environment, sys.Environments, sys.ExtraOrigins, sys.PIN
 	d.CredentialManagement = sys.CredentialManagement
+	d.Session = sys.Session
 	for k := range d.sources {
 		if isSecurityKey(k) {
 			delete(d.sources, k)
@@ -276,6 +286,14 @@ func convertPolicy(kind policyKind, v any) (val any, set bool, err error) {
 			return nil, false, fmt.Errorf("want a list of text values (or one text value separated by spaces, commas or semicolons), got %s", describePolicy(v))
 		}
 		return items, len(items) > 0, nil
+	case kindArgv:
+		switch x := v.(type) {
+		case string:
+			return []string{x}, x != "", nil
+		case []string:
+			return x, len(x) > 0, nil
+		}
+		return nil, false, fmt.Errorf("want a list of text values, the program then its arguments (REG_MULTI_SZ or an array of strings), got %s", describePolicy(v))
 	case kindInt:
 		switch x := v.(type) {
 		case int64:

@@ -111,6 +111,16 @@ func TestPolicyLocksSecuritySettings(t *testing.T) {
 	if !slices.ContainsFunc(c.Warnings(), func(w string) bool { return strings.Contains(w, "IT policy") && strings.Contains(w, "ignored") }) {
 		t.Errorf("no warning about the ignored settings: %q", c.Warnings())
 	}
+	// Nor the removal policy: a user cannot turn off IT's "lock" (or name
+	// the program run to lock) with a file of their own.
+	sysLock := writeFile(t, "lockuser.json", `{"session": {"removal": "none", "lock_command": ["/tmp/mine"]}}`)
+	c2, err := config.LoadLayered(sysLock, registry(map[string]any{"SessionRemoval": "lock"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2.Session.Removal != config.RemovalLock || len(c2.Session.LockCommand) != 0 {
+		t.Errorf("session %+v: the user file weakened the policy", c2.Session)
+	}
 	// Without a policy the same file is taken as it is.
 	c, err = config.LoadLayered(file, registry(nil))
 	if err != nil {
@@ -182,6 +192,29 @@ func TestRegistryPolicy(t *testing.T) {
 				}
 			},
 		},
+		{
+			name: "removal policy: REG_SZ, REG_DWORD and a REG_MULTI_SZ command whose path holds a space",
+			vals: map[string]any{"SessionRemoval": "lock", "SessionRemovalGraceSeconds": int64(10), "SessionLockCommand": []string{`/opt/my lock/lock`, "--now"}},
+			check: func(t *testing.T, c config.Config) {
+				if c.Session.Removal != config.RemovalLock || c.Session.RemovalGraceSeconds != 10 || !slices.Equal(c.Session.LockCommand, []string{`/opt/my lock/lock`, "--now"}) {
+					t.Errorf("session %+v", c.Session)
+				}
+				if c.Source("session.removal") != src("SessionRemoval") || c.Source("session.lock_command") != src("SessionLockCommand") {
+					t.Errorf("sources %q %q", c.Source("session.removal"), c.Source("session.lock_command"))
+				}
+			},
+		},
+		{
+			name: "a lock command as one REG_SZ is the program alone, not split",
+			vals: map[string]any{"SessionLockCommand": `/opt/my lock/lock`},
+			check: func(t *testing.T, c config.Config) {
+				if !slices.Equal(c.Session.LockCommand, []string{`/opt/my lock/lock`}) {
+					t.Errorf("command %q", c.Session.LockCommand)
+				}
+			},
+		},
+		{name: "bad removal names the registry value", vals: map[string]any{"SessionRemoval": "logoff"}, wantErr: src("SessionRemoval") + ": session.removal"},
+		{name: "lock command of the wrong type", vals: map[string]any{"SessionLockCommand": int64(1)}, wantErr: "want a list of text values"},
 		{name: "unknown value", vals: map[string]any{"AllowedOrigin": "https://a.example.org"}, wantErr: `unknown policy setting "AllowedOrigin"`},
 		{name: "wrong type", vals: map[string]any{"Port": []string{"1", "2"}}, wantErr: "want a whole number"},
 		{name: "bad bool", vals: map[string]any{"PINDigitsOnly": int64(7)}, wantErr: "want true or false"},

@@ -144,6 +144,8 @@ func (v *validator) check() {
 		}
 	}
 
+	v.session(c.Session)
+
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "json", "console")
 
@@ -152,6 +154,31 @@ func (v *validator) check() {
 	}
 	if c.Expiry.UrgentDays < 0 || c.Expiry.UrgentDays > c.Expiry.WarningDays {
 		v.bad("expiry.urgent_days", fmt.Sprint(c.Expiry.UrgentDays), "want 0 to expiry.warning_days")
+	}
+}
+
+// MaxLockCommandArgs bounds session.lock_command's length (program included).
+const MaxLockCommandArgs = 16
+
+func (v *validator) session(s Session) {
+	v.oneOf("session.removal", s.Removal, RemovalNone, RemovalNotify, RemovalLock)
+	v.intRange("session.removal_grace_seconds", s.RemovalGraceSeconds, 0, 60)
+	if len(s.LockCommand) > MaxLockCommandArgs {
+		v.bad("session.lock_command", fmt.Sprintf("%d items", len(s.LockCommand)), fmt.Sprintf("want at most %d: the program and its arguments", MaxLockCommandArgs))
+		return
+	}
+	for i, a := range s.LockCommand {
+		key := fmt.Sprintf("session.lock_command[%d]", i)
+		switch {
+		case a == "":
+			v.bad(key, a, "an argument cannot be empty")
+		case strings.ContainsRune(a, 0):
+			v.bad(key, a, "an argument cannot contain a NUL character")
+		case len(a) > 1024:
+			v.bad(key, a[:32]+"...", "longer than 1024 bytes")
+		case i == 0 && !filepath.IsAbs(a):
+			v.bad(key, a, "want the program's absolute path (no search in PATH)")
+		}
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/cardagent/cardagent/agent/api"
 	"github.com/cardagent/cardagent/agent/cm"
 	"github.com/cardagent/cardagent/agent/config"
+	"github.com/cardagent/cardagent/agent/desktoplock"
 	"github.com/cardagent/cardagent/agent/nodump"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/pcsc/p11"
@@ -69,6 +70,13 @@ func New(cfg config.Config, o Options) (*Daemon, error) {
 
 		ExpiryWarningDays: cfg.Expiry.WarningDays,
 		RenewalURL:        cfg.RenewalURL(),
+	}
+	d.svc.Removal, d.svc.RemovalGrace = cfg.Session.Removal, cfg.Session.RemovalGrace()
+	if cfg.Session.Removal == config.RemovalLock {
+		locker := desktoplock.Locker{Command: cfg.Session.LockCommand}
+		d.svc.LockDesktop = locker.Lock
+		log.Info("removal policy: the desktop is locked when the card that signed in is removed",
+			zap.String("lock", locker.Method()), zap.Duration("grace", cfg.Session.RemovalGrace()))
 	}
 	d.svc.Drivers.PKCS11 = p11.Config{Module: cfg.PKCS11.Module}
 	d.svc.Drivers.PKCS11Kinds = cfg.PKCS11.CardKinds()

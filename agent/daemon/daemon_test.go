@@ -1,10 +1,12 @@
 package daemon
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -70,5 +72,46 @@ func TestTraySupervisor(t *testing.T) {
 	s.OnQuit()
 	if !quit || s.Host.Backend != svc {
 		t.Error("supervisor not wired to the card service and the quit function")
+	}
+}
+
+// TestRemovalPolicyWiring: the configuration's removal policy reaches the
+// card service, and with "lock" the configured command is what locks.
+func TestRemovalPolicyWiring(t *testing.T) {
+	dir := t.TempDir()
+	rec := filepath.Join(dir, "locked")
+	script := filepath.Join(dir, "lock.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho locked >> \"$1\"\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		removal string
+		lock    bool
+	}{{config.RemovalNone, false}, {config.RemovalNotify, false}, {config.RemovalLock, true}} {
+		t.Run(tc.removal, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.Listen.Port = 0
+			cfg.CredentialManagement.Enabled = false
+			cfg.Session = config.Session{Removal: tc.removal, RemovalGraceSeconds: 7, LockCommand: []string{script, rec}}
+			d, err := New(cfg, Options{Log: zap.NewNop()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.svc.Removal != tc.removal || d.svc.RemovalGrace != 7*time.Second {
+				t.Errorf("card service removal %q grace %v", d.svc.Removal, d.svc.RemovalGrace)
+			}
+			if (d.svc.LockDesktop != nil) != tc.lock {
+				t.Fatalf("LockDesktop set: %v, want %v", d.svc.LockDesktop != nil, tc.lock)
+			}
+			if !tc.lock {
+				return
+			}
+			if err := d.svc.LockDesktop(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if b, err := os.ReadFile(rec); err != nil || string(b) != "locked\n" {
+				t.Errorf("lock command record %q, %v", b, err)
+			}
+		})
 	}
 }

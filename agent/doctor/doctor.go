@@ -24,6 +24,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/config"
+	"github.com/cardagent/cardagent/agent/desktoplock"
 	"github.com/cardagent/cardagent/agent/expiry"
 	"github.com/cardagent/cardagent/pcsc"
 	"github.com/cardagent/cardagent/version"
@@ -57,6 +58,7 @@ const (
 	CheckTray          = "tray"
 	CheckLegacy        = "legacy"
 	CheckPortService   = "port_service"
+	CheckRemoval       = "removal"
 )
 
 // Result is one check's outcome.
@@ -191,12 +193,19 @@ type Doctor struct {
 	Tray       TrayHost
 	Legacy     LegacyDetector
 	Autostart  AutostartChecker
-	Now        func() time.Time
+	// LockAvailable says why the desktop lock of session.lock_command (the
+	// system's own when empty) cannot work here, nil when it can
+	// (desktoplock.Locker.Available). It never locks.
+	LockAvailable func(command []string) error
+	Now           func() time.Time
 }
 
 func (d *Doctor) defaults() {
 	if d.ConfigPath == "" {
 		d.ConfigPath = config.DefaultPath()
+	}
+	if d.LockAvailable == nil {
+		d.LockAvailable = func(command []string) error { return desktoplock.Locker{Command: command}.Available() }
 	}
 	if d.LoadConfig == nil {
 		path := d.ConfigPath
@@ -245,6 +254,7 @@ func (d *Doctor) Run(ctx context.Context) *Report {
 	d.checkAutostart(add)
 	d.checkBrowserPolicy(cfg, add)
 	d.checkTray(ctx, add)
+	d.checkRemoval(cfg, add)
 	d.checkLegacy(ctx, add)
 
 	r.OK = len(r.Failed()) == 0
@@ -587,6 +597,29 @@ func (d *Doctor) checkTray(ctx context.Context, add func(Result)) {
 		res.Status, res.Message = OK, detail
 	} else {
 		res.Status, res.Message = Warn, detail+" The agent works without its tray icon; the PIN is still asked."
+	}
+	add(res)
+}
+
+// checkRemoval says what a removed card does (session.removal) and, for
+// "lock", whether the desktop can be locked here.
+func (d *Doctor) checkRemoval(cfg config.Config, add func(Result)) {
+	res := Result{ID: CheckRemoval, Title: "Removed card"}
+	s := cfg.Session
+	grace := fmt.Sprintf("%d s", s.RemovalGraceSeconds)
+	switch s.Removal {
+	case config.RemovalNotify:
+		res.Status, res.Message = OK, "When the card that signed in stays out for "+grace+", every page is told (session_ended) so it can sign the user out."
+	case config.RemovalLock:
+		if err := d.LockAvailable(s.LockCommand); err != nil {
+			res.Status = Warn
+			res.Message = "When the card that signed in stays out for " + grace + ", pages are told, but the desktop cannot be locked here: " + err.Error() + "."
+			res.Fix = "Set session.lock_command to this desktop's lock program, or install loginctl (systemd-logind) or xdg-screensaver (Linux)."
+		} else {
+			res.Status, res.Message = OK, "When the card that signed in stays out for "+grace+", every page is told and the desktop is locked."
+		}
+	default:
+		res.Status, res.Message = Info, "A removed card ends nothing: pages keep their sign-in (session.removal is \"none\")."
 	}
 	add(res)
 }

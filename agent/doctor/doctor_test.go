@@ -68,7 +68,7 @@ func (a autostart) Installed() (bool, string, error) {
 }
 
 func goodConfig() (config.Config, error) {
-	return config.Parse([]byte(`{"environments": {"live": {"origins": ["https://signin.example.org"], "renewal_url": "https://renew.example.org/", "signing_origins": ["https://rx.example.org"]}}}`), "/etc/cardagent/config.json")
+	return config.Parse([]byte(`{"environments": {"live": {"origins": ["https://signin.example.org"], "renewal_url": "https://renew.example.org/", "signing_origins": ["https://rx.example.org"]}}, "session": {"removal": "lock", "lock_command": ["/usr/local/bin/lock-desktop"]}}`), "/etc/cardagent/config.json")
 }
 
 type portProber map[int]doctor.PortServiceProbe
@@ -109,7 +109,13 @@ func healthy() *doctor.Doctor {
 		Tray:       tray{ok: true, detail: "tray found"},
 		Legacy:     legacy(nil),
 		Autostart:  autostart{ok: true},
-		Now:        func() time.Time { return now },
+		LockAvailable: func(cmd []string) error {
+			if len(cmd) != 1 || cmd[0] != "/usr/local/bin/lock-desktop" {
+				return fmt.Errorf("lock command %q", cmd)
+			}
+			return nil
+		},
+		Now: func() time.Time { return now },
 	}
 }
 
@@ -155,6 +161,19 @@ func TestEachProblem(t *testing.T) {
 				return config.Parse([]byte(`{"environment": "development"}`), "c.json")
 			}
 		}, doctor.CheckConfig, doctor.Warn, "development environment", false},
+		{"desktop cannot be locked", func(d *doctor.Doctor) {
+			d.LockAvailable = func([]string) error { return errors.New("desktoplock: no such file") }
+		}, doctor.CheckRemoval, doctor.Warn, "cannot be locked here: desktoplock: no such file", false},
+		{"removal policy none", func(d *doctor.Doctor) {
+			d.LoadConfig = func() (config.Config, error) {
+				return config.Parse([]byte(`{"environments": {"live": {"origins": ["https://signin.example.org"]}}}`), "c.json")
+			}
+		}, doctor.CheckRemoval, doctor.Info, "ends nothing", false},
+		{"removal policy notify", func(d *doctor.Doctor) {
+			d.LoadConfig = func() (config.Config, error) {
+				return config.Parse([]byte(`{"environments": {"live": {"origins": ["https://signin.example.org"]}}, "session": {"removal": "notify", "removal_grace_seconds": 7}}`), "c.json")
+			}
+		}, doctor.CheckRemoval, doctor.OK, "stays out for 7 s, every page is told", false},
 		{"no allowed origin", func(d *doctor.Doctor) {
 			d.LoadConfig = func() (config.Config, error) { return config.Default(), nil }
 		}, doctor.CheckOrigins, doctor.Fail, "refuses every page", true},

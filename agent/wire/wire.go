@@ -52,14 +52,35 @@ const (
 	// (Activity). For the agent's own tray only: the API never sends it to
 	// pages, so one page never learns of another origin's signing.
 	EventActivity EventKind = "activity"
+	// EventSessionEnded: a card that completed a sign-in was removed and did
+	// not come back within the grace period, and IT's removal policy is
+	// "notify" or "lock". Event.Session names the card, so a relying party
+	// can sign its user out. Sent to every page; never with policy "none".
+	EventSessionEnded EventKind = "session_ended"
 )
+
+// SessionEnd is what a session_ended event says. It names the card no more
+// than status did while the card was in (its id and holder), and never the
+// origin that signed in: every page gets it.
+type SessionEnd struct {
+	// CardID is the removed card's id (CardState.ID).
+	CardID string `json:"card_id"`
+	// Holder is the card's holder, as status reported it (absent when the
+	// card's certificates name none).
+	Holder *certinfo.Holder `json:"holder,omitempty"`
+	// Action is the removal policy in force: "notify", or "lock" when the
+	// agent also locks the desktop session.
+	Action string `json:"action"`
+}
 
 // Event is a change pushed to subscribers.
 type Event struct {
 	Kind   EventKind  `json:"event"`
 	Reader string     `json:"reader,omitempty"`
 	Card   *CardState `json:"card,omitempty"`
-	Time   time.Time  `json:"time"`
+	// Session is set for EventSessionEnded only.
+	Session *SessionEnd `json:"session,omitempty"`
+	Time    time.Time   `json:"time"`
 }
 
 // Status is the state of readers and cards, from the service's cache (no card I/O).

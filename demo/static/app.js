@@ -8,6 +8,9 @@
 // #agent-status[data-agent] is "connected", "missing" or "unknown";
 // #card-status[data-tries-left], [data-blocked], [data-days-left];
 // #signed-card[data-card-id], [data-reader]: the card that signed in.
+// When the agent says the card that signed in was removed (session_ended,
+// IT's removal policy "notify" or "lock"), the page signs out: #message
+// [data-code] is then "session_ended".
 import { describeError, describeStatus, expiryWarning } from "./messages.js";
 import { describeSignedInCard, signedInCard } from "./signedcard.js";
 
@@ -21,6 +24,7 @@ const connectOptions = PORTS ? { ports: PORTS } : undefined;
 let clientModule = null; // the imported /cardagent.js
 let agent = null; // connected client
 let refreshTimer = 0;
+let signedInUUID = null; // the holder signed in, for session_ended
 
 function setState(state) {
   document.body.dataset.state = state;
@@ -83,11 +87,14 @@ function subscribe(client) {
   const changes = ["card_reading", "card_inserted", "card_changed", "card_removed", "reader_added", "reader_removed", "service_down", "service_up",
     "event", "change", "status", "connected"];
   const closes = ["close", "disconnect"];
+  const onEnded = (detail) => sessionEnded(detail?.detail ?? detail);
   if (typeof client.on === "function") {
+    client.on("session_ended", onEnded);
     for (const n of changes) client.on(n, onChange);
     for (const n of closes) client.on(n, onClose);
     client.on("disconnected", onLost);
   } else if (typeof client.addEventListener === "function") {
+    client.addEventListener("session_ended", onEnded);
     for (const n of changes) client.addEventListener(n, onChange);
     for (const n of closes) client.addEventListener(n, onClose);
     client.addEventListener("disconnected", onLost);
@@ -168,6 +175,17 @@ async function postJSON(url, body) {
   return data;
 }
 
+// sessionEnded signs out when the card that signed this user in was removed
+// (docs/protocol.md, session_ended): the event names the card's holder; a
+// page signed in as someone else stays signed in.
+function sessionEnded(ev) {
+  if (document.body.dataset.state !== "signed-in") return;
+  const uuid = ev?.session?.holder?.uuid;
+  if (uuid && signedInUUID && uuid !== signedInUUID) return;
+  signOut();
+  say("Your smartcard was removed, so you have been signed out.", "info", "session_ended");
+}
+
 function showResult(r) {
   $("holder").textContent = r.holder?.name ?? "";
   $("uuid").textContent = r.holder?.uuid ?? "\u2014";
@@ -177,6 +195,7 @@ function showResult(r) {
   const date = (r.certificate?.not_after ?? "").slice(0, 10);
   $("expiry").textContent = Number.isInteger(days) ? `${date} (${days} days left)` : date;
   $("algorithm").textContent = r.algorithm ?? "";
+  signedInUUID = r.holder?.uuid ?? null;
   warn($("expiry-warning"), expiryWarning(days));
   $("result").hidden = false;
   $("signin-panel").hidden = true;
@@ -229,6 +248,7 @@ async function signIn() {
 }
 
 function signOut() {
+  signedInUUID = null;
   $("result").hidden = true;
   $("signin-panel").hidden = false;
   say("You signed out.");

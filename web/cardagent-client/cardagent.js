@@ -311,6 +311,8 @@ export async function discover(options = {}) {
  *   card_reading, card_inserted, card_changed, card_removed, reader_added,
  *   reader_removed, service_down, service_up
  *                   the agent's pushed events; detail {event, reader, card, time}
+ *   session_ended   the card that signed in was removed (IT's removal
+ *                   policy); detail {event, reader, session, time}
  *   event           every pushed event, whatever its name
  *   connected       the socket is (re)connected; detail {port, hello}
  *   disconnected    the socket dropped; detail {code, reason, reconnecting}
