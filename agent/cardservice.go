@@ -134,7 +134,11 @@ func (s *CardService) init() {
 		if s.Open == nil {
 			log := s.Log.Named("pcsc")
 			s.Open = func(ctx context.Context, reader string) (pcsc.Session, error) {
-				return pcsc.Open(ctx, log, reader)
+				c, err := pcsc.Open(ctx, log, reader)
+				if err != nil {
+					return nil, err // not a typed nil *pcsc.Conn
+				}
+				return c, nil
 			}
 		}
 		if s.Watch == nil {
@@ -379,7 +383,11 @@ func (s *CardService) openCard(cs *cardSlot) {
 		unusableKey string
 	)
 	sess, err := s.Open(ctx, cs.reader)
-	if err == nil {
+	if err != nil {
+		// A failed Open may return a typed nil (pcsc.Open's *Conn) in the
+		// interface: it must not be closed later.
+		sess = nil
+	} else {
 		card, id, err = drivers.Open(ctx, s.Log, sess, s.Drivers)
 		if err != nil {
 			_ = sess.Close()
