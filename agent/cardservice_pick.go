@@ -34,12 +34,15 @@ type selection struct {
 	// blockedOK keeps cards whose PIN is blocked among the candidates (a
 	// PIN unblock wants exactly those).
 	blockedOK bool
+	// noPrompt: the operation has no prompter at all, so a choice is
+	// ErrPromptUnavailable rather than ErrCardAmbiguous.
+	noPrompt bool
 }
 
 // selectionFor is the selection of a prompting operation: p chooses when it
 // can.
 func selectionFor(card, origin, purpose string, p prompt.Prompter) selection {
-	sel := selection{card: card, origin: origin, purpose: purpose}
+	sel := selection{card: card, origin: origin, purpose: purpose, noPrompt: p == nil}
 	if ch, ok := p.(prompt.Chooser); ok {
 		sel.chooser = ch
 	}
@@ -186,7 +189,10 @@ func (s *CardService) choiceLocked(cs *cardSlot) prompt.CardChoice {
 // index in usable. The prompt closes when one of the listed cards leaves
 // (card_removed): the list it shows would be stale.
 func (s *CardService) choose(ctx context.Context, sel selection, choices []prompt.CardChoice, slots []*cardSlot, usable []int) (int, error) {
-	if sel.chooser == nil {
+	switch {
+	case sel.noPrompt:
+		return -1, ErrPromptUnavailable
+	case sel.chooser == nil:
 		return -1, ErrCardAmbiguous
 	}
 	cctx, cancel := context.WithCancelCause(ctx)

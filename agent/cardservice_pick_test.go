@@ -165,6 +165,7 @@ func TestSeveralCardsChoiceEnds(t *testing.T) {
 		{"no prompt", &choosingPrompter{fakePrompter: answerPIN(markerPIN), choose: func(context.Context, prompt.Choice) (int, error) { return -1, prompt.ErrUnavailable }}, wire.CodePromptUnavailable},
 		{"out of range", chooseIndex(2, markerPIN), wire.CodeInternalError},
 		{"prompter cannot choose", answerPIN(markerPIN), wire.CodeCardAmbiguous},
+		{"no prompter", nil, wire.CodePromptUnavailable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, nil)
