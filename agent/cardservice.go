@@ -134,7 +134,11 @@ func (s *CardService) init() {
 		if s.Open == nil {
 			log := s.Log.Named("pcsc")
 			s.Open = func(ctx context.Context, reader string) (pcsc.Session, error) {
-				return pcsc.Open(ctx, log, reader)
+				c, err := pcsc.Open(ctx, log, reader)
+				if err != nil {
+					return nil, err // not a typed nil *pcsc.Conn
+				}
+				return c, nil
 			}
 		}
 		if s.Watch == nil {
@@ -379,7 +383,11 @@ func (s *CardService) openCard(cs *cardSlot) {
 		unusableKey string
 	)
 	sess, err := s.Open(ctx, cs.reader)
-	if err == nil {
+	if err != nil {
+		// A failed Open may return a typed nil (pcsc.Open's *Conn) in the
+		// interface: it must not be closed later.
+		sess = nil
+	} else {
 		card, id, err = drivers.Open(ctx, s.Log, sess, s.Drivers)
 		if err != nil {
 			_ = sess.Close()
@@ -518,91 +526,4 @@ func holderOf(certs []pcsc.Certificate) *certinfo.Holder {
 		}
 	}
 	return h
-}
-
-// Certificates returns the certificates of the card Authenticate would use.
-func (s *CardService) Certificates(ctx context.Context) (*wire.CardCertificates, error) {
-	cs, err := s.pick(ctx)
-	if err != nil {
-		return nil, err
-	}
-	certs, err := cs.card.Certificates(ctx) // cached by the driver
-	if err != nil {
-		return nil, Classify(err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := &wire.CardCertificates{Reader: cs.reader, CardType: cs.typeName, Holder: holderOf(certs), Certificates: s.summaries(certs, s.Now())}
-	for _, c := range certs {
-		if c.Key == pcsc.KeyAuthentication {
-			out.Authentication = c.Cert.Raw
-		}
-	}
-	return out, nil
-}
-
-// pick returns the card to use: the first reader's (in PC/SC order) ready,
-// supported card. A card still being read is waited for (bounded by ctx), so
-// a sign-in right after insertion works.
-func (s *CardService) pick(ctx context.Context) (*cardSlot, error) {
-	s.init()
-	for {
-		s.mu.Lock()
-		var (
-			wait              *cardSlot
-			unsupported, mute bool
-			failed            bool
-			unusableKey       string
-		)
-		for _, r := range s.readers {
-			cs := r.card
-			if cs == nil {
-				continue
-			}
-			switch cs.state {
-			case wire.CardReady:
-				s.mu.Unlock()
-				return cs, nil
-			case wire.CardReading:
-				if wait == nil {
-					wait = cs
-				}
-			case wire.CardUnsupported:
-				unsupported = true
-				if unusableKey == "" {
-					unusableKey = cs.unusableKey
-				}
-			case wire.CardMute:
-				mute = true
-			default:
-				failed = true
-			}
-			if wait != nil {
-				break
-			}
-		}
-		service := s.service
-		s.mu.Unlock()
-		if wait == nil {
-			switch {
-			case unusableKey != "":
-				return nil, errUnsupportedKey(unusableKey)
-			case unsupported:
-				return nil, Classify(pcsc.ErrUnsupportedCard)
-			case mute:
-				return nil, Classify(pcsc.ErrCardUnresponsive)
-			case failed:
-				return nil, NewError(wire.CodeCardError, "the card could not be read; take it out and insert it again", nil)
-			case service == wire.ServiceDown:
-				return nil, Classify(pcsc.ErrServiceUnavailable)
-			}
-			return nil, Classify(pcsc.ErrNoCard)
-		}
-		select {
-		case <-wait.opened:
-		case <-wait.ctx.Done():
-		case <-ctx.Done():
-			return nil, Classify(context.Cause(ctx))
-		}
-	}
 }

@@ -91,20 +91,31 @@ func SignatureAlgorithm(pub crypto.PublicKey) (string, crypto.SignerOpts, error)
 // Authenticate has the card sign an origin-bound challenge for a sign-in page.
 //
 // origin comes from the validated WebSocket handshake, never from a message.
-// The card used is the first reader's ready, supported card (see pick). One
-// card operation is in flight per card: a second call while one is running
-// gets ErrBusy at once, never queued behind a PIN prompt. The order is:
-// challenge format, card, authentication certificate, PIN status (tries left;
-// blocked ends here), the prompt p (closed when the card is removed or ctx
-// ends), the local PIN format check (a format error re-prompts once: nothing
-// was sent to the card), then one signature over token.Digest with the
-// authentication key. Nothing sent to the card is ever retried. The PIN is
-// zeroed after use. Errors are *Error values with stable codes (Classify).
+// The card used is the one usable card, or the one the user picks when
+// several are inserted (see pick and AuthenticateCard). One card operation
+// is in flight per card: a second call while one is running gets ErrBusy at
+// once, never queued behind a PIN prompt. The order is: challenge format,
+// card (the choice prompt when several are usable), authentication
+// certificate, PIN status (tries left; blocked ends here), the prompt p
+// (closed when the card is removed or ctx ends), the local PIN format check
+// (a format error re-prompts once: nothing was sent to the card), then one
+// signature over token.Digest with the authentication key. Nothing sent to
+// the card is ever retried. The PIN is zeroed after use. Errors are *Error
+// values with stable codes (Classify).
 func (s *CardService) Authenticate(ctx context.Context, origin, challenge string, p prompt.Prompter) (*token.Token, error) {
+	return s.AuthenticateCard(ctx, origin, challenge, "", p)
+}
+
+// AuthenticateCard is Authenticate with the card a page named: card is its
+// id in Status (wire.CardState.ID), "" for none. A named card is used
+// without a choice prompt (ErrCardNotFound when it is not inserted); with
+// none named and several usable cards, p chooses (prompt.Chooser), and a p
+// that cannot makes it ErrCardAmbiguous.
+func (s *CardService) AuthenticateCard(ctx context.Context, origin, challenge, card string, p prompt.Prompter) (*token.Token, error) {
 	if err := CheckChallenge(challenge); err != nil {
 		return nil, err
 	}
-	sig, err := s.signChallenge(ctx, origin, p, "cardagent", func(alg string) ([]byte, error) {
+	sig, err := s.signChallenge(ctx, origin, card, p, "cardagent", func(alg string) ([]byte, error) {
 		return token.Digest(alg, origin, challenge)
 	})
 	if err != nil {
@@ -127,10 +138,16 @@ func (s *CardService) Authenticate(ctx context.Context, origin, challenge string
 // base64, 44 to 128 characters: CheckWebEIDNonce). The origin still comes
 // from the handshake only.
 func (s *CardService) AuthenticateWebEID(ctx context.Context, origin, nonce string, p prompt.Prompter) (*token.WebEIDToken, error) {
+	return s.AuthenticateWebEIDCard(ctx, origin, nonce, "", p)
+}
+
+// AuthenticateWebEIDCard is AuthenticateWebEID with the card a page named
+// ("" for none), chosen as AuthenticateCard does.
+func (s *CardService) AuthenticateWebEIDCard(ctx context.Context, origin, nonce, card string, p prompt.Prompter) (*token.WebEIDToken, error) {
 	if err := CheckWebEIDNonce(nonce); err != nil {
 		return nil, err
 	}
-	sig, err := s.signChallenge(ctx, origin, p, "web-eid", func(alg string) ([]byte, error) {
+	sig, err := s.signChallenge(ctx, origin, card, p, "web-eid", func(alg string) ([]byte, error) {
 		return token.WebEIDDigest(alg, origin, nonce)
 	})
 	if err != nil {
@@ -147,10 +164,10 @@ type signature struct {
 	sig  []byte
 }
 
-// signChallenge runs one sign-in on the first reader's ready card: the
-// card's authentication key signs digest(alg). See Authenticate for the
-// order of the checks.
-func (s *CardService) signChallenge(ctx context.Context, origin string, p prompt.Prompter, format string, digest func(alg string) ([]byte, error)) (res *signature, err error) {
+// signChallenge runs one sign-in on the card pick chooses (card: the one a
+// page named, "" for none): the card's authentication key signs
+// digest(alg). See Authenticate for the order of the checks.
+func (s *CardService) signChallenge(ctx context.Context, origin, card string, p prompt.Prompter, format string, digest func(alg string) ([]byte, error)) (res *signature, err error) {
 	s.init()
 	start := time.Now()
 	log := s.Log.With(zap.String("origin", origin), zap.String("format", format))
@@ -168,10 +185,10 @@ func (s *CardService) signChallenge(ctx context.Context, origin string, p prompt
 	if origin == "" {
 		return nil, NewError(wire.CodeBadRequest, "no origin", nil)
 	}
-	err = s.onCard(ctx, &reader, func(cs *cardSlot) (err error) {
-		res, err = s.authenticate(ctx, cs, origin, p, digest)
+	err = s.onCard(ctx, selectionFor(card, origin, "sign in", p), &reader, func(pk picked) (err error) {
+		res, err = s.authenticate(ctx, pk, origin, p, digest)
 		if err == nil {
-			s.signedIn(cs) // the removal policy's session (cardservice_session.go)
+			s.signedIn(pk.slot) // the removal policy's session (cardservice_session.go)
 		}
 		return err
 	})
@@ -201,7 +218,8 @@ func cardFailure(err error) error {
 	return err
 }
 
-func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin string, p prompt.Prompter, digestFor func(alg string) ([]byte, error)) (*signature, error) {
+func (s *CardService) authenticate(ctx context.Context, pk picked, origin string, p prompt.Prompter, digestFor func(alg string) ([]byte, error)) (*signature, error) {
+	cs := pk.slot
 	card, certs, authCert, err := s.cardCertificates(ctx, cs, pcsc.KeyAuthentication)
 	if err != nil {
 		return nil, err
@@ -257,6 +275,9 @@ func (s *CardService) authenticate(ctx context.Context, cs *cardSlot, origin str
 			TriesLeft: st.Retries,
 			Purpose:   "sign in",
 			Timeout:   s.PromptTimeout,
+		}
+		if pk.several {
+			req.Reader = cs.reader
 		}
 		if h := holderOf(certs); h != nil {
 			req.Holder = h.Name

@@ -12,22 +12,23 @@ import (
 // The steps every PIN-protected card operation shares (sign-in, signing for
 // a prescribing page), each decided once here.
 
-// onCard runs op on the card pick chooses, one operation per card at a
+// onCard runs op on the card pick chooses for sel, one operation per card at a
 // time: a second operation while one runs gets ErrBusy at once, never
 // queued behind a PIN prompt. reader is set to the card's reader. When the
 // card left during op, whatever failed is reported as the card's removal;
 // a card that stopped answering is marked mute.
-func (s *CardService) onCard(ctx context.Context, reader *string, op func(cs *cardSlot) error) error {
-	cs, err := s.pick(ctx)
+func (s *CardService) onCard(ctx context.Context, sel selection, reader *string, op func(pk picked) error) error {
+	pk, err := s.pick(ctx, sel)
 	if err != nil {
 		return err
 	}
+	cs := pk.slot
 	*reader = cs.reader
 	if !cs.busy.CompareAndSwap(false, true) {
 		return ErrBusy
 	}
 	defer cs.busy.Store(false)
-	err = op(cs)
+	err = op(pk)
 	if err != nil && cs.ctx.Err() != nil {
 		return Classify(context.Cause(cs.ctx))
 	}

@@ -67,10 +67,17 @@ func (s *CardService) managePIN(ctx context.Context, p prompt.Prompter, unblock 
 	if p == nil {
 		return ErrPromptUnavailable
 	}
-	cs, err := s.pick(ctx)
+	purpose := "change your PIN"
+	if unblock {
+		purpose = "unblock your card"
+	}
+	sel := selectionFor("", "", purpose, p)
+	sel.blockedOK = unblock // an unblock is for a blocked card; a blocked card's PIN cannot be changed
+	pk, err := s.pick(ctx, sel)
 	if err != nil {
 		return err
 	}
+	cs := pk.slot
 	reader = cs.reader
 	if !cs.busy.CompareAndSwap(false, true) {
 		return ErrBusy

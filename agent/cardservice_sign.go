@@ -75,7 +75,8 @@ func (s *CardService) setActivity(a *Activity) {
 }
 
 // SignDocuments has the card's signing (non-repudiation) key sign each
-// document, after one PIN prompt naming the origin, the holder, the number
+// document: the one usable card, or the one the user picks (p as a
+// prompt.Chooser) when several are inserted; then one PIN prompt naming the origin, the holder, the number
 // of documents and the tries left. The PIN is never taken from the PIN
 // cache. The signing key may demand the PIN before every signature (PIV
 // slot 9C does): each signature verifies the typed PIN and signs in one card
@@ -106,10 +107,11 @@ func (s *CardService) SignDocuments(ctx context.Context, req SignRequest, p prom
 	if req.Hash != crypto.SHA1 && req.Hash != crypto.SHA256 {
 		return nil, NewError(wire.CodeBadRequest, "unsupported digest algorithm", nil)
 	}
-	err = s.onCard(ctx, &reader, func(cs *cardSlot) (err error) {
+	sel := selectionFor("", req.Origin, signPurpose(len(req.Documents), req.Noun), p)
+	err = s.onCard(ctx, sel, &reader, func(pk picked) (err error) {
 		s.setActivity(&Activity{Origin: req.Origin, Documents: len(req.Documents), Noun: req.Noun, Since: s.Now()})
 		defer s.setActivity(nil)
-		res, err = s.signDocuments(ctx, cs, req, p)
+		res, err = s.signDocuments(ctx, pk, req, p)
 		return err
 	})
 	if err != nil {
@@ -118,7 +120,8 @@ func (s *CardService) SignDocuments(ctx context.Context, req SignRequest, p prom
 	return res, nil
 }
 
-func (s *CardService) signDocuments(ctx context.Context, cs *cardSlot, req SignRequest, p prompt.Prompter) (*SignResult, error) {
+func (s *CardService) signDocuments(ctx context.Context, pk picked, req SignRequest, p prompt.Prompter) (*SignResult, error) {
+	cs := pk.slot
 	card, certs, sc, err := s.cardCertificates(ctx, cs, pcsc.KeySignature)
 	if err != nil {
 		return nil, err
@@ -144,6 +147,9 @@ func (s *CardService) signDocuments(ctx context.Context, cs *cardSlot, req SignR
 		TriesLeft: st.Retries,
 		Purpose:   signPurpose(len(req.Documents), req.Noun),
 		Timeout:   s.PromptTimeout,
+	}
+	if pk.several {
+		preq.Reader = cs.reader
 	}
 	holder := ""
 	if h := holderOf(certs); h != nil {

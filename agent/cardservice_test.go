@@ -886,33 +886,17 @@ func TestPINCacheExpires(t *testing.T) {
 
 func TestCertificates(t *testing.T) {
 	h := newHarness(t, nil)
-	if _, err := h.svc.Certificates(context.Background()); codeOf(err) != wire.CodeNoCard {
+	if _, err := h.svc.Certificates(context.Background(), ""); codeOf(err) != wire.CodeNoCard {
 		t.Fatalf("no card: %v", err)
 	}
 	card := newCard(t, testpki.CardSpec{DaysLeft: 10}, nil)
 	insertPIV(h, "R0", card)
-	cc, err := h.svc.Certificates(context.Background())
+	cc, err := h.svc.Certificates(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cc.Reader != "R0" || len(cc.Certificates) != 2 || !bytes.Equal(cc.Authentication, card.Certificate(vpiv.SlotAuthentication).Raw) {
 		t.Errorf("certificates %+v", cc)
-	}
-}
-
-// TestFirstReaderWins: with two cards, the first reader's is used.
-func TestFirstReaderWins(t *testing.T) {
-	h := newHarness(t, nil)
-	a := newCard(t, testpki.CardSpec{Surname: "FIRST", DaysLeft: 400}, nil)
-	b := newCard(t, testpki.CardSpec{Surname: "SECOND", DaysLeft: 400, KeyIndex: 1}, nil)
-	insertPIV(h, "R0", a)
-	insertPIV(h, "R1", b)
-	p := answerPIN(markerPIN)
-	if _, err := h.svc.Authenticate(context.Background(), testOrigin, testChallenge, p); err != nil {
-		t.Fatal(err)
-	}
-	if a.Signatures() != 1 || b.Signatures() != 0 || !strings.Contains(p.requests()[0].Holder, "FIRST") {
-		t.Errorf("signatures %d/%d, holder %q", a.Signatures(), b.Signatures(), p.requests()[0].Holder)
 	}
 }
 

@@ -9,7 +9,7 @@
 // Endpoints:
 //
 //	GET  /               the sign-in page (static/index.html)
-//	GET  /app.js         the page's script; /messages.js, /style.css, /favicon.svg
+//	GET  /app.js         the page's script; /messages.js, /signedcard.js, /style.css, /favicon.svg
 //	GET  /cardagent.js   the JS client module (Config.Client)
 //	POST /api/challenge  {} -> {"challenge", "origin", "expires_in"}
 //	POST /api/verify     {"token": {...}, "challenge": "..."} -> {"holder", "certificate", "algorithm", "origin"}
@@ -42,7 +42,9 @@
 // is "ready", "working", "signed-in" or "error"; #message[data-code] is the
 // last error code (agent protocol code or verifier reason); #holder is the
 // signed-in name; #agent-status[data-agent] is "connected" or "missing";
-// #card-status carries data-tries-left, data-blocked and data-days-left.
+// #card-status carries data-tries-left, data-blocked and data-days-left;
+// #signed-card names the card that signed in (data-card-id, data-reader),
+// found in the status by the verified certificate's SHA-256.
 package demo
 
 import (
@@ -151,7 +153,7 @@ func New(cfg Config) (*Site, error) {
 	s := &Site{cfg: cfg, static: sub, mux: http.NewServeMux(), rx: prescriptions{items: map[string]prepared{}}}
 	s.mux.HandleFunc("GET /{$}", s.file("index.html"))
 	s.mux.HandleFunc("GET /prescribe", s.file("prescribe.html"))
-	for _, name := range []string{"app.js", "messages.js", "style.css", "favicon.svg", "prescribe.js"} {
+	for _, name := range []string{"app.js", "messages.js", "signedcard.js", "style.css", "favicon.svg", "prescribe.js"} {
 		s.mux.HandleFunc("GET /"+name, s.file(name))
 	}
 	s.mux.HandleFunc("GET /cardagent.js", s.client)

@@ -63,6 +63,7 @@ type env struct {
 	browser context.Context
 	card    *vpiv.Card
 	holder  certinfo.Holder
+	pki     *testpki.PKI // issued the card's certificates; the demo sites trust it
 
 	agentSide
 	agentLog *observer.ObservedLogs
@@ -276,6 +277,7 @@ func setupWith(t *testing.T, configure func(*agent.CardService)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.pki = pki
 	creds, err := pki.IssueCard(testpki.CardSpec{Surname: "Browser", Forename: "Testing", DaysLeft: 365})
 	if err != nil {
 		t.Fatal(err)

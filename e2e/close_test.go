@@ -26,10 +26,10 @@ type idleBackend struct{}
 
 func (idleBackend) Status() wire.Status               { return wire.Status{Service: wire.ServiceUp} }
 func (idleBackend) Subscribe(func(wire.Event)) func() { return func() {} }
-func (idleBackend) Certificates(context.Context) (*wire.CardCertificates, error) {
+func (idleBackend) Certificates(context.Context, string) (*wire.CardCertificates, error) {
 	return nil, agent.ErrBusy
 }
-func (idleBackend) Authenticate(context.Context, string, string, prompt.Prompter) (*token.Token, error) {
+func (idleBackend) AuthenticateCard(context.Context, string, string, string, prompt.Prompter) (*token.Token, error) {
 	return nil, agent.ErrBusy
 }
 

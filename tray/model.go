@@ -96,12 +96,15 @@ type Menu struct {
 	Card string `json:"card,omitempty"`
 	// Certificates has one line per certificate: "Authentication certificate: expires in 23 days".
 	Certificates []string `json:"certificates,omitempty"`
-	Renew        Item     `json:"renew"`
-	ChangePIN    Item     `json:"change_pin"`
-	Unblock      Item     `json:"unblock"`
-	Diagnostics  Item     `json:"diagnostics"`
-	About        Item     `json:"about"`
-	Quit         Item     `json:"quit"`
+	// Cards lists every inserted card when there are several (holder,
+	// type, reader, state or PIN tries left; at most MaxCards lines).
+	Cards       []string `json:"cards,omitempty"`
+	Renew       Item     `json:"renew"`
+	ChangePIN   Item     `json:"change_pin"`
+	Unblock     Item     `json:"unblock"`
+	Diagnostics Item     `json:"diagnostics"`
+	About       Item     `json:"about"`
+	Quit        Item     `json:"quit"`
 }
 
 // Item is one actionable menu line.
@@ -135,6 +138,9 @@ func Build(in Input) View {
 		card = pickCard(in.Status)
 		state, words = cardState(in.Status, card, policy)
 	}
+	if n := usableCards(in.Status); state == StateReady && n > 1 {
+		words = fmt.Sprintf("%d smartcards ready: a sign-in asks which to use", n)
+	}
 	v.State = state
 	if in.Agent.Activity != "" && state != StateAgentProblem {
 		words = in.Agent.Activity // a signing for a prescribing page, as it happens
@@ -145,6 +151,7 @@ func Build(in Input) View {
 	if card == nil || state == StateAgentProblem {
 		return v
 	}
+	v.Menu.Cards = cardLines(in.Status)
 	usable := card.State == wire.CardReady
 	blocked := card.PIN != nil && card.PIN.Blocked
 	if card.Holder != nil || card.Type != "" {
@@ -188,8 +195,10 @@ func agentProblem(in Input) (State, string) {
 	return "", ""
 }
 
-// pickCard is the card a sign-in would use: the first reader's ready card,
-// else the first card of any kind (as agent.CardService does).
+// pickCard is the card the icon, the card line and the certificate lines
+// describe: the first reader's ready card, else the first card of any kind.
+// With several ready cards a sign-in asks the user which to use; the menu
+// then lists them all (Menu.Cards).
 func pickCard(st wire.Status) *wire.CardState {
 	var first *wire.CardState
 	for _, r := range st.Readers {

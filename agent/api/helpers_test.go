@@ -33,6 +33,7 @@ type fakeBackend struct {
 	next   int
 	auth   func(ctx context.Context, origin, challenge string, p prompt.Prompter) (*token.Token, error)
 	calls  []string // origins Authenticate was called with
+	cards  []string // the card fields of Certificates and Authenticate calls, in order
 }
 
 func newFakeBackend() *fakeBackend {
@@ -78,13 +79,17 @@ func (f *fakeBackend) emit(ev wire.Event) {
 	}
 }
 
-func (f *fakeBackend) Certificates(context.Context) (*wire.CardCertificates, error) {
+func (f *fakeBackend) Certificates(_ context.Context, card string) (*wire.CardCertificates, error) {
+	f.mu.Lock()
+	f.cards = append(f.cards, card)
+	f.mu.Unlock()
 	return &wire.CardCertificates{Reader: "Reader 0", CardType: "test", Authentication: []byte{0x30, 0x00}}, nil
 }
 
-func (f *fakeBackend) Authenticate(ctx context.Context, origin, challenge string, p prompt.Prompter) (*token.Token, error) {
+func (f *fakeBackend) AuthenticateCard(ctx context.Context, origin, challenge, card string, p prompt.Prompter) (*token.Token, error) {
 	f.mu.Lock()
 	f.calls = append(f.calls, origin)
+	f.cards = append(f.cards, card)
 	auth := f.auth
 	f.mu.Unlock()
 	return auth(ctx, origin, challenge, p)

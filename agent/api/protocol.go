@@ -28,14 +28,14 @@ const (
 )
 
 // Features lists what this agent offers, for `hello`.
-var Features = []string{"status", "certificates", "authenticate", "events", "web-eid:1.0"}
+var Features = []string{"status", "certificates", "authenticate", "events", "web-eid:1.0", "card"}
 
 // allowedFields are the fields each request type may carry; any other is refused.
 var allowedFields = map[string]map[string]bool{
 	reqHello:        {"id": true, "type": true, "protocol": true},
 	reqStatus:       {"id": true, "type": true},
-	reqCertificates: {"id": true, "type": true},
-	reqAuthenticate: {"id": true, "type": true, "challenge": true, "format": true},
+	reqCertificates: {"id": true, "type": true, "card": true},
+	reqAuthenticate: {"id": true, "type": true, "challenge": true, "format": true, "card": true},
 }
 
 // refusedFields are refused with a reason of their own: the PIN never travels
@@ -60,6 +60,8 @@ type request struct {
 	// Format is the token format authenticate returns: token.Format
 	// (default) or token.WebEIDFormat.
 	Format string
+	// Card is the id (status card.id) of the card a page names; "" for none.
+	Card string
 }
 
 // errMalformed marks a message that cannot be answered (not JSON, not an
@@ -154,6 +156,11 @@ func parseRequest(data []byte) (request, error) {
 			return bad("field \"format\" must be %q or %q", token.Format, token.WebEIDFormat)
 		}
 	}
+	if v, ok := fields["card"]; ok {
+		if err := parseCardField(v, &req.Card); err != nil {
+			return bad("%s", err.Error())
+		}
+	}
 	if v, ok := fields["protocol"]; ok {
 		if err := json.Unmarshal(v, &req.Protocol); err != nil {
 			return bad("field \"protocol\" must be an integer")
@@ -200,7 +207,7 @@ type authenticateReply struct {
 // webEIDBackend is a Backend that also makes Web eID tokens (the card
 // service does).
 type webEIDBackend interface {
-	AuthenticateWebEID(ctx context.Context, origin, nonce string, p prompt.Prompter) (*token.WebEIDToken, error)
+	AuthenticateWebEIDCard(ctx context.Context, origin, nonce, card string, p prompt.Prompter) (*token.WebEIDToken, error)
 }
 
 type wireError struct {

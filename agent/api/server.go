@@ -68,10 +68,13 @@ type Backend interface {
 	Status() wire.Status
 	// Subscribe calls fn for every event until unsubscribe is called; fn must not block.
 	Subscribe(fn func(wire.Event)) (unsubscribe func())
-	// Certificates returns the certificates of the card used for sign-in.
-	Certificates(ctx context.Context) (*wire.CardCertificates, error)
-	// Authenticate signs an origin-bound challenge, asking p for the PIN.
-	Authenticate(ctx context.Context, origin, challenge string, p prompt.Prompter) (*token.Token, error)
+	// Certificates returns the certificates of the card used for sign-in:
+	// card (a status card id) when not "", else the one usable card.
+	Certificates(ctx context.Context, card string) (*wire.CardCertificates, error)
+	// AuthenticateCard signs an origin-bound challenge with the card named
+	// (a status card id; "" lets p choose when several are usable), asking
+	// p for the PIN.
+	AuthenticateCard(ctx context.Context, origin, challenge, card string, p prompt.Prompter) (*token.Token, error)
 }
 
 // Options configure a Server. Zero values take the defaults above.

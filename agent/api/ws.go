@@ -327,7 +327,7 @@ func (c *wsConn) handle(req request) {
 			ctx, cancel := context.WithTimeout(c.ctx, c.s.opts.RequestTimeout)
 			defer cancel()
 			if req.Type == reqCertificates {
-				res, err := c.s.backend.Certificates(ctx)
+				res, err := c.s.backend.Certificates(ctx, req.Card)
 				if err != nil {
 					c.send(errorReplyFor(h, err))
 					return
@@ -343,9 +343,9 @@ func (c *wsConn) handle(req request) {
 					c.send(errorReplyFor(h, agent.NewError(wire.CodeBadRequest, "this agent makes no web-eid:1.0 tokens", nil)))
 					return
 				}
-				tok, err = wb.AuthenticateWebEID(ctx, c.origin, req.Challenge, c.prompter())
+				tok, err = wb.AuthenticateWebEIDCard(ctx, c.origin, req.Challenge, req.Card, c.prompter())
 			} else {
-				tok, err = c.s.backend.Authenticate(ctx, c.origin, req.Challenge, c.prompter())
+				tok, err = c.s.backend.AuthenticateCard(ctx, c.origin, req.Challenge, req.Card, c.prompter())
 			}
 			if err != nil {
 				c.send(errorReplyFor(h, err))

@@ -427,6 +427,8 @@ func FuzzParseRequest(f *testing.F) {
 		`{"id":1,"type":"status","pin":"1"}`,
 		`{"id":1,"type":"status","type":"x"}`,
 		`[1]`, `{`, `{"id":-1e9,"type":"certificates"}`,
+		`{"id":2,"type":"certificates","card":"3f8a2e0c51b94d7e8a1c6b2d9e4f7a10"}`,
+		`{"id":3,"type":"authenticate","challenge":"` + testChallenge + `","card":"\u0000"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -451,6 +453,9 @@ func FuzzParseRequest(f *testing.F) {
 		}
 		if req.Type == reqAuthenticate && req.Challenge == "" {
 			t.Fatal("authenticate without a challenge")
+		}
+		if len(req.Card) > maxCardIDLen || strings.ContainsFunc(req.Card, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+			t.Fatalf("accepted card %q", req.Card)
 		}
 	})
 }

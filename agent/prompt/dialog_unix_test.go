@@ -19,7 +19,7 @@ import (
 )
 
 // fakeZenity writes a zenity stand-in: each run appends its arguments (one
-// per line, then "--") to args.log and takes the next line of answers.txt:
+// per line, then "--") to args.log (and a list's standard input to stdin.log) and takes the next line of answers.txt:
 // "ok <text>" prints text and exits 0, "cancel" exits 1, "timeout" exits 5,
 // "nodisplay" complains like GTK and exits 1, "hang" sleeps, "crash" exits 3.
 func fakeZenity(t *testing.T, answers ...string) (program, argsLog string) {
@@ -32,6 +32,7 @@ func fakeZenity(t *testing.T, answers ...string) (program, argsLog string) {
 dir=$(dirname "$0")
 for a in "$@"; do printf '%s\n' "$a" >> "$dir/args.log"; done
 echo -- >> "$dir/args.log"
+case " $* " in *" --list "*) cat >> "$dir/stdin.log";; esac
 n=$(cat "$dir/count" 2>/dev/null || echo 0)
 n=$((n+1)); echo $n > "$dir/count"
 line=$(sed -n "${n}p" "$dir/answers.txt")

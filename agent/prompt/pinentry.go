@@ -55,50 +55,75 @@ var _ Prompter = (*Pinentry)(nil)
 // A ctx that ends by its deadline gives ErrTimeout, one that is cancelled
 // ErrCancelled; both wrap the context's cause.
 func (p *Pinentry) PIN(ctx context.Context, req Request) ([]byte, error) {
+	timeout := p.timeout(req.Timeout)
+	pin, err := runPinentry(ctx, p, timeout, func(w io.WriteCloser, r io.Reader) ([]byte, error) {
+		return dialog(w, r, req, timeout)
+	}, Zero)
+	if err != nil {
+		return nil, err
+	}
+	p.log().Debug("pinentry answered", zap.Int("pin_length", len(pin)))
+	return pin, nil
+}
+
+func (p *Pinentry) log() *zap.Logger {
+	if p.Log == nil {
+		return zap.NewNop()
+	}
+	return p.Log
+}
+
+// timeout is t, else the Pinentry's, else DefaultTimeout.
+func (p *Pinentry) timeout(t time.Duration) time.Duration {
+	if t <= 0 {
+		t = p.Timeout
+	}
+	if t <= 0 {
+		t = DefaultTimeout
+	}
+	return t
+}
+
+// runPinentry starts the program, runs talk with it over its standard input
+// and output, and ends it: it is killed when ctx ends (ErrCancelled or
+// ErrTimeout), when timeout passes (ErrTimeout) or when talk fails; after
+// talk succeeds it has exitGrace to exit after BYE. drop disposes of an
+// answer that arrived just as the process was stopped.
+func runPinentry[T any](ctx context.Context, p *Pinentry, timeout time.Duration, talk func(w io.WriteCloser, r io.Reader) (T, error), drop func(T)) (T, error) {
+	var zero T
 	if ctx.Err() != nil {
-		return nil, contextError(ctx)
+		return zero, contextError(ctx)
 	}
 	if p.Path == "" {
-		return nil, fmt.Errorf("%w: no pinentry program configured", ErrUnavailable)
+		return zero, fmt.Errorf("%w: no pinentry program configured", ErrUnavailable)
 	}
-	log := p.Log
-	if log == nil {
-		log = zap.NewNop()
-	}
-	timeout := req.Timeout
-	if timeout <= 0 {
-		timeout = p.Timeout
-	}
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-
+	log := p.log()
 	cmd := exec.Command(p.Path, p.Args...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return zero, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return zero, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	stderr := &tailBuffer{max: 1024}
 	cmd.Stderr = stderr
 	cmd.WaitDelay = exitGrace // a child left holding stderr cannot hold up Wait
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("%w: starting pinentry: %w", ErrUnavailable, err)
+		return zero, fmt.Errorf("%w: starting pinentry: %w", ErrUnavailable, err)
 	}
 	log.Debug("pinentry started", zap.String("path", p.Path), zap.Int("pid", cmd.Process.Pid), zap.Duration("timeout", timeout))
 
 	type result struct {
-		pin []byte
+		v   T
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		pin, err := dialog(stdin, stdout, req, timeout)
-		done <- result{pin, err}
+		v, err := talk(stdin, stdout)
+		done <- result{v, err}
 	}()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -123,20 +148,20 @@ func (p *Pinentry) PIN(ctx context.Context, req Request) ([]byte, error) {
 	waitErr := cmd.Wait()
 	if stop != nil {
 		res = <-done
-		if res.pin != nil {
-			Zero(res.pin) // answered just as it was stopped: drop it
+		if res.err == nil {
+			drop(res.v) // answered just as it was stopped: drop it
 		}
 		log.Debug("pinentry stopped", zap.Error(stop), zap.Duration("after", time.Since(start)))
-		return nil, stop
+		return zero, stop
 	}
 	if res.err != nil {
 		err := pinentryError(res.err, waitErr)
 		log.Debug("pinentry failed", zap.Error(err), zap.Duration("after", time.Since(start)),
 			zap.String("stderr", stderr.String()))
-		return nil, err
+		return zero, err
 	}
-	log.Debug("pinentry answered", zap.Duration("after", time.Since(start)), zap.Int("pin_length", len(res.pin)))
-	return res.pin, nil
+	log.Debug("pinentry ended", zap.Duration("after", time.Since(start)))
+	return res.v, nil
 }
 
 // contextError says why ctx ended, as ErrTimeout or ErrCancelled.
@@ -315,6 +340,9 @@ func Description(req Request) string {
 	}
 	if c := clean(req.CardType, 120); c != "" {
 		lines = append(lines, "Card: "+c)
+	}
+	if r := clean(req.Reader, 120); r != "" {
+		lines = append(lines, "Reader: "+r)
 	}
 	if req.Secret == SecretPUK {
 		if t := PUKTriesLeft(req.TriesLeft); t != "" {

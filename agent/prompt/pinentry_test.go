@@ -60,6 +60,8 @@ type shown struct {
 	Timeout  string   `json:"timeout"`
 	Commands []string `json:"commands"`
 	Action   string   `json:"action"`
+	OK       string   `json:"ok"`
+	Cancel   string   `json:"cancel"`
 }
 
 func readShown(t *testing.T, path string) []shown {

@@ -30,6 +30,9 @@ type Request struct {
 	// Holder is the certificate holder's name; CardType says which card ("NHS series 9/10 (PIV)").
 	Holder   string
 	CardType string
+	// Reader is the card's reader, set when several cards are inserted so
+	// the prompt says which one it is about ("" shows no reader line).
+	Reader string
 	// TriesLeft is the number of PIN tries left, or -1 when unknown.
 	TriesLeft int
 	// Purpose is what the PIN is for, in words: "sign in", "change PIN", ...

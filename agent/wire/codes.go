@@ -22,6 +22,12 @@ const (
 	CodeServiceUnavailable Code = "service_unavailable" // the smart-card service (pcscd, SCardSvr) is not running
 	CodeCardError          Code = "card_error"          // the card or reader failed
 	CodeInternalError      Code = "internal_error"      // anything else
+	// CodeCardNotFound: the request named a card (by its status id) that is
+	// not inserted.
+	CodeCardNotFound Code = "card_not_found"
+	// CodeCardAmbiguous: several usable cards are inserted and the request
+	// named none where the agent cannot ask the user which (certificates).
+	CodeCardAmbiguous Code = "card_ambiguous"
 )
 
 // messages are the safe messages for codes whose cause is a lower layer's error.
@@ -42,6 +48,8 @@ var messages = map[Code]string{
 	CodeNotAllowed:         "not allowed",
 	CodeBusy:               "another card operation is in progress",
 	CodeRateLimited:        "too many requests",
+	CodeCardNotFound:       "the card the request names is not inserted",
+	CodeCardAmbiguous:      "several cards are inserted: name one with the \"card\" field",
 }
 
 // Message returns the safe default message for code.

@@ -143,7 +143,10 @@ type CertificateStatus struct {
 // CardCertificates is what the `certificates` request returns: the
 // certificates of the card Authenticate would use.
 type CardCertificates struct {
-	Reader       string              `json:"reader"`
+	Reader string `json:"reader"`
+	// CardID is the card's id (CardState.ID), which a page may pass as
+	// "card" to authenticate to sign in with this very card.
+	CardID       string              `json:"card_id,omitempty"`
 	CardType     string              `json:"card_type"`
 	Holder       *certinfo.Holder    `json:"holder,omitempty"`
 	Certificates []CertificateStatus `json:"certificates"`

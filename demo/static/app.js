@@ -6,11 +6,13 @@
 // "working", "signed-in" or "error"; #message[data-code] holds the last
 // error code (agent protocol code or verifier reason); #holder the name;
 // #agent-status[data-agent] is "connected", "missing" or "unknown";
-// #card-status[data-tries-left], [data-blocked], [data-days-left].
+// #card-status[data-tries-left], [data-blocked], [data-days-left];
+// #signed-card[data-card-id], [data-reader]: the card that signed in.
 // When the agent says the card that signed in was removed (session_ended,
 // IT's removal policy "notify" or "lock"), the page signs out: #message
 // [data-code] is then "session_ended".
 import { describeError, describeStatus, expiryWarning } from "./messages.js";
+import { describeSignedInCard, signedInCard } from "./signedcard.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -199,6 +201,21 @@ function showResult(r) {
   $("signin-panel").hidden = true;
 }
 
+// showSignedCard says which card signed in (type, reader, id), found in
+// the agent's status by the verified certificate; "—" when it is gone.
+async function showSignedCard(client, result) {
+  let card;
+  try {
+    card = signedInCard(await client.status(), result.certificate?.sha256);
+  } catch {
+    card = undefined;
+  }
+  const el = $("signed-card");
+  el.textContent = describeSignedInCard(card);
+  el.dataset.cardId = card?.id ?? "";
+  el.dataset.reader = card?.reader ?? "";
+}
+
 async function signIn() {
   setState("working");
   say("Starting sign-in\u2026");
@@ -215,6 +232,7 @@ async function signIn() {
     say("Checking your card's signature\u2026");
     const result = await postJSON("/api/verify", { token: tok, challenge: ch.challenge });
     showResult(result);
+    await showSignedCard(client, result);
     say("");
     setState("signed-in");
   } catch (e) {

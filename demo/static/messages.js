@@ -54,6 +54,8 @@ const MESSAGES = {
   bad_request: "The page and cardagent did not understand each other. Update cardagent.",
   unsupported_protocol: "This cardagent is too old or too new for this page. Update cardagent.",
   card_error: "The card did not answer properly. Take it out, insert it again and retry.",
+  card_not_found: "The card this page asked for is not inserted. Insert it, or press \u201cSign in\u201d to choose another card.",
+  card_ambiguous: "Several smartcards are inserted: take out the ones you do not want to use and press \u201cSign in\u201d again.",
   pin_format: "The PIN you typed is not one this card can take (no try was used). Press \u201cSign in\u201d and try again.",
   internal_error: "cardagent had an internal error. Try again; if it keeps happening, contact IT.",
   internal: "cardagent had an internal error. Try again; if it keeps happening, contact IT.",

@@ -49,6 +49,7 @@ type systrayUI struct {
 
 	status, card              *systray.MenuItem
 	certs                     [tray.MaxCertificates]*systray.MenuItem
+	cards                     [tray.MaxCards]*systray.MenuItem
 	renew, changePIN, unblock *systray.MenuItem
 	diagnostics, about, quit  *systray.MenuItem
 	state                     tray.State
@@ -67,6 +68,11 @@ func newSystrayUI() *systrayUI {
 		u.certs[i] = systray.AddMenuItem("", "")
 		u.certs[i].Disable()
 		u.certs[i].Hide()
+	}
+	for i := range u.cards {
+		u.cards[i] = systray.AddMenuItem("", "")
+		u.cards[i].Disable()
+		u.cards[i].Hide()
 	}
 	systray.AddSeparator()
 	u.renew = u.add("Renew certificate...", tray.ClickRenew)
@@ -113,6 +119,13 @@ func (u *systrayUI) Apply(v tray.View) {
 		line := ""
 		if i < len(v.Menu.Certificates) {
 			line = v.Menu.Certificates[i]
+		}
+		setLine(it, line)
+	}
+	for i, it := range u.cards {
+		line := ""
+		if i < len(v.Menu.Cards) {
+			line = v.Menu.Cards[i]
 		}
 		setLine(it, line)
 	}

@@ -34,6 +34,23 @@ export const DEFAULT_PORTS = Object.freeze(Array.from({ length: 10 }, (_, i) => 
 export const TOKEN_FORMATS = Object.freeze(["cardagent-auth-token/1", "web-eid:1.0"]);
 /** Paths of the agent's loopback API. */
 export const INFO_PATH = "/cardagent/v1/info";
+
+/** The longest card id the agent takes in a request's "card" field. */
+export const MAX_CARD_ID = 128;
+
+/**
+ * withCard adds opts.card, when given, to req as its "card" field: the id
+ * status reports for a card (a string of 1 to 128 printable ASCII characters).
+ */
+function withCard(req, opts) {
+  if (opts?.card === undefined) return req;
+  const id = opts.card;
+  if (typeof id !== "string" || id === "" || id.length > MAX_CARD_ID || !/^[\x20-\x7e]+$/.test(id)) {
+    throw new CardAgentError(ErrorCodes.BAD_REQUEST, `card must be a card's id from status (1 to ${MAX_CARD_ID} printable ASCII characters)`);
+  }
+  req.card = id;
+  return req;
+}
 export const WS_PATH = "/cardagent/v1/ws";
 
 /**
@@ -59,6 +76,8 @@ export const ErrorCodes = Object.freeze({
   SERVICE_UNAVAILABLE: "service_unavailable",
   CARD_ERROR: "card_error",
   INTERNAL_ERROR: "internal_error",
+  CARD_NOT_FOUND: "card_not_found", // the card named with opts.card is not inserted
+  CARD_AMBIGUOUS: "card_ambiguous", // several cards are inserted: name one with opts.card
   // The client's.
   AGENT_NOT_FOUND: "agent_not_found", // no agent answered on the port range
   LOCAL_NETWORK_DENIED: "local_network_denied", // the browser's Local Network Access kept the page from loopback
@@ -595,11 +614,15 @@ export class CardAgent extends EventTarget {
   }
 
   /**
-   * certificates returns the certificates of the card sign-in would use.
-   * @returns {Promise<{reader: string, type: string, holder?: object, certificates: object[], authentication_certificate: string}>}
+   * certificates returns the certificates of the card sign-in would use:
+   * the card opts.card names (its id in status, card.id), else the one
+   * usable card. With several cards inserted and no opts.card it rejects
+   * with card_ambiguous (a read-only request never shows a choice).
+   * @param {{timeout?: number, signal?: AbortSignal, card?: string}} [opts]
+   * @returns {Promise<{reader: string, card_id?: string, card_type: string, holder?: object, certificates: object[], authentication_certificate: string}>}
    */
-  certificates(opts) {
-    return this.#call({ type: "certificates" }, this.#o.requestTimeout, opts);
+  async certificates(opts) {
+    return this.#call(withCard({ type: "certificates" }, opts), this.#o.requestTimeout, opts);
   }
 
   /**
@@ -609,9 +632,12 @@ export class CardAgent extends EventTarget {
    * certificate, chain?, origin, signature}) to send to the server. With
    * opts.format "web-eid:1.0" the token is Web eID's ({unverifiedCertificate,
    * algorithm, signature, format, appVersion}) for a server that verifies Web
-   * eID tokens; the challenge is then its challenge nonce.
+   * eID tokens; the challenge is then its challenge nonce. With opts.card
+   * (a card's id from status, card.id) the agent uses that card without
+   * asking which (card_not_found when it is not inserted); without it and
+   * several cards inserted, the agent asks the user to choose.
    * @param {string} challenge
-   * @param {{timeout?: number, signal?: AbortSignal, format?: string}} [opts]
+   * @param {{timeout?: number, signal?: AbortSignal, format?: string, card?: string}} [opts]
    */
   async authenticate(challenge, opts) {
     if (typeof challenge !== "string" || challenge === "") {
@@ -624,6 +650,7 @@ export class CardAgent extends EventTarget {
       }
       req.format = opts.format;
     }
+    withCard(req, opts);
     const reply = await this.#call(req, this.#o.authenticateTimeout, opts);
     if (!reply.token || typeof reply.token !== "object") {
       throw new CardAgentError(ErrorCodes.INTERNAL_ERROR, "the agent's reply carries no token");

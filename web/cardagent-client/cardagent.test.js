@@ -287,6 +287,35 @@ test("an agent that fails the handshake is not this page's: the next port is tri
   });
 });
 
+test("authenticate and certificates name the card only when told", async () => {
+  const fake = fakeAgent({ 43800: "agent" }, (req, ws, def) =>
+    req.card === "unknown" ? { error: { code: "card_not_found", message: "the card the request names is not inserted" } } : def(req),
+  );
+  const a = await connect(opts(fake));
+  try {
+    assert.deepEqual(await a.authenticate(CHALLENGE), TOKEN);
+    assert.deepEqual(await a.authenticate(CHALLENGE, { card: "3f8a2e0c51b94d7e8a1c6b2d9e4f7a10", format: "web-eid:1.0" }), TOKEN);
+    await a.certificates({ card: "3f8a2e0c51b94d7e8a1c6b2d9e4f7a10" });
+    await a.certificates();
+    await rejectsWithCode(a.authenticate(CHALLENGE, { card: "unknown" }), "card_not_found");
+    for (const bad of ["", 42, "a".repeat(129), "a\nb"]) {
+      await rejectsWithCode(a.authenticate(CHALLENGE, { card: bad }), "bad_request");
+      await rejectsWithCode(a.certificates({ card: bad }), "bad_request");
+    }
+    const auth = fake.requests.filter((r) => r.type === "authenticate");
+    assert.equal(auth.length, 3, "a bad card id is refused before anything is sent");
+    assert.equal("card" in auth[0], false);
+    assert.equal(auth[1].card, "3f8a2e0c51b94d7e8a1c6b2d9e4f7a10");
+    assert.equal(auth[1].format, "web-eid:1.0");
+    const certs = fake.requests.filter((r) => r.type === "certificates");
+    assert.equal(certs.length, 2);
+    assert.equal(certs[0].card, "3f8a2e0c51b94d7e8a1c6b2d9e4f7a10");
+    assert.equal("card" in certs[1], false);
+  } finally {
+    a.close();
+  }
+});
+
 test("authenticate asks for the Web eID format only when told", async () => {
   const WEBEID = { unverifiedCertificate: "MIIB", algorithm: "RS256", signature: "c2ln", format: "web-eid:1.0", appVersion: "https://x/1" };
   const fake = fakeAgent({ 43800: "agent" }, (req, ws, def) => (req.type === "authenticate" && req.format === "web-eid:1.0" ? { token: WEBEID } : def(req)));

@@ -52,3 +52,18 @@ func (s *Switch) PIN(ctx context.Context, req prompt.Request) ([]byte, error) {
 
 // NewSwitch returns a Switch that hands prompts to p.
 func NewSwitch(p prompt.Prompter) *Switch { return &Switch{p: p} }
+
+// Choose hands a card choice to the prompter last Set when it can choose
+// (prompt.Chooser), and counts it as a prompt; otherwise it answers
+// prompt.ErrUnavailable.
+func (s *Switch) Choose(ctx context.Context, c prompt.Choice) (int, error) {
+	s.mu.Lock()
+	p := s.p
+	s.n++
+	s.mu.Unlock()
+	ch, ok := p.(prompt.Chooser)
+	if !ok {
+		return -1, prompt.ErrUnavailable
+	}
+	return ch.Choose(ctx, c)
+}

@@ -21,6 +21,9 @@
 //	         pin-then-err  send the PIN as data, then ERR
 //	         ignore-bye    answer -pin, then ignore BYE and stay running
 //	         no-greeting   exit 1 before the greeting
+//	         CONFIRM (a card choice) answers OK for "pin" and "ok", the Cancel
+//	         button for "cancel", the "not OK" button for "notok"; "timeout",
+//	         "hang" and "crash" act as for GETPIN
 //	-pin     SCRIPTED_PINENTRY_PIN     the PIN to answer (default "123456")
 //	-delay   SCRIPTED_PINENTRY_DELAY   wait this long before answering GETPIN (e.g. "200ms")
 //	-record  SCRIPTED_PINENTRY_RECORD  append one JSON line per GETPIN to this file: pid, title,
@@ -53,6 +56,8 @@ type Record struct {
 	Prompt   string   `json:"prompt"`
 	Error    string   `json:"error"`
 	Timeout  string   `json:"timeout"`
+	OK       string   `json:"ok,omitempty"`     // SETOK's label
+	Cancel   string   `json:"cancel,omitempty"` // SETCANCEL's label
 	Commands []string `json:"commands"`
 	Action   string   `json:"action"`
 }
@@ -131,7 +136,13 @@ func run() error {
 			continue
 		}
 		switch name {
-		case "OPTION", "SETOK", "SETCANCEL", "SETNOTOK", "SETKEYINFO", "SETREPEAT", "SETQUALITYBAR":
+		case "OPTION", "SETNOTOK", "SETKEYINFO", "SETREPEAT", "SETQUALITYBAR":
+			send("OK")
+		case "SETOK":
+			rec.OK = text
+			send("OK")
+		case "SETCANCEL":
+			rec.Cancel = text
 			send("OK")
 		case "SETTITLE":
 			rec.Title = text
@@ -156,6 +167,30 @@ func run() error {
 			}
 			send("OK closing connection")
 			return nil
+		case "CONFIRM":
+			rec.Action = *action
+			if *record != "" {
+				if err := appendRecord(*record, rec); err != nil {
+					return err
+				}
+			}
+			time.Sleep(delay)
+			switch *action {
+			case "pin", "ok":
+				send("OK")
+			case "cancel":
+				send("ERR 83886179 Operation cancelled <Pinentry>")
+			case "notok":
+				send("ERR 83886194 Not confirmed <Pinentry>")
+			case "timeout":
+				send("ERR 83886142 Timeout <Pinentry>")
+			case "hang":
+				time.Sleep(time.Hour)
+			case "crash":
+				os.Exit(1)
+			default:
+				return fmt.Errorf("unknown action %q for CONFIRM", *action)
+			}
 		case "GETPIN":
 			rec.Action = *action
 			if *record != "" {
