@@ -20,6 +20,7 @@ import (
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/api"
 	"github.com/cardagent/cardagent/agent/logfile"
+	"github.com/cardagent/cardagent/agent/prompt/prompttest"
 	"github.com/cardagent/cardagent/agent/trayhost"
 	"github.com/cardagent/cardagent/agent/trayhost/trayhosttest"
 	"github.com/cardagent/cardagent/pcsc/pcsctest"
@@ -86,47 +87,6 @@ func cpuTicks(pid int) (int64, error) {
 	return u + st, nil
 }
 
-// startXvfb starts an X server with no tray host and returns its display.
-func startXvfb(t *testing.T) string {
-	t.Helper()
-	if _, err := exec.LookPath("Xvfb"); err != nil {
-		t.Skip("Xvfb is not installed (scripts/setup installs it)")
-	}
-	for n := 150; n < 200; n++ {
-		if _, err := os.Stat(fmt.Sprintf("/tmp/.X11-unix/X%d", n)); err == nil {
-			continue
-		}
-		if _, err := os.Stat(fmt.Sprintf("/tmp/.X%d-lock", n)); err == nil {
-			continue
-		}
-		disp := fmt.Sprintf(":%d", n)
-		cmd := exec.Command("Xvfb", disp, "-screen", "0", "640x480x24", "-nolisten", "tcp")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM) // Xvfb removes its socket and lock file
-			done := make(chan struct{})
-			go func() { _ = cmd.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(5 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
-			_ = os.Remove(fmt.Sprintf("/tmp/.X11-unix/X%d", n))
-			_ = os.Remove(fmt.Sprintf("/tmp/.X%d-lock", n))
-		})
-		trayhosttest.WaitFor(t, "Xvfb", 10*time.Second, func() bool {
-			_, err := os.Stat(fmt.Sprintf("/tmp/.X11-unix/X%d", n))
-			return err == nil
-		})
-		return disp
-	}
-	t.Skip("no free X display number")
-	return ""
-}
-
 // TestIdleWithoutTrayHost runs the agent (card service, API, tray
 // supervisor) with no tray host, headless and on a display without one,
 // and measures its CPU use while nothing happens. It must log no warning
@@ -148,7 +108,7 @@ func TestIdleWithoutTrayHost(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			disp := ""
 			if tc.display {
-				disp = startXvfb(t)
+				disp = prompttest.StartXvfb(t, 150, 200, "640x480x24") // an X server with no tray host
 			}
 			dir := t.TempDir()
 			cmd := exec.Command(exe, "-test.run=^$")

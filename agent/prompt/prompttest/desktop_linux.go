@@ -6,6 +6,7 @@ import (
 	"image/png"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -31,49 +32,86 @@ func StartDesktop(tb testing.TB) *Desktop {
 			tb.Skipf("%s is not installed (scripts/setup installs it)", tool)
 		}
 	}
-	for n := 200; n < 260; n++ {
-		if _, err := os.Stat(fmt.Sprintf("/tmp/.X11-unix/X%d", n)); err == nil {
+	disp := StartXvfb(tb, 200, 260, "1024x768x24")
+	if t, ok := tb.(interface{ Setenv(k, v string) }); ok {
+		t.Setenv("DISPLAY", disp)
+		t.Setenv("WAYLAND_DISPLAY", "")
+	} else {
+		tb.Fatal("StartDesktop needs a *testing.T or *testing.B")
+	}
+	return &Desktop{Display: disp}
+}
+
+// StartXvfb starts Xvfb (screen WxHxDepth) on the first free display
+// number in [first, last) and returns the display (":201"), once its socket
+// is there; the server is stopped, and its socket and lock file removed,
+// when tb ends. Callers in different packages use different ranges, as
+// their test binaries run at once. It skips when Xvfb is missing or no
+// number is free.
+func StartXvfb(tb testing.TB, first, last int, screen string) string {
+	tb.Helper()
+	if _, err := exec.LookPath("Xvfb"); err != nil {
+		tb.Skip("Xvfb is not installed (scripts/setup installs it)")
+	}
+	for n := first; n < last; n++ {
+		sock, lock := fmt.Sprintf("/tmp/.X11-unix/X%d", n), fmt.Sprintf("/tmp/.X%d-lock", n)
+		if _, err := os.Stat(sock); err == nil {
 			continue
 		}
-		if _, err := os.Stat(fmt.Sprintf("/tmp/.X%d-lock", n)); err == nil {
+		if _, err := os.Stat(lock); err == nil {
 			continue
 		}
 		disp := fmt.Sprintf(":%d", n)
-		cmd := exec.Command("Xvfb", disp, "-screen", "0", "1024x768x24", "-nolisten", "tcp")
+		cmd := exec.Command("Xvfb", disp, "-screen", "0", screen, "-nolisten", "tcp")
 		if err := cmd.Start(); err != nil {
 			tb.Fatal(err)
 		}
+		exited := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(exited) }()
+		// Another test binary may have taken the number between the checks
+		// above and the start: then this Xvfb exits, and the socket there is
+		// the other's. The lock file names the server that holds the display.
+		ours := func() bool {
+			b, err := os.ReadFile(lock)
+			if err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(cmd.Process.Pid) {
+				return false
+			}
+			_, err = os.Stat(sock)
+			return err == nil
+		}
+		deadline := time.After(10 * time.Second)
+	wait:
+		for !ours() {
+			select {
+			case <-exited:
+				break wait
+			case <-deadline:
+				_ = cmd.Process.Kill()
+				<-exited
+				tb.Fatal("Xvfb did not start")
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		select {
+		case <-exited:
+			continue // the number was taken: try the next
+		default:
+		}
 		tb.Cleanup(func() {
 			_ = cmd.Process.Signal(syscall.SIGTERM) // Xvfb removes its socket and lock file
-			done := make(chan struct{})
-			go func() { _ = cmd.Wait(); close(done) }()
 			select {
-			case <-done:
+			case <-exited:
 			case <-time.After(5 * time.Second):
 				_ = cmd.Process.Kill()
-				<-done
+				<-exited
+				_ = os.Remove(sock)
+				_ = os.Remove(lock)
 			}
 		})
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			if _, err := os.Stat(fmt.Sprintf("/tmp/.X11-unix/X%d", n)); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				tb.Fatal("Xvfb did not start")
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		if t, ok := tb.(interface{ Setenv(k, v string) }); ok {
-			t.Setenv("DISPLAY", disp)
-			t.Setenv("WAYLAND_DISPLAY", "")
-		} else {
-			tb.Fatal("StartDesktop needs a *testing.T or *testing.B")
-		}
-		return &Desktop{Display: disp}
+		return disp
 	}
 	tb.Skip("no free X display number")
-	return nil
+	return ""
 }
 
 // XDoTool runs xdotool with args on the desktop and returns its output.
