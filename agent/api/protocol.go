@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/cardagent/cardagent/agent"
@@ -27,8 +28,20 @@ const (
 	typeNone = "error"
 )
 
-// Features lists what this agent offers, for `hello`.
+// Features lists what every agent offers, for `hello`.
 var Features = []string{"status", "certificates", "authenticate", "events", "web-eid:1.0", "card"}
+
+// FeatureSessionEnded is added to Features when IT set a removal policy
+// (Options.SessionEnded): the page is sent session_ended.
+const FeatureSessionEnded = "session_ended"
+
+// features is what hello lists for these options.
+func (o Options) features() []string {
+	if o.SessionEnded {
+		return append(slices.Clone(Features), FeatureSessionEnded)
+	}
+	return Features
+}
 
 // allowedFields are the fields each request type may carry; any other is refused.
 var allowedFields = map[string]map[string]bool{

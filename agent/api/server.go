@@ -107,6 +107,9 @@ type Options struct {
 	PromptTimeout time.Duration
 	// Version is the agent version reported by info and hello.
 	Version string
+	// SessionEnded says the card service sends session_ended (a removal
+	// policy other than "none"); hello then lists the feature.
+	SessionEnded bool
 }
 
 // DefaultPorts returns DefaultPort..DefaultPort+DefaultPortRange-1.

@@ -309,7 +309,7 @@ func (c *wsConn) handle(req request) {
 	h := header{req.ID, req.Type}
 	switch req.Type {
 	case reqHello:
-		c.send(helloReply{header: h, Name: "cardagent", Version: c.s.opts.Version, Protocol: Protocol, Features: Features, Origin: c.origin,
+		c.send(helloReply{header: h, Name: "cardagent", Version: c.s.opts.Version, Protocol: Protocol, Features: c.s.opts.features(), Origin: c.origin,
 			RequestTimeoutSeconds: int(c.s.opts.RequestTimeout / time.Second), PromptTimeoutSeconds: int(c.s.opts.PromptTimeout / time.Second)})
 	case reqStatus:
 		c.send(statusReply{header: h, Status: c.s.backend.Status()})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,28 @@ import (
 	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc"
 )
+
+// TestHelloFeatures: session_ended is listed only when IT set a removal policy.
+func TestHelloFeatures(t *testing.T) {
+	for _, tc := range []struct {
+		sessionEnded bool
+		want         []string
+	}{
+		{false, Features},
+		{true, append(slices.Clone(Features), FeatureSessionEnded)},
+	} {
+		ts := startServer(t, newFakeBackend(), nil, Options{SessionEnded: tc.sessionEnded}, allowPeer)
+		m := roundTrip(t, ts.mustDial(t, otherOrigin), map[string]any{"id": 1, "type": "hello"})
+		raw, _ := json.Marshal(m["features"])
+		var got []string
+		if err := json.Unmarshal(raw, &got); err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("SessionEnded %v: features %s, want %q", tc.sessionEnded, raw, tc.want)
+		}
+	}
+	if slices.Contains(Features, FeatureSessionEnded) {
+		t.Error("Features was changed")
+	}
+}
 
 func TestHelloStatusCertificatesEvents(t *testing.T) {
 	b := newFakeBackend()

@@ -97,6 +97,7 @@ func New(cfg config.Config, o Options) (*Daemon, error) {
 		RequestTimeout:   cfg.Limits.RequestTimeout(),
 		PromptTimeout:    cfg.Prompt.Timeout(),
 		Version:          version.Version,
+		SessionEnded:     cfg.Session.Removal == config.RemovalNotify || cfg.Session.Removal == config.RemovalLock,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
