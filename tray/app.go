@@ -16,6 +16,7 @@ import (
 
 	"github.com/cardagent/cardagent/agent/expiry"
 	"github.com/cardagent/cardagent/agent/safetext"
+	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/tray/trayproto"
 )
 
@@ -156,6 +157,9 @@ func (a *App) handle(ctx context.Context, m trayproto.Message) {
 		}
 		a.show(in)
 		a.notify()
+		if m.Event == wire.EventSessionEnded {
+			a.notifySessionEnded()
+		}
 	case trayproto.TypeResult:
 		click, ok := a.pending[m.ID]
 		if !ok {
@@ -217,6 +221,14 @@ func (a *App) notify() {
 		title = "Smartcard certificate expired"
 	}
 	if err := a.UI.Notify(title, safetext.Line(c.Notice, 512)); err != nil {
+		a.Log.Warn("desktop notification failed", zap.Error(err))
+	}
+}
+
+// notifySessionEnded says why the user was signed out: IT's removal policy
+// ended the sign-in session of the card that was taken out.
+func (a *App) notifySessionEnded() {
+	if err := a.UI.Notify("Signed out", "The smartcard you signed in with was removed, so the sites you signed in to were told to sign you out. Insert it and sign in again to go on."); err != nil {
 		a.Log.Warn("desktop notification failed", zap.Error(err))
 	}
 }

@@ -187,6 +187,28 @@ func TestAppFollowsStatusAndNotifiesOncePerDay(t *testing.T) {
 	}
 }
 
+// TestAppSessionEnded: the end of a sign-in session (IT's removal policy) is
+// a notification, once, even when card events come in the same burst.
+func TestAppSessionEnded(t *testing.T) {
+	b := trayhosttest.NewBackend()
+	b.Set(withReaders(readyCard(t, 400)), "")
+	h := &trayhost.Host{Backend: b}
+	a := &App{}
+	l := link(t, h, a)
+	l.waitState(t, StateReady)
+	b.Set(withReaders(nil), wire.EventCardRemoved)
+	b.Set(withReaders(nil), wire.EventSessionEnded)
+	b.Set(withReaders(nil), wire.EventReaderAdded)
+	trayhosttest.WaitFor(t, "the notification", 5*time.Second, func() bool { _, n, _ := l.ui.counts(); return n == 1 })
+	if !strings.Contains(l.ui.notes[0], "Signed out") || !strings.Contains(l.ui.notes[0], "removed") {
+		t.Errorf("notification %q", l.ui.notes[0])
+	}
+	time.Sleep(200 * time.Millisecond)
+	if _, n, _ := l.ui.counts(); n != 1 {
+		t.Errorf("%d notifications, want 1", n)
+	}
+}
+
 func TestAppChangePINResultInWords(t *testing.T) {
 	b := trayhosttest.NewBackend()
 	b.Set(withReaders(readyCard(t, 400)), "")

@@ -79,13 +79,25 @@ func (h *Host) Serve(ctx context.Context, r io.ReadCloser, w io.WriteCloser) (qu
 	// Events only mark the status dirty: the writer sends the latest status,
 	// so a burst of events never queues up behind a slow tray.
 	dirty := make(chan wire.EventKind, 1)
-	markDirty := func(kind wire.EventKind) {
+	// A session's end is told to the tray (it says so in a notification):
+	// it has its own channel so that a burst of card events never drops it.
+	ended := make(chan struct{}, 1)
+	mark := func(ch chan wire.EventKind, kind wire.EventKind) {
 		select {
-		case dirty <- kind:
+		case ch <- kind:
 		default:
 		}
 	}
-	unsubscribe := h.Backend.Subscribe(func(ev wire.Event) { markDirty(ev.Kind) })
+	unsubscribe := h.Backend.Subscribe(func(ev wire.Event) {
+		if ev.Kind == wire.EventSessionEnded {
+			select {
+			case ended <- struct{}{}:
+			default:
+			}
+			return
+		}
+		mark(dirty, ev.Kind)
+	})
 	defer unsubscribe()
 
 	results := make(chan trayproto.Message, 4)
@@ -137,6 +149,8 @@ func (h *Host) Serve(ctx context.Context, r io.ReadCloser, w io.WriteCloser) (qu
 				return
 			case kind := <-dirty:
 				err = send(kind, false)
+			case <-ended:
+				err = send(wire.EventSessionEnded, false)
 			case <-tick.C:
 				err = send("", true)
 			case m := <-results:
@@ -204,7 +218,7 @@ func (h *Host) Serve(ctx context.Context, r io.ReadCloser, w io.WriteCloser) (qu
 		}
 		switch m.Action {
 		case trayproto.ActionRefresh:
-			markDirty("")
+			mark(dirty, "")
 		case trayproto.ActionQuit:
 			log.Info("quit requested from the tray")
 			quit = true
@@ -233,7 +247,7 @@ func (h *Host) Serve(ctx context.Context, r io.ReadCloser, w io.WriteCloser) (qu
 				opMu.Unlock()
 				ocancel()
 				reply(resultFor(m.ID, err))
-				markDirty("") // the PIN counter may have changed
+				mark(dirty, "") // the PIN counter may have changed
 			}(m)
 		default:
 			log.Warn("tray sent an unknown request", zap.String("action", m.Action))

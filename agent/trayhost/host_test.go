@@ -138,3 +138,51 @@ func TestHostOneOperationAtATime(t *testing.T) {
 }
 
 func h(b Backend) *Host { return &Host{Backend: b} }
+
+// TestHostSessionEndedNotDropped: while the tray is slow to read, a burst
+// of card events coalesces into one status, but a session's end still
+// reaches the tray (it shows a notification for it).
+func TestHostSessionEndedNotDropped(t *testing.T) {
+	b := trayhosttest.NewBackend()
+	h := &Host{Backend: b, Refresh: time.Hour}
+	ar, aw := io.Pipe()
+	tr, tw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = h.Serve(ctx, tr, aw)
+	}()
+	defer func() { cancel(); tw.Close(); ar.Close(); <-done }()
+	// Nothing is read yet: the host's writer is blocked on its first status.
+	time.Sleep(50 * time.Millisecond)
+	for _, kind := range []wire.EventKind{wire.EventCardRemoved, wire.EventSessionEnded, wire.EventReaderAdded} {
+		b.Set(b.Status(), kind)
+	}
+	c := trayproto.NewConn(ar, tw)
+	msgs := make(chan trayproto.Message, 16)
+	go func() {
+		for {
+			m, err := c.Read()
+			if err != nil {
+				return
+			}
+			msgs <- m
+		}
+	}()
+	ended := 0
+	for {
+		select {
+		case m := <-msgs:
+			if m.Event == wire.EventSessionEnded {
+				ended++
+			}
+			continue
+		case <-time.After(500 * time.Millisecond):
+		}
+		break
+	}
+	if ended != 1 {
+		t.Errorf("the tray got %d session_ended, want 1", ended)
+	}
+}
