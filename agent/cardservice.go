@@ -77,6 +77,9 @@ type CardService struct {
 	// sessions are the cards that signed in (RemovalNotify, RemovalLock).
 	sessions []*signInSession
 	locking  bool // a LockDesktop call is running
+	// operating is held by the PIN operation in flight (sign-in, signing,
+	// PIN change or unblock), whichever card it uses: see exclusive.
+	operating atomic.Bool
 
 	dispatchMu sync.Mutex // held while one event is delivered
 }

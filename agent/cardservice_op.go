@@ -12,12 +12,28 @@ import (
 // The steps every PIN-protected card operation shares (sign-in, signing for
 // a prescribing page), each decided once here.
 
-// onCard runs op on the card pick chooses for sel, one operation per card at a
-// time: a second operation while one runs gets ErrBusy at once, never
-// queued behind a PIN prompt. reader is set to the card's reader. When the
+// exclusive makes PIN operations (sign-in, signing, PIN change, unblock)
+// one at a time on this desktop, whichever card each would use: a second
+// one gets ErrBusy at once, never queued behind a prompt. So a page cannot
+// open a card choice or a PIN prompt beside another page's, and the user
+// never has two of the agent's prompts to tell apart. release ends it.
+func (s *CardService) exclusive() (release func(), err error) {
+	if !s.operating.CompareAndSwap(false, true) {
+		return nil, ErrBusy
+	}
+	return func() { s.operating.Store(false) }, nil
+}
+
+// onCard runs op on the card pick chooses for sel, one operation at a time
+// (exclusive; and per card). reader is set to the card's reader. When the
 // card left during op, whatever failed is reported as the card's removal;
 // a card that stopped answering is marked mute.
 func (s *CardService) onCard(ctx context.Context, sel selection, reader *string, op func(pk picked) error) error {
+	release, err := s.exclusive()
+	if err != nil {
+		return err
+	}
+	defer release()
 	pk, err := s.pick(ctx, sel)
 	if err != nil {
 		return err

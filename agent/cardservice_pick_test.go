@@ -350,3 +350,54 @@ func TestChangePINChoice(t *testing.T) {
 		t.Errorf("heading %q", h)
 	}
 }
+
+// TestOnePromptAtATime: while one page's card choice is open, another
+// page's sign-in, even naming the other card, and a PIN change are refused
+// with busy at once: the user never has two of the agent's prompts to tell
+// apart, and nothing reaches either card.
+func TestOnePromptAtATime(t *testing.T) {
+	h := newHarness(t, nil)
+	a, b := twoCards(t, h)
+	idB := hex.EncodeToString(b.GUID())
+	h.waitState("R1", func(c *wire.CardState) bool { return c != nil && c.ID != "" })
+	open, release := make(chan struct{}), make(chan struct{})
+	first := &choosingPrompter{fakePrompter: answerPIN(markerPIN), choose: func(ctx context.Context, _ prompt.Choice) (int, error) {
+		close(open)
+		select {
+		case <-release:
+			return 0, nil
+		case <-ctx.Done():
+			return -1, ctx.Err()
+		}
+	}}
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.svc.Authenticate(context.Background(), testOrigin, testChallenge, first)
+		done <- err
+	}()
+	<-open
+	second := chooseIndex(1, markerPIN)
+	if _, err := h.svc.AuthenticateCard(context.Background(), "https://other.example", testChallenge, idB, second); codeOf(err) != wire.CodeBusy {
+		t.Errorf("a named-card sign-in during another page's choice: %v, want busy", err)
+	}
+	if _, err := h.svc.Authenticate(context.Background(), "https://other.example", testChallenge, second); codeOf(err) != wire.CodeBusy {
+		t.Errorf("a sign-in during another page's choice: %v, want busy", err)
+	}
+	if err := h.svc.ChangePIN(context.Background(), second); codeOf(err) != wire.CodeBusy {
+		t.Errorf("a PIN change during a page's choice: %v, want busy", err)
+	}
+	if len(second.choiceList()) != 0 || len(second.requests()) != 0 {
+		t.Errorf("the refused operations prompted: %d choices, %d PIN prompts", len(second.choiceList()), len(second.requests()))
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("the first sign-in: %v", err)
+	}
+	if a.Signatures() != 1 || b.Signatures() != 0 {
+		t.Errorf("signatures %d/%d, want 1/0", a.Signatures(), b.Signatures())
+	}
+	// Once it ended, the next one runs.
+	if _, err := h.svc.AuthenticateCard(context.Background(), "https://other.example", testChallenge, idB, chooseIndex(1, markerPIN)); err != nil {
+		t.Errorf("after the first ended: %v", err)
+	}
+}

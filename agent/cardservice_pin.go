@@ -73,6 +73,11 @@ func (s *CardService) managePIN(ctx context.Context, p prompt.Prompter, unblock 
 	}
 	sel := selectionFor("", "", purpose, p)
 	sel.blockedOK = unblock // an unblock is for a blocked card; a blocked card's PIN cannot be changed
+	release, err := s.exclusive()
+	if err != nil {
+		return err
+	}
+	defer release()
 	pk, err := s.pick(ctx, sel)
 	if err != nil {
 		return err
