@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/cardagent/cardagent/agent/certinfo"
+	"github.com/cardagent/cardagent/agent/desktoplock"
 	"github.com/cardagent/cardagent/agent/wire"
 )
 
@@ -225,6 +227,10 @@ func (s *CardService) lockLocked() {
 		s.mu.Lock()
 		s.locking = false
 		s.mu.Unlock()
+		if errors.Is(err, desktoplock.ErrStillRunning) {
+			s.Log.Info("the lock command is still running: it is left running, as a locker holding the screen does", zap.Duration("after", time.Since(start)))
+			return
+		}
 		if err != nil {
 			s.Log.Error("locking the desktop failed", zap.Error(err), zap.Duration("took", time.Since(start)))
 			return

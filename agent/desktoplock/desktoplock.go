@@ -35,10 +35,18 @@ type Locker struct {
 	Command []string
 }
 
-// Lock asks for the desktop session to be locked, within ctx.
+// ErrStillRunning is Lock's answer when IT's lock command had not returned
+// when ctx ended. The command is left running, never killed: many screen
+// lockers (slock, i3lock -n, xsecurelock, swaylock without -f) stay in the
+// foreground while the screen is locked, and killing one would unlock it.
+// It is reaped when it ends.
+var ErrStillRunning = errors.New("desktoplock: the lock command is still running; it is left running, as a locker that holds the screen must be")
+
+// Lock asks for the desktop session to be locked, within ctx. IT's command
+// (Command) is never killed: see ErrStillRunning.
 func (l Locker) Lock(ctx context.Context) error {
 	if len(l.Command) > 0 {
-		return run(ctx, l.Command)
+		return runLocker(ctx, l.Command)
 	}
 	if testing.Testing() {
 		return ErrSystemLockInTest
@@ -78,6 +86,44 @@ func (l Locker) Method() string {
 	return systemMethod
 }
 
+// runLocker starts argv and waits for it until ctx ends; then it returns
+// ErrStillRunning and leaves the command running (a goroutine reaps it).
+func runLocker(ctx context.Context, argv []string) error {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &limited{b: &out}, &limited{b: &out}
+	// A locker that forks into the background (i3lock without -n) leaves
+	// its child holding the output pipes: once the command itself exited,
+	// its status decides.
+	cmd.WaitDelay = time.Second
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("%s: %w", argv[0], err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if errors.Is(err, exec.ErrWaitDelay) {
+			err = nil // exited with status 0; a child of its keeps the pipes
+		}
+		return commandError(argv[0], err, out.String())
+	case <-ctx.Done():
+		return ErrStillRunning
+	}
+}
+
+// commandError is nil for a command that exited with status 0, else an
+// error naming it with the start of its output.
+func commandError(name string, err error, output string) error {
+	if err == nil {
+		return nil
+	}
+	if msg := strings.TrimSpace(output); msg != "" {
+		return fmt.Errorf("%s: %w: %s", name, err, msg)
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}
+
 // maxOutput bounds what a failed command's output adds to its error.
 const maxOutput = 512
 
@@ -94,11 +140,7 @@ func output(ctx context.Context, argv []string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &limited{b: &out}, &limited{b: &out}
 	cmd.WaitDelay = time.Second
 	if err := cmd.Run(); err != nil {
-		msg := strings.TrimSpace(out.String())
-		if msg != "" {
-			return "", fmt.Errorf("%s: %w: %s", argv[0], err, msg)
-		}
-		return "", fmt.Errorf("%s: %w", argv[0], err)
+		return "", commandError(argv[0], err, out.String())
 	}
 	return out.String(), nil
 }

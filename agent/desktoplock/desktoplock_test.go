@@ -49,19 +49,45 @@ func TestCommand(t *testing.T) {
 		t.Errorf("failing command: %v", err)
 	}
 
-	// A command that hangs is ended by the context.
-	hang := filepath.Join(dir, "hang.sh")
-	if err := os.WriteFile(hang, []byte("#!/bin/sh\nexec sleep 30\n"), 0o700); err != nil {
+	// A locker that holds the screen until the user unlocks (slock, i3lock
+	// -n) outlives the context: Lock says so and never kills it (that would
+	// unlock the screen).
+	marks := filepath.Join(dir, "marks")
+	hold := filepath.Join(dir, "hold.sh")
+	if err := os.WriteFile(hold, []byte("#!/bin/sh\necho locked >> \"$1\"\nsleep 3\necho unlocked >> \"$1\"\n"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	if err := (Locker{Command: []string{hang}}).Lock(ctx); err == nil {
-		t.Error("a hanging command succeeded")
+	if err := (Locker{Command: []string{hold, marks}}).Lock(ctx); !errors.Is(err, ErrStillRunning) {
+		t.Errorf("a locker still running when the context ended: %v, want ErrStillRunning", err)
 	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("a hanging command held Lock for %v", d)
+	if d := time.Since(start); d > 2500*time.Millisecond {
+		t.Errorf("a locker still running held Lock for %v", d)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(marks)
+		if string(b) == "locked\nunlocked\n" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the locker was not left to run to its end: %q", b)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	// A locker that forks into the background and exits 0 (i3lock without
+	// -n): its status decides, though its child keeps the output pipe.
+	forks := filepath.Join(dir, "forks.sh")
+	if err := os.WriteFile(forks, []byte("#!/bin/sh\nsleep 3 &\nexit 0\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := (Locker{Command: []string{forks}}).Lock(ctx); err != nil {
+		t.Errorf("a locker that forked and exited 0: %v", err)
 	}
 
 	// Output is bounded.
