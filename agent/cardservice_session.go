@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"github.com/cardagent/cardagent/agent/certinfo"
 	"github.com/cardagent/cardagent/agent/desktoplock"
 	"github.com/cardagent/cardagent/agent/wire"
+	"github.com/cardagent/cardagent/pcsc"
 )
 
 // Removal policies (CardService.Removal): what the service does when a card
@@ -34,8 +36,10 @@ const LockTimeout = 15 * time.Second
 // AuthenticateWebEID; signing for a prescribing page, a PIN change or an
 // unblock is not a sign-in), from then until the card is removed and not
 // read again, in any reader, within RemovalGrace. The card is known by its
-// id (CardState.ID), so a card reseated in the same or another reader
-// keeps its session; a different card inserted meanwhile does not. When the
+// id (CardState.ID) and its authentication certificate, so a card reseated
+// in the same or another reader keeps its session; a different card
+// inserted meanwhile does not, nor does one that only copies the id (which
+// the card states itself and every page sees in status). When the
 // grace period ends while a card is still being read, the decision waits
 // for that card's id. A later sign-in with the same card after the session
 // ended starts a new one.
@@ -47,7 +51,8 @@ const LockTimeout = 15 * time.Second
 // signInSession is one card's sign-in session. Guarded by CardService.mu.
 type signInSession struct {
 	cardID string
-	reader string // where the card was last
+	cert   [sha256.Size]byte // the authentication certificate's SHA-256
+	reader string            // where the card was last
 	holder *certinfo.Holder
 	// slot is the insertion the card is in; nil while it is out (grace).
 	slot  *cardSlot
@@ -83,13 +88,13 @@ func (s *CardService) signedIn(cs *cardSlot) {
 		return
 	}
 	i := slices.IndexFunc(s.sessions, func(x *signInSession) bool {
-		return x.slot == cs || (cs.id != "" && x.cardID == cs.id)
+		return x.slot == cs || sameCard(x, cs)
 	})
 	var sess *signInSession
 	if i >= 0 {
 		sess = s.sessions[i]
 	} else {
-		sess = &signInSession{cardID: cs.id}
+		sess = &signInSession{cardID: cs.id, cert: authCertHash(cs)}
 		s.sessions = append(s.sessions, sess)
 		s.Log.Info("sign-in session started", zap.String("card_id", cs.id), zap.String("reader", cs.reader), zap.String("removal", s.Removal))
 	}
@@ -105,6 +110,23 @@ func (s *CardService) signedIn(cs *cardSlot) {
 	}
 	s.cancelGraceLocked(sess)
 	sess.slot = cs
+}
+
+// sameCard reports whether cs holds the card of sess: the same id and the
+// same authentication certificate.
+func sameCard(sess *signInSession, cs *cardSlot) bool {
+	return cs.id != "" && sess.cardID == cs.id && sess.cert == authCertHash(cs)
+}
+
+// authCertHash is the SHA-256 of cs's authentication certificate (zero
+// when it has none).
+func authCertHash(cs *cardSlot) [sha256.Size]byte {
+	for _, c := range cs.certs {
+		if c.Key == pcsc.KeyAuthentication && c.Cert != nil {
+			return sha256.Sum256(c.Cert.Raw)
+		}
+	}
+	return [sha256.Size]byte{}
 }
 
 // cardLeftLocked starts the grace period of the session on cs, if any.
@@ -130,7 +152,7 @@ func (s *CardService) cardReadLocked(cs *cardSlot) {
 	}
 	if !cs.detached && cs.id != "" {
 		for _, sess := range s.sessions {
-			if sess.slot == nil && sess.cardID == cs.id {
+			if sess.slot == nil && sameCard(sess, cs) {
 				s.cancelGraceLocked(sess)
 				sess.slot, sess.reader = cs, cs.reader
 				s.Log.Info("the card that signed in is back within the grace period: its session goes on",

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"crypto"
+	"encoding/hex"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/cardagent/cardagent/agent/wire"
 	"github.com/cardagent/cardagent/pcsc"
 	"github.com/cardagent/cardagent/pcsc/vcard/testpki"
+	"github.com/cardagent/cardagent/pcsc/vcard/vpiv"
 )
 
 // sessionEvents records the session_ended events of a service.
@@ -149,6 +151,28 @@ func TestRemovalLock(t *testing.T) {
 	rec.waitN(t, 1)
 	if n := locks.Load(); n != 1 {
 		t.Errorf("desktop locked %d times after a card that never signed in left, want 1", n)
+	}
+}
+
+// TestRemovalCopiedIDDoesNotKeepTheSession: a card that only copies the
+// signed-in card's id (its CHUID GUID, which any reader reads and every
+// page sees in status) is a different card: the session ends.
+func TestRemovalCopiedIDDoesNotKeepTheSession(t *testing.T) {
+	var locks atomic.Int32
+	h := removalHarness(t, RemovalNotify, shortGrace, &locks)
+	rec := recordSessions(h)
+	card := newCard(t, testpki.CardSpec{DaysLeft: 400}, nil)
+	clone := newCard(t, testpki.CardSpec{Surname: "Clone", DaysLeft: 400, KeyIndex: 1}, func(c *vpiv.Config) { c.GUID = card.GUID() })
+	insertPIV(h, "R0", card)
+	signIn(t, h)
+	h.remove("R0")
+	insertPIV(h, "R1", clone)
+	h.waitState("R1", func(c *wire.CardState) bool { return c != nil && c.State == wire.CardReady })
+	if st := h.svc.Status(); st.Readers[1].Card == nil || st.Readers[1].Card.ID != hex.EncodeToString(card.GUID()) {
+		t.Fatalf("the clone does not show the same id: %+v", st.Readers)
+	}
+	if ev := rec.waitN(t, 1)[0]; ev.Session == nil || ev.Session.CardID != hex.EncodeToString(card.GUID()) {
+		t.Errorf("session_ended %+v", ev)
 	}
 }
 
