@@ -26,13 +26,19 @@ const gpgErrNotConfirmed = 114
 // ErrCancelled. CONFIRM with OK and Cancel labels is what every pinentry
 // (GTK, GNOME, Qt, curses, tty, macOS) shows; a third button (SETNOTOK) is
 // not shown by all of them, so it is not relied on (a "not OK" answer counts
-// as Cancel). The timeout applies to each prompt.
+// as Cancel). Pinentry cannot tell Escape or closing the window from the
+// Cancel button: on a card before the last, they too show the next card.
+// The timeout applies to the whole choice, not to each prompt.
 func (p *Pinentry) Choose(ctx context.Context, c Choice) (int, error) {
 	if err := checkChoice(c); err != nil {
 		return -1, err
 	}
-	timeout := p.timeout(c.Timeout)
+	deadline := time.Now().Add(p.timeout(c.Timeout))
 	for i, cc := range c.Cards {
+		timeout := time.Until(deadline)
+		if timeout <= 0 {
+			return -1, ErrTimeout
+		}
 		last := i == len(c.Cards)-1
 		desc := ChoiceHeading(c) + "\n\nCard " + strconv.Itoa(i+1) + " of " + strconv.Itoa(len(c.Cards)) + ": " + CardLine(cc)
 		if last {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 var twoCards = Choice{
@@ -16,6 +17,28 @@ var twoCards = Choice{
 		{Holder: "Dr Jane Example", CardType: "NHS series 9/10 (PIV)", Reader: "Keyboard Reader 00 00", TriesLeft: 3},
 		{Holder: "Dr John Other", CardType: "NHS series 8 (Oberthur)", Reader: "USB Reader 01 00", TriesLeft: 1},
 	},
+}
+
+// TestPinentryChooseOneDeadline: the prompt timeout is the whole choice's:
+// each confirmation is given what is left of it, not the whole again.
+func TestPinentryChooseOneDeadline(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	queue := filepath.Join(dir, "queue")
+	if err := os.WriteFile(queue, []byte("cancel\nok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	record := filepath.Join(dir, "shown.jsonl")
+	p := &Pinentry{Path: scripted, Args: []string{"-queue", queue, "-record", record, "-delay", "1500ms"}}
+	c := twoCards
+	c.Timeout = 4 * time.Second
+	if i, err := p.Choose(context.Background(), c); i != 1 || err != nil {
+		t.Fatalf("Choose = %d, %v", i, err)
+	}
+	shown := readShown(t, record)
+	if len(shown) != 2 || shown[0].Timeout != "4" || (shown[1].Timeout != "3" && shown[1].Timeout != "2" && shown[1].Timeout != "1") {
+		t.Errorf("SETTIMEOUT per confirmation: %+v, want 4, then what was left after the first answer (1.5 s)", shown)
+	}
 }
 
 // TestPinentryChoose: pinentry shows one CONFIRM per card in reader order;
