@@ -159,6 +159,8 @@ func (s *CardService) pick(ctx context.Context, sel selection) (picked, error) {
 			return picked{slot: slots[i], several: len(slots) > 1}, nil
 		case i >= 0:
 			return picked{slot: slots[i], several: len(usable) > 1}, nil
+		case len(usable) > prompt.MaxChoices:
+			return picked{}, ErrCardAmbiguous // too many to list: the page names the card
 		case len(usable) > 1:
 			k, err := s.choose(ctx, sel, choices, slots, usable)
 			if err != nil {

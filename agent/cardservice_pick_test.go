@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -399,5 +400,24 @@ func TestOnePromptAtATime(t *testing.T) {
 	// Once it ended, the next one runs.
 	if _, err := h.svc.AuthenticateCard(context.Background(), "https://other.example", testChallenge, idB, chooseIndex(1, markerPIN)); err != nil {
 		t.Errorf("after the first ended: %v", err)
+	}
+}
+
+// TestTooManyCardsToList: with more usable cards than a choice lists, the
+// agent asks for none (no prompt, no try): the page names the card.
+func TestTooManyCardsToList(t *testing.T) {
+	h := newHarness(t, nil)
+	for i := range prompt.MaxChoices + 1 {
+		insertPIV(h, fmt.Sprintf("R%02d", i), newCard(t, testpki.CardSpec{DaysLeft: 400, KeyIndex: i % 2}, nil))
+	}
+	for i := range prompt.MaxChoices + 1 {
+		h.waitState(fmt.Sprintf("R%02d", i), func(c *wire.CardState) bool { return c != nil && c.State == wire.CardReady })
+	}
+	p := chooseIndex(0, markerPIN)
+	if _, err := h.svc.Authenticate(context.Background(), testOrigin, testChallenge, p); codeOf(err) != wire.CodeCardAmbiguous {
+		t.Errorf("%d cards: %v, want card_ambiguous", prompt.MaxChoices+1, err)
+	}
+	if len(p.choiceList()) != 0 || len(p.requests()) != 0 {
+		t.Errorf("%d choices, %d PIN prompts, want none", len(p.choiceList()), len(p.requests()))
 	}
 }

@@ -42,9 +42,10 @@ type Chooser interface {
 	Choose(ctx context.Context, c Choice) (int, error)
 }
 
-// maxChoices bounds the cards one prompt lists (PC/SC readers on a desktop
-// are few; a list longer than this is cut).
-const maxChoices = 16
+// MaxChoices bounds the cards one prompt lists (PC/SC readers on a desktop
+// are few). With more usable cards the agent asks for none: the page names
+// the card (card_ambiguous).
+const MaxChoices = 16
 
 // errNoChoice is a Choice with fewer than two cards: there is nothing to ask.
 var errNoChoice = errors.New("a card choice needs at least two cards")
@@ -53,8 +54,8 @@ func checkChoice(c Choice) error {
 	if len(c.Cards) < 2 {
 		return errNoChoice
 	}
-	if len(c.Cards) > maxChoices {
-		return fmt.Errorf("a card choice lists at most %d cards", maxChoices)
+	if len(c.Cards) > MaxChoices {
+		return fmt.Errorf("a card choice lists at most %d cards", MaxChoices)
 	}
 	return nil
 }
