@@ -80,6 +80,7 @@ type CardService struct {
 	// operating is held by the PIN operation in flight (sign-in, signing,
 	// PIN change or unblock), whichever card it uses: see exclusive.
 	operating atomic.Bool
+	slotSeq   uint64 // the last cardSlot.seq given
 
 	dispatchMu sync.Mutex // held while one event is delivered
 }
@@ -108,6 +109,7 @@ type cardSlot struct {
 	busy   atomic.Bool   // one card operation in flight
 
 	// Guarded by CardService.mu.
+	seq      uint64 // insertion order (CardService.slotSeq)
 	id       string // the card's id, once read
 	state    string
 	openDone bool
@@ -282,6 +284,8 @@ func (s *CardService) onEvent(ev pcsc.Event) {
 			s.detachLocked(r.card, ev.Time)
 		}
 		cs := s.newSlot(ev.Reader, ev.ATR)
+		s.slotSeq++
+		cs.seq = s.slotSeq
 		r.card = cs
 		if ev.Kind == pcsc.CardMute {
 			cs.state, cs.openDone = wire.CardMute, true

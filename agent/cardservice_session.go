@@ -62,6 +62,9 @@ type signInSession struct {
 	gen uint64
 	// overdue: the grace period ended while a card was being read.
 	overdue bool
+	// overdueAt is the last insertion (CardService.slotSeq) when the grace
+	// period ended: only cards inserted by then are waited for.
+	overdueAt uint64
 }
 
 // checkRemoval checks the removal policy before Serve starts.
@@ -191,15 +194,22 @@ func (s *CardService) graceEnded(sess *signInSession, gen uint64) {
 		return
 	}
 	sess.timer = nil
-	sess.overdue = true
+	sess.overdue, sess.overdueAt = true, s.slotSeq
 	s.settleLocked()
 }
 
-// settleLocked ends the overdue sessions, unless a card is still being
-// read (it may be one of them, back).
+// settleLocked ends the overdue sessions, unless a card that was inserted
+// before a grace period ended is still being read (it may be one of them,
+// back). A card inserted later does not hold the decision up.
 func (s *CardService) settleLocked() {
+	var before uint64 // the latest insertion an overdue session waits for
+	for _, x := range s.sessions {
+		if x.overdue {
+			before = max(before, x.overdueAt)
+		}
+	}
 	for _, r := range s.readers {
-		if cs := r.card; cs != nil && !cs.openDone && !cs.detached {
+		if cs := r.card; cs != nil && !cs.openDone && !cs.detached && cs.seq <= before {
 			return
 		}
 	}

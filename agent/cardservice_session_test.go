@@ -242,6 +242,40 @@ func TestRemovalWaitsForCardBeingRead(t *testing.T) {
 	}
 }
 
+// TestRemovalNotHeldByLaterCards: once the grace period ended, only a card
+// inserted by then (it may be the one that signed in) is waited for; a card
+// inserted later, still being read, does not hold the session's end up.
+func TestRemovalNotHeldByLaterCards(t *testing.T) {
+	var locks atomic.Int32
+	h := removalHarness(t, RemovalNotify, shortGrace, &locks)
+	rec := recordSessions(h)
+	card := newCard(t, testpki.CardSpec{DaysLeft: 400}, nil)
+	other := newCard(t, testpki.CardSpec{Surname: "Other", DaysLeft: 400, KeyIndex: 1}, nil)
+	late := newCard(t, testpki.CardSpec{Surname: "Late", DaysLeft: 400}, nil)
+	insertPIV(h, "R0", card)
+	signIn(t, h)
+	h.remove("R0")
+	early := make(chan struct{})
+	h.mu.Lock()
+	h.openGate = early
+	h.mu.Unlock()
+	h.insert("R1", other, other.ATR(), false) // being read when the grace period ends
+	time.Sleep(3 * shortGrace)
+	slow := make(chan struct{})
+	defer close(slow)
+	h.mu.Lock()
+	h.openGate = slow
+	h.mu.Unlock()
+	h.insert("R2", late, late.ATR(), false) // inserted after it ended, read slowly
+	time.Sleep(shortGrace)
+	if n := len(rec.list()); n != 0 {
+		t.Fatalf("%d session_ended while a card inserted in time was being read", n)
+	}
+	close(early)
+	h.waitState("R1", func(c *wire.CardState) bool { return c != nil && c.State == wire.CardReady })
+	rec.waitN(t, 1)
+}
+
 // TestRemovalNone: the default sends nothing new and never locks, and the
 // PIN cache still ends on removal.
 func TestRemovalNone(t *testing.T) {
