@@ -103,8 +103,16 @@ func (s *CardService) signedIn(cs *cardSlot) {
 	}
 	sess.reader, sess.holder = cs.reader, holderOf(cs.certs)
 	if cs.detached {
-		// The card left while it signed: its grace period runs from now
-		// (unless it is running already).
+		// The card left while it signed. If it is already back and read
+		// (another reader), the session is on that insertion; else its
+		// grace period runs from now (unless it is running already).
+		for _, r := range s.readers {
+			if back := r.card; back != nil && back.openDone && !back.detached && sameCard(sess, back) {
+				s.cancelGraceLocked(sess)
+				sess.slot, sess.reader = back, back.reader
+				return
+			}
+		}
 		if sess.slot != nil || sess.timer == nil {
 			sess.slot = nil
 			s.startGraceLocked(sess)
