@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -18,7 +18,7 @@ const systemMethod = "loginctl lock-session, else xdg-screensaver lock"
 // locker are tried through xdg-screensaver.
 func lockSystem(ctx context.Context) error {
 	var errs []error
-	if loginctl, err := exec.LookPath("loginctl"); err == nil {
+	if loginctl, err := systemProgram("loginctl"); err == nil {
 		id := os.Getenv("XDG_SESSION_ID")
 		if id == "" {
 			out, err := output(ctx, []string{loginctl, "show-user", strconv.Itoa(os.Getuid()), "--property=Display", "--value"})
@@ -38,7 +38,7 @@ func lockSystem(ctx context.Context) error {
 	} else {
 		errs = append(errs, err)
 	}
-	if xs, err := exec.LookPath("xdg-screensaver"); err == nil {
+	if xs, err := systemProgram("xdg-screensaver"); err == nil {
 		err := run(ctx, []string{xs, "lock"})
 		if err == nil {
 			return nil
@@ -50,10 +50,26 @@ func lockSystem(ctx context.Context) error {
 	return fmt.Errorf("desktoplock: %w", errors.Join(errs...))
 }
 
-// systemAvailable needs loginctl or xdg-screensaver on PATH.
+// systemDirs are where the system's lock programs are looked for: never
+// the agent's PATH, which the user's environment sets, so the lock IT
+// chose runs the system's program.
+var systemDirs = []string{"/usr/bin", "/bin"}
+
+// systemProgram finds name in systemDirs.
+func systemProgram(name string) (string, error) {
+	for _, dir := range systemDirs {
+		p := filepath.Join(dir, name)
+		if executable(p) == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s: not found in %s", name, strings.Join(systemDirs, ", "))
+}
+
+// systemAvailable needs loginctl or xdg-screensaver in systemDirs.
 func systemAvailable() error {
-	_, lerr := exec.LookPath("loginctl")
-	_, xerr := exec.LookPath("xdg-screensaver")
+	_, lerr := systemProgram("loginctl")
+	_, xerr := systemProgram("xdg-screensaver")
 	if lerr != nil && xerr != nil {
 		return errors.New("desktoplock: neither loginctl nor xdg-screensaver is installed")
 	}
