@@ -106,7 +106,6 @@ type cardSlot struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	opened chan struct{} // closed when reading the card finished
-	busy   atomic.Bool   // one card operation in flight
 
 	// Guarded by CardService.mu.
 	seq      uint64 // insertion order (CardService.slotSeq)

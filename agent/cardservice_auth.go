@@ -92,9 +92,9 @@ func SignatureAlgorithm(pub crypto.PublicKey) (string, crypto.SignerOpts, error)
 //
 // origin comes from the validated WebSocket handshake, never from a message.
 // The card used is the one usable card, or the one the user picks when
-// several are inserted (see pick and AuthenticateCard). One card operation
-// is in flight per card: a second call while one is running gets ErrBusy at
-// once, never queued behind a PIN prompt. The order is: challenge format,
+// several are inserted (see pick and AuthenticateCard). One PIN operation
+// is in flight on the desktop (exclusive): a second call while one is
+// running gets ErrBusy at once, never queued behind a prompt. The order is: challenge format,
 // card (the choice prompt when several are usable), authentication
 // certificate, PIN status (tries left; blocked ends here), the prompt p
 // (closed when the card is removed or ctx ends), the local PIN format check

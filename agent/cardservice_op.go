@@ -25,7 +25,7 @@ func (s *CardService) exclusive() (release func(), err error) {
 }
 
 // onCard runs op on the card pick chooses for sel, one operation at a time
-// (exclusive; and per card). reader is set to the card's reader. When the
+// (exclusive). reader is set to the card's reader. When the
 // card left during op, whatever failed is reported as the card's removal;
 // a card that stopped answering is marked mute.
 func (s *CardService) onCard(ctx context.Context, sel selection, reader *string, op func(pk picked) error) error {
@@ -40,10 +40,6 @@ func (s *CardService) onCard(ctx context.Context, sel selection, reader *string,
 	}
 	cs := pk.slot
 	*reader = cs.reader
-	if !cs.busy.CompareAndSwap(false, true) {
-		return ErrBusy
-	}
-	defer cs.busy.Store(false)
 	err = op(pk)
 	if err != nil && cs.ctx.Err() != nil {
 		return Classify(context.Cause(cs.ctx))

@@ -73,27 +73,7 @@ func (s *CardService) managePIN(ctx context.Context, p prompt.Prompter, unblock 
 	}
 	sel := selectionFor("", "", purpose, p)
 	sel.blockedOK = unblock // an unblock is for a blocked card; a blocked card's PIN cannot be changed
-	release, err := s.exclusive()
-	if err != nil {
-		return err
-	}
-	defer release()
-	pk, err := s.pick(ctx, sel)
-	if err != nil {
-		return err
-	}
-	cs := pk.slot
-	reader = cs.reader
-	if !cs.busy.CompareAndSwap(false, true) {
-		return ErrBusy
-	}
-	defer cs.busy.Store(false)
-
-	err = s.managePINOn(ctx, cs, p, unblock)
-	if err != nil && cs.ctx.Err() != nil {
-		return Classify(context.Cause(cs.ctx))
-	}
-	return err
+	return s.onCard(ctx, sel, &reader, func(pk picked) error { return s.managePINOn(ctx, pk.slot, p, unblock) })
 }
 
 func (s *CardService) managePINOn(ctx context.Context, cs *cardSlot, p prompt.Prompter, unblock bool) error {
