@@ -1,29 +1,10 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-
-	"github.com/cardagent/cardagent/agent"
-	"github.com/cardagent/cardagent/agent/prompt"
 )
-
-// Choose asks the limiter too: a card choice is a prompt a page caused, and
-// counts against its origin's limit like the PIN prompt that follows it.
-// Without a prompter that can offer a choice it is agent.ErrCardAmbiguous:
-// the page can still name the card.
-func (lp limitedPrompter) Choose(ctx context.Context, c prompt.Choice) (int, error) {
-	ch, ok := lp.p.(prompt.Chooser)
-	if !ok {
-		return -1, agent.ErrCardAmbiguous
-	}
-	if !lp.l.allow(lp.origin) {
-		return -1, agent.ErrRateLimited
-	}
-	return ch.Choose(ctx, c)
-}
 
 // maxCardIDLen bounds the card field: ids are hex GUIDs, serial numbers or
 // certificate hashes, far shorter.

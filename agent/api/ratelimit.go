@@ -1,13 +1,8 @@
 package api
 
 import (
-	"context"
-	"fmt"
 	"sync"
 	"time"
-
-	"github.com/cardagent/cardagent/agent"
-	"github.com/cardagent/cardagent/agent/prompt"
 )
 
 // promptLimiter is a token bucket per origin: each PIN prompt shown for an
@@ -50,31 +45,4 @@ func (l *promptLimiter) allow(origin string) bool {
 	}
 	b.tokens--
 	return true
-}
-
-// limitedPrompter asks the limiter before each prompt for one origin.
-type limitedPrompter struct {
-	p      prompt.Prompter
-	l      *promptLimiter
-	origin string
-}
-
-func (lp limitedPrompter) PIN(ctx context.Context, req prompt.Request) ([]byte, error) {
-	if !lp.l.allow(lp.origin) {
-		return nil, agent.ErrRateLimited
-	}
-	return lp.p.PIN(ctx, req)
-}
-
-// Confirm asks the limiter too: a sign-in confirmed from the PIN cache
-// counts as a prompt. Without a consent dialog it is prompt.ErrUnavailable.
-func (lp limitedPrompter) Confirm(ctx context.Context, c prompt.Consent) (bool, error) {
-	conf, ok := lp.p.(prompt.Confirmer)
-	if !ok {
-		return false, fmt.Errorf("%w: no consent dialog", prompt.ErrUnavailable)
-	}
-	if !lp.l.allow(lp.origin) {
-		return false, agent.ErrRateLimited
-	}
-	return conf.Confirm(ctx, c)
 }

@@ -358,8 +358,5 @@ func (c *wsConn) handle(req request) {
 
 // prompter is the server's prompter behind this origin's prompt rate limit.
 func (c *wsConn) prompter() prompt.Prompter {
-	if c.s.prompter == nil {
-		return nil
-	}
-	return limitedPrompter{p: c.s.prompter, l: c.s.limiter, origin: c.origin}
+	return agent.RateLimited(c.s.prompter, func() bool { return c.s.limiter.allow(c.origin) })
 }

@@ -401,6 +401,7 @@ func TestStatusCodes(t *testing.T) {
 		{agent.ErrBusy, StatusBusy, "(0x43410005)"},
 		{agent.ErrRateLimited, StatusRateLimited, "(0x43410006)"},
 		{agent.ErrPromptUnavailable, StatusNoPrompt, "(0x43410007)"},
+		{agent.ErrCardAmbiguous, StatusNoPrompt, "Several cards are inserted and no prompt here can offer the choice; take out the cards not in use. Error Code: (0x43410007)"},
 		{agent.Classify(prompt.ErrTimeout), StatusTimeout, "(0x4341000A)"},
 		{agent.Classify(pcsc.ErrPINFormat), StatusPINFormat, "(0x4341000B)"},
 		{agent.Classify(pcsc.ErrUnsupportedCard), StatusUnsupportedCard, "(0x4341000C)"},

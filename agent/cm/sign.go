@@ -85,6 +85,7 @@ var statusOf = map[wire.Code]struct {
 	wire.CodeBusy:               {StatusBusy, "Another card operation is in progress; try again"},
 	wire.CodeRateLimited:        {StatusRateLimited, "Too many PIN requests from this site; wait a minute and try again"},
 	wire.CodePromptUnavailable:  {StatusNoPrompt, "No PIN prompt can be shown on this desktop"},
+	wire.CodeCardAmbiguous:      {StatusNoPrompt, "Several cards are inserted and no prompt here can offer the choice; take out the cards not in use"},
 	wire.CodeTimeout:            {StatusTimeout, "The PIN prompt timed out; the card was not used"},
 	wire.CodePINFormat:          {StatusPINFormat, "The PIN typed has a format the card cannot take; no try was spent"},
 	wire.CodeUnsupportedCard:    {StatusUnsupportedCard, "This card's signing key cannot be used"},
@@ -162,10 +163,7 @@ func (h *signingHub) requestToSign(ctx context.Context, origin, arg string) *Rep
 	for i, p := range req.Payloads {
 		docs[i] = p.Data
 	}
-	var p prompt.Prompter
-	if h.prompter != nil {
-		p = limitedPrompter{p: h.prompter, allow: func() bool { return h.limiter(origin).Allow() }}
-	}
+	p := agent.RateLimited(h.prompter, func() bool { return h.limiter(origin).Allow() })
 	res, err := h.backend.SignDocuments(ctx, agent.SignRequest{Origin: origin, Hash: req.Hash, Documents: docs, Noun: "prescription"}, p)
 	if err != nil {
 		e := agent.Classify(err)
@@ -210,20 +208,6 @@ func (h *signingHub) limiter(origin string) *rate.Limiter {
 		h.limiters[origin] = l
 	}
 	return l
-}
-
-// limitedPrompter refuses a prompt beyond the origin's rate limit. Only
-// prompts really shown count.
-type limitedPrompter struct {
-	p     prompt.Prompter
-	allow func() bool
-}
-
-func (lp limitedPrompter) PIN(ctx context.Context, req prompt.Request) ([]byte, error) {
-	if !lp.allow() {
-		return nil, agent.ErrRateLimited
-	}
-	return lp.p.PIN(ctx, req)
 }
 
 // netTimestamp formats t as .NET's round-trip UTC form: 2023-12-19T09:08:37.6560010Z.
