@@ -18,6 +18,7 @@ require (
 	golang.org/x/crypto v0.50.0
 	golang.org/x/sync v0.24.0
 	golang.org/x/sys v0.43.0
+	golang.org/x/time v0.16.0
 )
 
 require (
@@ -78,6 +79,5 @@ require (
 	go.yaml.in/yaml/v3 v3.0.4 // indirect
 	golang.org/x/image v0.20.0 // indirect
 	golang.org/x/net v0.52.0 // indirect
-	golang.org/x/time v0.16.0 // indirect
 	gopkg.in/warnings.v0 v0.1.2 // indirect
 )

@@ -3,6 +3,10 @@ package agent
 import (
 	"context"
 	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/cardagent/cardagent/agent/prompt"
 )
@@ -56,4 +60,38 @@ func (lp limitedPrompter) Choose(ctx context.Context, c prompt.Choice) (int, err
 		return -1, ErrRateLimited
 	}
 	return ch.Choose(ctx, c)
+}
+
+// PromptLimiter is the prompt rate limit per origin: a token bucket of
+// perMinute tokens, refilled evenly over a minute (golang.org/x/time/rate).
+// Each prompt shown for an origin takes a token; only prompts really shown
+// count (a busy answer costs nothing). Its size is bounded by the origins
+// that reach it: only allowed ones do.
+type PromptLimiter struct {
+	perMinute int
+	now       func() time.Time
+
+	mu     sync.Mutex
+	origin map[string]*rate.Limiter
+}
+
+// NewPromptLimiter allows perMinute prompts per origin and minute (at least
+// 1); now is the clock (time.Now when nil).
+func NewPromptLimiter(perMinute int, now func() time.Time) *PromptLimiter {
+	if now == nil {
+		now = time.Now
+	}
+	return &PromptLimiter{perMinute: max(perMinute, 1), now: now, origin: map[string]*rate.Limiter{}}
+}
+
+// Allow takes a token for origin, or reports that none is left.
+func (l *PromptLimiter) Allow(origin string) bool {
+	l.mu.Lock()
+	lim, ok := l.origin[origin]
+	if !ok {
+		lim = rate.NewLimiter(rate.Every(time.Minute/time.Duration(l.perMinute)), l.perMinute)
+		l.origin[origin] = lim
+	}
+	l.mu.Unlock()
+	return lim.AllowN(l.now(), 1)
 }

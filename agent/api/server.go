@@ -29,6 +29,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/peer"
 	"github.com/cardagent/cardagent/agent/prompt"
 	"github.com/cardagent/cardagent/agent/token"
@@ -131,7 +132,7 @@ type Server struct {
 	prompter prompt.Prompter
 	opts     Options
 	allowed  map[string]bool
-	limiter  *promptLimiter
+	limiter  *agent.PromptLimiter
 	upgrader websocketUpgrader
 	routes   map[string]route
 	// checkPeer is peer.CheckAddrs in production; tests replace it.
@@ -193,7 +194,7 @@ func New(log *zap.Logger, backend Backend, p prompt.Prompter, opts Options) (*Se
 		prompter:  p,
 		opts:      opts,
 		allowed:   map[string]bool{},
-		limiter:   newPromptLimiter(opts.PromptsPerMinute, time.Now),
+		limiter:   agent.NewPromptLimiter(opts.PromptsPerMinute, time.Now),
 		checkPeer: peer.CheckAddrs,
 		conns:     map[*wsConn]struct{}{},
 	}

@@ -358,5 +358,5 @@ func (c *wsConn) handle(req request) {
 
 // prompter is the server's prompter behind this origin's prompt rate limit.
 func (c *wsConn) prompter() prompt.Prompter {
-	return agent.RateLimited(c.s.prompter, func() bool { return c.s.limiter.allow(c.origin) })
+	return agent.RateLimited(c.s.prompter, func() bool { return c.s.limiter.Allow(c.origin) })
 }

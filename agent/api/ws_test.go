@@ -316,23 +316,6 @@ func TestPromptRateLimit(t *testing.T) {
 	}
 }
 
-func TestPromptLimiterRefills(t *testing.T) {
-	now := time.Unix(1000, 0)
-	l := newPromptLimiter(6, func() time.Time { return now })
-	for i := range 6 {
-		if !l.allow("o") {
-			t.Fatalf("prompt %d refused", i)
-		}
-	}
-	if l.allow("o") {
-		t.Fatal("7th prompt within a minute allowed")
-	}
-	now = now.Add(10 * time.Second) // one token back
-	if !l.allow("o") || l.allow("o") {
-		t.Fatal("refill is not one token per 10 s")
-	}
-}
-
 // TestNoPrompter: without a prompter the agent still serves status, and
 // authenticate says prompt_unavailable (through the real error path).
 func TestNoPrompter(t *testing.T) {

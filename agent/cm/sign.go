@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/time/rate"
 
 	"github.com/cardagent/cardagent/agent"
 	"github.com/cardagent/cardagent/agent/prompt"
@@ -117,12 +116,12 @@ type signingHub struct {
 	prompter prompt.Prompter
 	opts     Options
 
-	mu       sync.Mutex
-	limiters map[string]*rate.Limiter // per origin; bounded by the signing origins
+	mu      sync.Mutex
+	limiter *agent.PromptLimiter
 }
 
 func newSigningHub(log *zap.Logger, b Backend, p prompt.Prompter, opts Options) *signingHub {
-	return &signingHub{log: log, backend: b, prompter: p, opts: opts, limiters: map[string]*rate.Limiter{}}
+	return &signingHub{log: log, backend: b, prompter: p, opts: opts, limiter: agent.NewPromptLimiter(opts.PromptsPerMinute, nil)}
 }
 
 // Invoke runs signingHub.requestToSign (method names compare without case,
@@ -163,7 +162,7 @@ func (h *signingHub) requestToSign(ctx context.Context, origin, arg string) *Rep
 	for i, p := range req.Payloads {
 		docs[i] = p.Data
 	}
-	p := agent.RateLimited(h.prompter, func() bool { return h.limiter(origin).Allow() })
+	p := agent.RateLimited(h.prompter, func() bool { return h.limiter.Allow(origin) })
 	res, err := h.backend.SignDocuments(ctx, agent.SignRequest{Origin: origin, Hash: req.Hash, Documents: docs, Noun: "prescription"}, p)
 	if err != nil {
 		e := agent.Classify(err)
@@ -195,19 +194,6 @@ func (h *signingHub) failure(code uint32, text string, triesLeft int) *Reply {
 		Message:      errorMessage(code, text, triesLeft),
 		Timestamp:    netTimestamp(h.opts.Now()),
 	}
-}
-
-// limiter is origin's prompt rate limiter: PromptsPerMinute tokens, refilled evenly.
-func (h *signingHub) limiter(origin string) *rate.Limiter {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	l, ok := h.limiters[origin]
-	if !ok {
-		n := h.opts.PromptsPerMinute
-		l = rate.NewLimiter(rate.Every(time.Minute/time.Duration(n)), n)
-		h.limiters[origin] = l
-	}
-	return l
 }
 
 // netTimestamp formats t as .NET's round-trip UTC form: 2023-12-19T09:08:37.6560010Z.
