@@ -11,6 +11,14 @@ import (
 // errNoFreePort: none of the ports was free on every loopback address.
 var errNoFreePort = errors.New("every port is taken")
 
+// LoopbackHosts are the Host header values a request to port on loopback
+// may carry: 127.0.0.1, localhost and [::1] with the port. Any other Host
+// (a DNS-rebinding name) is refused.
+func LoopbackHosts(port int) map[string]bool {
+	ps := strconv.Itoa(port)
+	return map[string]bool{"127.0.0.1:" + ps: true, "localhost:" + ps: true, "[::1]:" + ps: true}
+}
+
 // ListenLoopback binds 127.0.0.1 and ::1 on the first of ports free on both
 // (one browser may reach "localhost" over either address, so both must be
 // the same user's agent), and returns the listeners and the port. Where the

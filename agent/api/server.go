@@ -259,9 +259,7 @@ func (s *Server) Listen() (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%w (tried %v)", ErrNoPort, s.opts.Ports)
 	}
-	s.listeners, s.port = ls, port
-	ps := strconv.Itoa(port)
-	s.hosts = map[string]bool{"127.0.0.1:" + ps: true, "localhost:" + ps: true, "[::1]:" + ps: true}
+	s.listeners, s.port, s.hosts = ls, port, LoopbackHosts(port)
 	return port, nil
 }
 

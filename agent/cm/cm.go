@@ -23,7 +23,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -188,9 +187,7 @@ func (s *Server) Listen() (int, error) {
 		s.bindErr = fmt.Errorf("%w (tried %v): %v", ErrNoPort, s.opts.Ports, err)
 		return 0, s.bindErr
 	}
-	s.listeners, s.port, s.bindErr = ls, port, nil
-	ps := strconv.Itoa(port)
-	s.hosts = map[string]bool{"127.0.0.1:" + ps: true, "localhost:" + ps: true, "[::1]:" + ps: true}
+	s.listeners, s.port, s.bindErr, s.hosts = ls, port, nil, api.LoopbackHosts(port)
 	return port, nil
 }
 
