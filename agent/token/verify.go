@@ -227,18 +227,9 @@ func (v *Verifier) Verify(tok *Token, expectedOrigin, challenge string) (*Result
 	if err != nil {
 		return nil, err
 	}
-	if err := v.Challenges.Consume(challenge); err != nil {
-		var ve *VerifyError
-		if errors.As(err, &ve) {
-			return nil, err
-		}
-		// A shared store that failed (database down) is not the token's
-		// fault: return it as it is, for the caller to treat as a 500.
-		return nil, fmt.Errorf("consuming challenge: %w", err)
-	}
-	now := time.Now()
-	if v.Now != nil {
-		now = v.Now()
+	now, err := v.consume(challenge)
+	if err != nil {
+		return nil, err
 	}
 	chain, err := v.verifyCertificate(p, now)
 	if err != nil {
@@ -277,6 +268,24 @@ func (v *Verifier) Verify(tok *Token, expectedOrigin, challenge string) (*Result
 		Algorithm:   tok.Algorithm,
 		Origin:      expectedOrigin,
 	}, nil
+}
+
+// consume consumes challenge in the store (single use) and returns the time
+// the rest of the verification is made at.
+func (v *Verifier) consume(challenge string) (time.Time, error) {
+	if err := v.Challenges.Consume(challenge); err != nil {
+		var ve *VerifyError
+		if errors.As(err, &ve) {
+			return time.Time{}, err
+		}
+		// A shared store that failed (database down) is not the token's
+		// fault: return it as it is, for the caller to treat as a 500.
+		return time.Time{}, fmt.Errorf("consuming challenge: %w", err)
+	}
+	if v.Now != nil {
+		return v.Now(), nil
+	}
+	return time.Now(), nil
 }
 
 // parsed is a token whose fields decoded.

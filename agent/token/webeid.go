@@ -5,10 +5,8 @@ import (
 	"crypto/sha512"
 	"crypto/x509"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/cardagent/cardagent/agent/certinfo"
 )
@@ -111,16 +109,9 @@ func (v *Verifier) VerifyWebEID(tok *WebEIDToken, expectedOrigin, nonce string) 
 	if err := checkKey(tok.Algorithm, cert.PublicKey); err != nil {
 		return nil, err
 	}
-	if err := v.Challenges.Consume(nonce); err != nil {
-		var ve *VerifyError
-		if errors.As(err, &ve) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("consuming challenge: %w", err)
-	}
-	now := time.Now()
-	if v.Now != nil {
-		now = v.Now()
+	now, err := v.consume(nonce)
+	if err != nil {
+		return nil, err
 	}
 	chain, err := v.verifyCertificate(&parsed{cert: cert, sig: sig}, now)
 	if err != nil {
