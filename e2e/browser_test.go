@@ -328,21 +328,7 @@ func setupWith(t *testing.T, configure func(*agent.CardService)) *env {
 		t.Fatalf("agent listen: %v", err)
 	}
 	t.Logf("agent on port %d; allowed %s, disallowed %s", port, e.allowed, e.other)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, serve := range []func(context.Context) error{e.svc.Serve, srv.Serve} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := serve(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("agent: %v", err)
-			}
-		}()
-	}
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-	})
+	serveAgent(t, e.svc.Serve, srv.Serve)
 	return e
 }
 
@@ -644,4 +630,24 @@ func peek(tab context.Context) pageResult {
 	var r pageResult
 	_ = chromedp.Run(ctx, chromedp.Evaluate(readHooks, &r))
 	return r
+}
+
+// serveAgent runs the agent's parts (the card service, its servers) until
+// the test ends; a part that fails fails the test.
+func serveAgent(t *testing.T, parts ...func(context.Context) error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, serve := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := serve(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				t.Errorf("agent: %v", err)
+			}
+		}()
+	}
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
 }

@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -16,7 +15,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -645,21 +643,7 @@ func setupCM(t *testing.T) *cmEnv {
 		t.Fatal(err)
 	}
 	t.Logf("Credential Management endpoint on port %d of %v; page %s, refused %s", port, e.ports, e.allowed, e.other)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, serve := range []func(context.Context) error{e.svc.Serve, e.srv.Serve} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := serve(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("agent: %v", err)
-			}
-		}()
-	}
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-	})
+	serveAgent(t, e.svc.Serve, e.srv.Serve)
 	return e
 }
 

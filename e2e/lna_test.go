@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -167,19 +166,7 @@ document.body.dataset.ready = "1";
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, serve := range []func(context.Context) error{svc.Serve, srv.Serve} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			serve(ctx)
-		}()
-	}
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-	})
+	serveAgent(t, svc.Serve, srv.Serve)
 	p.Insert(t, 0, card, vcard.Options{})
 	deadline := time.Now().Add(10 * time.Second)
 	for svc.Status().Readers == nil || len(svc.Status().Readers) == 0 || svc.Status().Readers[0].Card == nil || svc.Status().Readers[0].Card.State != wire.CardReady {
